@@ -27,9 +27,33 @@ pub fn check(file: &ast::File, fallback_name: &str) -> (Option<Model>, Vec<Diagn
     (model, diags)
 }
 
-/// Parses and checks source text in one go.
+/// Stack for the front end's recursive passes. The scanner bounds nesting and operator counts
+/// (see `gle_syntax::scan`), so expression trees are at most about a thousand levels deep; this
+/// leaves room for that depth even in unoptimised builds. The memory is reserved, not committed.
+const FRONT_END_STACK: usize = 256 << 20;
+
+/// Parses and checks source text in one go, on a thread with a stack large enough for the
+/// deepest expression the scanner admits.
 pub fn check_source(name: &str, text: &str) -> (Option<Model>, Vec<Diagnostic>) {
+    std::thread::scope(|scope| {
+        match std::thread::Builder::new()
+            .name("glec-front-end".into())
+            .stack_size(FRONT_END_STACK)
+            .spawn_scoped(scope, || check_source_here(name, text))
+        {
+            Ok(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => check_source_here(name, text),
+        }
+    })
+}
+
+fn check_source_here(name: &str, text: &str) -> (Option<Model>, Vec<Diagnostic>) {
     let (file, mut diags) = gle_syntax::parse(text);
+    if gle_syntax::has_errors(&diags) {
+        // Declarations that failed to parse are missing from the AST; checking the rest would
+        // report their absence as further, misleading errors.
+        return (None, diags);
+    }
     let stem = std::path::Path::new(name)
         .file_stem()
         .and_then(|s| s.to_str())
@@ -796,11 +820,11 @@ impl Checker {
                         }
                         *slot = Some((defs.len(), name.span));
                     }
-                    let Some(v) =
-                        self.ok(r.resolve(value, &scope(&param_names, &state_names, &comp_names, &def_names)))
-                    else {
-                        continue;
-                    };
+                    // A definition that fails to resolve still takes its slot, so later
+                    // definitions that use its name do not report it as unknown.
+                    let v = self
+                        .ok(r.resolve(value, &scope(&param_names, &state_names, &comp_names, &def_names)))
+                        .unwrap_or(Expr::Num(f64::NAN));
                     collect_taus(&v, value, &mut time_constants);
                     defs.push(Def {
                         name: name.node.clone(),
@@ -1147,9 +1171,10 @@ impl Checker {
                 .with_label("a state or derived quantity")
                 .with_note("states start at zero; derived quantities follow from the dynamics")
             } else {
-                diag::unknown_name(
-                    &format!("parameter of `{}`", nt.name),
+                diag::unknown_member(
+                    "parameter",
                     &v.name.node,
+                    &format!("neuron type `{}`", nt.name),
                     v.name.span,
                     names.iter().copied(),
                 )
@@ -1312,9 +1337,10 @@ impl Checker {
             Some(m) => match post_nt.compartments.iter().position(|x| x.name == m.node) {
                 Some(i) => Some(i),
                 None => {
-                    self.err(diag::unknown_name(
-                        &format!("compartment of `{}` (neuron type `{}`)", c.post.node.node, post_nt.name),
+                    self.err(diag::unknown_member(
+                        "compartment",
                         &m.node,
+                        &format!("`{}` (neuron type `{}`)", c.post.node.node, post_nt.name),
                         m.span,
                         post_nt.compartments.iter().map(|x| x.name.as_str()),
                     ));

@@ -24,6 +24,22 @@ pub fn unknown_name<'a>(
     }
 }
 
+/// E0200: `owner` has no member `name` of this kind, with a suggestion among `candidates`.
+pub fn unknown_member<'a>(
+    kind: &str,
+    name: &str,
+    owner: &str,
+    span: Span,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Diagnostic {
+    let d = Diagnostic::error("E0200", format!("{owner} has no {kind} `{name}`"), span)
+        .with_label(format!("not a {kind} of {owner}"));
+    match closest(name, candidates) {
+        Some(s) => d.with_help(format!("did you mean `{s}`?")),
+        None => d,
+    }
+}
+
 /// E0201: a name defined twice.
 pub fn duplicate(what: &str, name: &str, span: Span, first: Span) -> Diagnostic {
     Diagnostic::error("E0201", format!("{what} `{name}` is defined more than once"), span)

@@ -19,6 +19,7 @@ pub mod suggest;
 pub mod symbols;
 
 pub use check::{check, check_source};
+pub use dump::Printer;
 pub use ir::*;
 
 /// Counts of what a model contains, for `glec check`'s one-line summary.

@@ -113,9 +113,10 @@ pub fn neuron_member(n: &NeuronType, member: &Ident, owner: &str) -> Result<Neur
         .or_else(|| pos(n.defs.iter().map(|d| d.name.as_str()).collect()).map(NeuronVar::Def))
         .or_else(|| pos(n.compartments.iter().map(|c| c.name.as_str()).collect()).map(NeuronVar::Compartment))
         .ok_or_else(|| {
-            diag::unknown_name(
-                &format!("variable of `{owner}` (neuron type `{}`)", n.name),
+            diag::unknown_member(
+                "variable",
                 name,
+                &format!("`{owner}` (neuron type `{}`)", n.name),
                 member.span,
                 var_names(n),
             )
@@ -337,9 +338,10 @@ impl Resolver<'_> {
                 let fields = &self.dataset_fields[sym.index];
                 match fields.iter().position(|f| *f == member.node) {
                     Some(i) => Ok(Expr::Ref(Ref::DataField(sym.index, i))),
-                    None => Err(diag::unknown_name(
-                        &format!("field of dataset `{name}`"),
+                    None => Err(diag::unknown_member(
+                        "field",
                         &member.node,
+                        &format!("dataset `{name}`"),
                         member.span,
                         fields.iter().map(String::as_str),
                     )),

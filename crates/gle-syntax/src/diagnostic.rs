@@ -105,8 +105,10 @@ impl Diagnostic {
             .origin(file.name())
             .fold(true)
             .annotation(level.span(clamp(self.span)).label(&self.label));
+        // Secondary labels use the warning level: in plain rendering it draws `---` without a
+        // level prefix, the way rustc shows secondary spans.
         for label in &self.labels {
-            snippet = snippet.annotation(Level::Info.span(clamp(label.span)).label(&label.message));
+            snippet = snippet.annotation(Level::Warning.span(clamp(label.span)).label(&label.message));
         }
         let mut message = level.title(&self.message).id(self.code).snippet(snippet);
         for note in &self.notes {

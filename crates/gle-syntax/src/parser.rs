@@ -49,27 +49,83 @@ pub fn parse(text: &str) -> (File, Vec<Diagnostic>) {
                     }
                 }
             }
-            Err(err) => diags.push(syntax_error(&err, src, chunk.span.start)),
+            Err(err) => {
+                let detailed = parse_with_detail(src).unwrap_or(err);
+                diags.push(syntax_error(&detailed, src, chunk.span.start));
+            }
         }
     }
     diags.sort_by_key(|d| d.span.start);
     (file, diags)
 }
 
-/// Converts a pest error into a spanned `E0100` diagnostic naming what was expected.
+/// Serialises detailed re-parses: pest's error-detail switch is process-global.
+static DETAIL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Parses a declaration that failed again, this time tracking every token pest tried at the
+/// furthest position, for a precise "expected …" message. Tracking doubles the cost of parsing,
+/// so only failing declarations pay for it. A concurrent parse that sees the switch on merely
+/// tracks too; every error message comes from a detailed parse, so messages are deterministic.
+fn parse_with_detail(src: &str) -> Option<pest::error::Error<Rule>> {
+    let _guard = DETAIL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    pest::set_error_detail(true);
+    let result = GleParser::parse(Rule::declaration, src);
+    pest::set_error_detail(false);
+    result.err()
+}
+
+/// Converts a pest error into a spanned `E0100` diagnostic naming what was expected at the
+/// furthest position the parser reached (literal tokens such as `->` included).
 fn syntax_error(err: &pest::error::Error<Rule>, src: &str, offset: usize) -> Diagnostic {
     use pest::error::{ErrorVariant, InputLocation};
-    let pos = match err.location {
+    let mut pos = match err.location {
         InputLocation::Pos(p) => p,
         InputLocation::Span((s, _)) => s,
     };
-    let mut expected: Vec<&'static str> = match &err.variant {
-        ErrorVariant::ParsingError { positives, .. } => positives.iter().filter_map(|r| describe(*r)).collect(),
-        ErrorVariant::CustomError { .. } => Vec::new(),
-    };
+    let mut expected: Vec<String> = Vec::new();
+    match err.parse_attempts() {
+        Some(attempts) => {
+            pos = attempts.max_position;
+            // Literal tokens display as themselves. Tokens that can start an expression and
+            // operator symbols are summarised; comment openers are always allowed and omitted.
+            let mut tokens: Vec<String> = attempts.expected_tokens().iter().map(ToString::to_string).collect();
+            tokens.retain(|t| t != "//" && t != "/*" && !t.contains("..") && !t.chars().any(char::is_whitespace));
+            if tokens.iter().any(|t| matches!(t.as_str(), "\"" | "(" | "_")) {
+                tokens.retain(|t| !matches!(t.as_str(), "\"" | "(" | "[" | "_" | "D" | "I" | "-"));
+                expected.push("an expression".into());
+            }
+            if tokens.iter().any(|t| matches!(t.as_str(), "+" | "*" | "/" | "^")) {
+                tokens.retain(|t| !matches!(t.as_str(), "+" | "*" | "/" | "^" | "-"));
+                expected.push("an operator".into());
+            }
+            expected.extend(tokens.into_iter().map(|t| format!("`{t}`")));
+            if expected.is_empty()
+                && let ErrorVariant::ParsingError { positives, .. } = &err.variant
+            {
+                expected.extend(positives.iter().filter_map(|r| describe(*r)).map(str::to_string));
+            }
+        }
+        None => {
+            if let ErrorVariant::ParsingError { positives, .. } = &err.variant {
+                expected.extend(positives.iter().filter_map(|r| describe(*r)).map(str::to_string));
+            }
+        }
+    }
     expected.sort_unstable();
     expected.dedup();
+    if expected.iter().any(|e| e == "an expression") {
+        expected.retain(|e| {
+            !matches!(
+                e.as_str(),
+                "a name" | "a number" | "a string" | "`(`" | "`[`" | "`-`" | "`D`" | "`I`"
+            )
+        });
+    }
     let found = found_at(src, pos);
+    if found.1 == 0 {
+        // At the end of the declaration: point just past its last token, not at the next line.
+        pos = content_end(src.get(..pos).unwrap_or(src));
+    }
     let end = pos + found.1;
     let message = if expected.is_empty() {
         format!("unexpected {}", found.0)
@@ -82,7 +138,7 @@ fn syntax_error(err: &pest::error::Error<Rule>, src: &str, offset: usize) -> Dia
         format!("expected {}", join_or(&expected))
     };
     let mut d = Diagnostic::error("E0100", message, Span::new(offset + pos, offset + end)).with_label(label);
-    if expected.contains(&"a declaration") {
+    if expected.iter().any(|e| e == "a new declaration") {
         d = d.with_note(
             "a declaration starts with one of: model, const, fn, neuron, input, dataset, population, connect, energy, rule, learn, run",
         );
@@ -112,10 +168,10 @@ fn found_at(src: &str, pos: usize) -> (String, usize) {
     }
 }
 
-fn join_or(items: &[&str]) -> String {
+fn join_or(items: &[String]) -> String {
     match items {
         [] => String::new(),
-        [one] => (*one).to_string(),
+        [one] => one.clone(),
         [init @ .., last] => format!("{} or {}", init.join(", "), last),
     }
 }
@@ -131,7 +187,7 @@ fn describe(rule: Rule) -> Option<&'static str> {
         Rule::args => "`(`",
         Rule::arg => "an argument",
         Rule::size => "`[size]`",
-        Rule::EOI => "the end of the declaration",
+        Rule::EOI => "a new declaration",
         Rule::kw_model
         | Rule::kw_const
         | Rule::kw_fn
@@ -142,7 +198,7 @@ fn describe(rule: Rule) -> Option<&'static str> {
         | Rule::kw_connect
         | Rule::kw_energy
         | Rule::kw_rule
-        | Rule::kw_run => "a declaration",
+        | Rule::kw_run => "a new declaration",
         Rule::kw_learn | Rule::learn_mod | Rule::learn_mark => "`learn`",
         Rule::kw_param | Rule::param_item => "`param`",
         Rule::kw_state | Rule::state_item => "`state`",

@@ -228,18 +228,6 @@ pub fn scan(text: &str) -> (Vec<Chunk>, Vec<Diagnostic>) {
                     ops_in_chunk += 1;
                 }
             }
-            if ops_in_chunk > MAX_OPERATORS && !ops_reported {
-                ops_reported = true;
-                diags.push(
-                    Diagnostic::error("E0006", "declaration has too many operators", Span::new(start, i))
-                        .with_label(format!("operator number {} here", MAX_OPERATORS + 1))
-                        .with_note(format!(
-                            "at most {MAX_OPERATORS} operators are accepted in one declaration"
-                        ))
-                        .with_help("split the expression with `let` or `const`"),
-                );
-                error_at.push(start);
-            }
             Tok::Op
         } else if b",:=.".contains(&c) {
             i += 1;
@@ -263,6 +251,18 @@ pub fn scan(text: &str) -> (Vec<Chunk>, Vec<Diagnostic>) {
             error_at.push(start);
             Tok::Other
         };
+        if ops_in_chunk > MAX_OPERATORS && !ops_reported {
+            ops_reported = true;
+            diags.push(
+                Diagnostic::error("E0006", "declaration has too many operators", Span::new(start, i))
+                    .with_label(format!("operator number {} here", MAX_OPERATORS + 1))
+                    .with_note(format!(
+                        "at most {MAX_OPERATORS} operators are accepted in one declaration"
+                    ))
+                    .with_help("split the expression with `let` or `const`"),
+            );
+            error_at.push(start);
+        }
         prev = Some(tok);
     }
     if starts.first() != Some(&0) {
