@@ -59,6 +59,8 @@ pub enum Builtin {
     Uniform,
     /// A seeded normal draw.
     Normal,
+    /// A recorded stream from an `.npy` file: one row per step.
+    Npy,
 }
 
 /// Where an expression is written; decides which built-ins are allowed.
@@ -134,6 +136,7 @@ pub const BUILTINS: &[Signature] = &[
     sig(Builtin::Ou, "ou", &["tau", "sigma"]),
     sig(Builtin::Uniform, "uniform", &["lo", "hi"]),
     sig(Builtin::Normal, "normal", &["mean", "std"]),
+    sig(Builtin::Npy, "npy", &["file"]),
 ];
 
 impl Builtin {
@@ -167,6 +170,7 @@ impl Builtin {
                 | Builtin::Ou
                 | Builtin::Uniform
                 | Builtin::Normal
+                | Builtin::Npy
         )
     }
 
@@ -177,7 +181,7 @@ impl Builtin {
         }
         match self {
             Builtin::Sum | Builtin::Mse | Builtin::CrossEntropy | Builtin::Mismatch => ctx == Context::Energy,
-            Builtin::Smooth | Builtin::Ou | Builtin::Uniform | Builtin::Normal => ctx == Context::Input,
+            Builtin::Smooth | Builtin::Ou | Builtin::Uniform | Builtin::Normal | Builtin::Npy => ctx == Context::Input,
             _ => false,
         }
     }
@@ -186,7 +190,7 @@ impl Builtin {
     pub fn allowed_where(self) -> &'static str {
         match self {
             Builtin::Sum | Builtin::Mse | Builtin::CrossEntropy | Builtin::Mismatch => "in the energy",
-            Builtin::Smooth | Builtin::Ou | Builtin::Uniform | Builtin::Normal => "in an input source",
+            Builtin::Smooth | Builtin::Ou | Builtin::Uniform | Builtin::Normal | Builtin::Npy => "in an input source",
             _ => "anywhere",
         }
     }

@@ -1945,6 +1945,7 @@ impl Checker {
         let mut duration = None;
         let mut learn = true;
         let mut overrides = Vec::new();
+        let mut param_overrides = Vec::new();
         for item in items {
             let ast::RunItem::Setting(s) = item else { continue };
             let set_duration = |this: &mut Self, d: Duration| {
@@ -1993,6 +1994,11 @@ impl Checker {
                         Err(d) => self.err(d),
                     }
                 }
+                "override" => {
+                    if let Some(o) = self.ok(param_override(s, ctx)) {
+                        param_overrides.push(o);
+                    }
+                }
                 "learn" => match self.ok(single_value(s).and_then(|v| word(v, &["on", "off"]))) {
                     Some("off") => learn = false,
                     Some(_) => learn = true,
@@ -2005,7 +2011,7 @@ impl Checker {
                         }
                     }
                     _ => {
-                        let mut known = vec!["steps", "duration", "data", "learn"];
+                        let mut known = vec!["steps", "duration", "data", "learn", "override"];
                         known.extend(ctx.symbols.names_of(SymKind::Const));
                         self.unknown_setting(s, &known, "a phase");
                     }
@@ -2027,6 +2033,7 @@ impl Checker {
             duration,
             learn,
             overrides,
+            param_overrides,
             span,
         })
     }
@@ -2129,6 +2136,47 @@ fn recorded(t: &ast::Expr, ctx: &ProtoCtx) -> Result<Recorded, Diagnostic> {
         )),
         _ => ctx.pop_var(parts, t.span).map(|(p, v)| Recorded::PopVar(p, v)),
     }
+}
+
+/// `override pop.param, value`: a population parameter replaced for one phase.
+fn param_override(s: &Setting, ctx: &ProtoCtx) -> Result<(usize, usize, f64), Diagnostic> {
+    let [target, value] = s.values.as_slice() else {
+        return Err(Diagnostic::error(
+            "E0211",
+            "`override` takes a parameter and a value: `override h.tau_m, 1`",
+            s.span,
+        )
+        .with_label("expected two values"));
+    };
+    let ExprKind::Path(parts) = &target.node else {
+        return Err(Diagnostic::error(
+            "E0414",
+            "expected a population parameter such as `h.tau_m`",
+            target.span,
+        )
+        .with_label("not a parameter"));
+    };
+    if parts.len() != 2 {
+        return Err(Diagnostic::error(
+            "E0414",
+            "expected a population parameter such as `h.tau_m`",
+            target.span,
+        )
+        .with_label("not a parameter"));
+    }
+    let (pop, var) = ctx.pop_var(parts, target.span)?;
+    let NeuronVar::Param(param) = var else {
+        return Err(Diagnostic::error(
+            "E0405",
+            format!(
+                "`{}` is not a parameter; only parameters can be overridden",
+                parts[1].node
+            ),
+            parts[1].span,
+        )
+        .with_label("not a parameter"));
+    };
+    Ok((pop, param, eval_num(value, ctx.consts)?))
 }
 
 fn readout(v: &ast::Expr, ctx: &ProtoCtx) -> Result<Readout, Diagnostic> {

@@ -202,6 +202,11 @@ fn protocol_items(m: &Model, items: &[ProtocolItem], indent: usize, out: &mut St
                 for (c, v) in &p.overrides {
                     let _ = write!(line, ", {} = {}", m.consts[*c].name, num(*v));
                 }
+                for (pop, param, v) in &p.param_overrides {
+                    let pop = &m.populations[*pop];
+                    let name = &m.neurons[pop.neuron].params[*param].name;
+                    let _ = write!(line, ", override {}.{name} = {}", pop.name, num(*v));
+                }
                 let _ = writeln!(out, "{line}");
             }
             ProtocolItem::Repeat { count, items } => {

@@ -142,7 +142,7 @@ pub struct Def {
 }
 
 /// A variable of a neuron type, as seen from outside (`pop.var`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NeuronVar {
     /// A parameter.
     Param(usize),
@@ -509,6 +509,9 @@ pub struct Phase {
     pub learn: bool,
     /// Constants overridden during this phase (e.g. `beta 0`).
     pub overrides: Vec<(usize, f64)>,
+    /// Population parameters `(population, parameter, value)` replaced during this phase and
+    /// restored to their previous values after it (`override h.tau_m, 1`).
+    pub param_overrides: Vec<(usize, usize, f64)>,
     /// Span.
     pub span: Span,
 }

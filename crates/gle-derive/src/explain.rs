@@ -1,0 +1,190 @@
+//! The derived equations of a model as text (`glec explain`).
+
+use crate::program::Program;
+use crate::sym::Leaf;
+use gle_ir::{Connectivity, ErrorMode, Model, Plasticity, Role, Source};
+use std::fmt::Write;
+
+/// Output format of [`explain`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Plain text.
+    Text,
+    /// Markdown: one section per population, equations in code blocks.
+    Markdown,
+}
+
+/// The continuous-time equations glec derived for `model`, per population, then plasticity.
+pub fn explain(model: &Model, program: &Program, format: Format) -> String {
+    let g = &program.graph;
+    let mut o = String::new();
+    let md = format == Format::Markdown;
+    let _ = writeln!(
+        o,
+        "{}model {}{}",
+        if md { "# " } else { "" },
+        model.name,
+        if md { "\n" } else { "" }
+    );
+    for (p, pop) in model.populations.iter().enumerate() {
+        let nt = &model.neurons[pop.neuron];
+        let nd = &program.neurons[pop.neuron];
+        let role = match pop.role {
+            Role::Learner => "learner: receives errors",
+            Role::Fixed => "fixed: in no energy term, no error",
+        };
+        let title = format!("population {} [{}] : {} ({role})", pop.name, pop.size, nt.name);
+        if md {
+            let _ = writeln!(o, "## {title}\n\n```");
+        } else {
+            let _ = writeln!(o, "{title}");
+        }
+        let name = |l: Leaf| -> String {
+            match l {
+                Leaf::Param(i) => nt.params[i].name.clone(),
+                Leaf::State(i) => nt.states[i].name.clone(),
+                Leaf::StateDot(i) => format!("{}'", nt.states[i].name),
+                Leaf::Aux(k) => format!("y{k}"),
+                Leaf::AuxDot(k) => format!("y{k}'"),
+                Leaf::Input => "input".into(),
+                Leaf::Compartment(i) => nt.compartments[i].name.clone(),
+                Leaf::Error => "e".into(),
+                Leaf::Uhat => "uhat".into(),
+                Leaf::Const(i) => model.consts[i].name.clone(),
+                Leaf::Dt => "dt".into(),
+                Leaf::Time => "t".into(),
+                Leaf::Buf(b) => program.buffers[b].name.clone(),
+            }
+        };
+        let u = &nt.states[0].name;
+        let inputs: Vec<String> = model
+            .projections
+            .iter()
+            .filter(|pr| pr.post == p)
+            .map(|pr| {
+                let pre = match pr.pre {
+                    Source::Input(i) => model.inputs[i].name.clone(),
+                    Source::Population(q, _) => format!("{}.r", model.populations[q].name),
+                };
+                match &pr.connectivity {
+                    Connectivity::Dense { bias: Some(_), .. } => format!("{0}.W · {pre} + {0}.b", pr.name),
+                    Connectivity::Dense { .. } => format!("{}.W · {pre}", pr.name),
+                    Connectivity::Diagonal { .. } => format!("{}.w ⊙ {pre}", pr.name),
+                    Connectivity::Identity => pre,
+                }
+            })
+            .collect();
+        let input = if inputs.is_empty() {
+            "0".to_string()
+        } else {
+            inputs.join(" + ")
+        };
+        let _ = writeln!(o, "  input = {input}");
+        let _ = writeln!(o, "  {u}' = {}", g.show(nd.udot, &name));
+        if let Some(i) = nt.mismatch {
+            let _ = writeln!(
+                o,
+                "      from the mismatch {} = {}",
+                nt.defs[i].name,
+                g.show(nd.mismatch, &name)
+            );
+        }
+        match nd.tau_r {
+            Some(tau_r) => {
+                let _ = writeln!(o, "  uhat = {u} + {} * {u}'", g.show(tau_r, &name));
+            }
+            None => {
+                let _ = writeln!(o, "  uhat = {u}");
+            }
+        }
+        let _ = writeln!(o, "  r = {}", g.show(nd.rate, &name));
+        let _ = writeln!(o, "  phi'(uhat) = {}", g.show(nd.slope, &name));
+        for (k, (tau, x)) in nd.filters.iter().enumerate() {
+            let _ = writeln!(o, "  y{k}' = ({} - y{k}) / {}", g.show(*x, &name), g.show(*tau, &name));
+        }
+        if let Some((_, c, gi)) = program.errors.iter().find(|(q, _, _)| *q == p) {
+            let bname = |l: Leaf| -> String {
+                match l {
+                    Leaf::Buf(b) => program.buffers[b].name.clone(),
+                    other => name(other),
+                }
+            };
+            let _ = writeln!(o, "  g = {}", g.show(*gi, &bname));
+            let _ = writeln!(o, "      where the error arriving from above is {}", g.show(*c, &bname));
+            let tau_m = g.show(nd.tau_m, &name);
+            match (model.learning.errors, nd.tau_r) {
+                (ErrorMode::Prospective, Some(tau_r)) => {
+                    let tau_r = g.show(tau_r, &name);
+                    let _ = writeln!(
+                        o,
+                        "  error neuron (GLE, time constants swapped): {tau_r} * v' = g - v,  e = v + {tau_m} * v'"
+                    );
+                }
+                _ => {
+                    let _ = writeln!(o, "  e = g  (instantaneous errors)");
+                }
+            }
+        }
+        if md {
+            let _ = writeln!(o, "```\n");
+        }
+    }
+    let mut plastic = Vec::new();
+    for pr in &model.projections {
+        if let Plasticity::Learn { lr_factor } = pr.plasticity {
+            let pre = match pr.pre {
+                Source::Input(i) => model.inputs[i].name.clone(),
+                Source::Population(q, _) => format!("{}.r", model.populations[q].name),
+            };
+            let post = &model.populations[pr.post].name;
+            let eta = if lr_factor == 1.0 {
+                "eta".to_string()
+            } else {
+                format!("{} * eta", gle_ir::dump::num(lr_factor))
+            };
+            plastic.push(format!("d{}.W/dt = -{eta} * dE/dW = {eta} * {post}.e {pre}^T", pr.name));
+            if let Connectivity::Dense { bias: Some(_), .. } = pr.connectivity {
+                plastic.push(format!("d{}.b/dt = {eta} * {post}.e", pr.name));
+            }
+        }
+    }
+    for (p, pop) in model.populations.iter().enumerate() {
+        let nt = &model.neurons[pop.neuron];
+        let nd = &program.neurons[pop.neuron];
+        for (i, pv) in pop.params.iter().enumerate() {
+            if pv.learn {
+                let name = |l: Leaf| -> String {
+                    match l {
+                        Leaf::Param(i) => nt.params[i].name.clone(),
+                        Leaf::StateDot(i) => format!("{}'", nt.states[i].name),
+                        Leaf::State(i) => nt.states[i].name.clone(),
+                        other => format!("{other:?}"),
+                    }
+                };
+                let _ = p;
+                plastic.push(format!(
+                    "d{}.{}/dt = -eta * e * dmismatch/d{} = -eta * {}.e * ({})",
+                    pop.name,
+                    nt.params[i].name,
+                    nt.params[i].name,
+                    pop.name,
+                    g.show(nd.dmismatch_dparam[i], &name)
+                ));
+            }
+        }
+    }
+    if !plastic.is_empty() {
+        if md {
+            let _ = writeln!(o, "## plasticity\n\n```");
+        } else {
+            let _ = writeln!(o, "plasticity");
+        }
+        for line in plastic {
+            let _ = writeln!(o, "  {line}");
+        }
+        if md {
+            let _ = writeln!(o, "```");
+        }
+    }
+    o
+}

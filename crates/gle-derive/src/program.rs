@@ -1,0 +1,851 @@
+//! The step program: one time step of a model, discretised and scheduled, as statements over
+//! named buffers. Every backend consumes this; the interpreter in `gle-runtime` defines its
+//! meaning.
+//!
+//! Schedule (the reference's parallel schedule, math.md §9.5): every population computes its
+//! step from values committed at the end of the previous step (inputs are the current step's),
+//! then all staged values are committed together, then the optimiser steps. One step of delay per
+//! layer results in each direction. Integration is forward Euler with both look-ahead read-outs
+//! taken from the same pre-step derivative.
+
+use crate::DeriveError;
+use crate::neuron::{NeuronDynamics, derive_neuron};
+use crate::sym::{Fun, Graph, Id, Leaf};
+use gle_ir::builtins::Builtin;
+use gle_ir::{
+    BinOp, Callee, Connectivity, DefKind, ErrorMode, Expr, Feedback, Model, NeuronVar, Plasticity, Ref, Role, Source,
+};
+
+/// Index of a buffer in [`Program::buffers`].
+pub type BufId = usize;
+
+/// How a buffer is laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// One row of `len` values per batch element (neuron state, temporaries).
+    Batch,
+    /// One set of `len` values shared by the batch (parameters, gradients).
+    Shared,
+}
+
+/// How a buffer is initialised when a run starts.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BufInit {
+    /// All zeros (every state starts at zero, math.md §9.4).
+    Zero,
+    /// A population's parameter values.
+    NeuronParam {
+        /// Population.
+        pop: usize,
+        /// Parameter index in the neuron type.
+        param: usize,
+    },
+    /// A projection's weights (matrix row-major, or diagonal).
+    Weights(usize),
+    /// A projection's bias.
+    Bias(usize),
+    /// A projection's fixed random feedback matrix.
+    Feedback(usize),
+    /// Filled by the runtime before every step from an input source.
+    Input(usize),
+}
+
+/// A buffer of the step program.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Buffer {
+    /// A readable name (`h.u`, `x_h.W`).
+    pub name: String,
+    /// Values per row (Batch) or in total (Shared).
+    pub len: usize,
+    /// Layout.
+    pub layout: Layout,
+    /// Initial contents.
+    pub init: BufInit,
+}
+
+/// One statement of a step.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stmt {
+    /// For every batch row and every `i < len`: evaluate each expression (leaves `Buf(id)` read
+    /// element `i` of that buffer's row, or element `i` of a shared buffer) and then write the
+    /// results. All expressions see the buffers as they were before the statement.
+    Map {
+        /// Elements per row.
+        len: usize,
+        /// Destination buffers and their expressions.
+        outs: Vec<(BufId, Id)>,
+    },
+    /// `out[b] (+)= W · x[b]` for a `rows × cols` matrix `W`.
+    MatVec {
+        /// Output (rows per batch row).
+        out: BufId,
+        /// Shared matrix.
+        w: BufId,
+        /// Rows.
+        rows: usize,
+        /// Columns.
+        cols: usize,
+        /// Input (cols per batch row).
+        x: BufId,
+        /// Add to `out` instead of overwriting it.
+        accumulate: bool,
+    },
+    /// `out[b] = Wᵀ · x[b]` for a `rows × cols` matrix `W` (out has cols, x rows).
+    MatTVec {
+        /// Output.
+        out: BufId,
+        /// Shared matrix.
+        w: BufId,
+        /// Rows of `W`.
+        rows: usize,
+        /// Columns of `W`.
+        cols: usize,
+        /// Input.
+        x: BufId,
+    },
+    /// `grad[i][j] = ±(Σ_b a[b][i] · x[b][j]) / B`.
+    Outer {
+        /// Shared gradient, `rows × cols`.
+        grad: BufId,
+        /// Rows.
+        rows: usize,
+        /// Columns.
+        cols: usize,
+        /// Per-row vectors of `rows`.
+        a: BufId,
+        /// Per-row vectors of `cols`.
+        x: BufId,
+        /// Negate the mean.
+        negate: bool,
+    },
+    /// `grad[i] = ±(Σ_b x[b][i]) / B`.
+    Mean {
+        /// Shared gradient.
+        grad: BufId,
+        /// Elements.
+        len: usize,
+        /// Per-row values.
+        x: BufId,
+        /// Negate the mean.
+        negate: bool,
+    },
+}
+
+/// A learnable parameter: its buffer, its gradient, and its optimiser settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Learnable {
+    /// What it is (`x_h.W`, `h.tau_m`).
+    pub name: String,
+    /// The parameter's buffer.
+    pub param: BufId,
+    /// The gradient buffer (filled every step; the optimiser steps against it).
+    pub grad: BufId,
+    /// Learning-rate factor.
+    pub lr_factor: f64,
+    /// Lower clamp applied after every optimiser step.
+    pub clamp_min: Option<f64>,
+}
+
+/// Buffers of one population, for read-outs and records.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PopulationBuffers {
+    /// Membrane potential `u` (committed).
+    pub u: BufId,
+    /// Prospective voltage `ŭ` computed in the last step.
+    pub uhat: BufId,
+    /// Rate `r` computed in the last step.
+    pub r: BufId,
+    /// `u̇` of the last step.
+    pub udot: BufId,
+    /// The error `e` of the last step (learners only).
+    pub e: Option<BufId>,
+    /// Error-neuron state `v` (learners with prospective errors).
+    pub v: Option<BufId>,
+    /// Parameter buffers, one per neuron-type parameter.
+    pub params: Vec<BufId>,
+}
+
+/// A model compiled to one time step.
+#[derive(Clone, Debug)]
+pub struct Program {
+    /// All expressions.
+    pub graph: Graph,
+    /// All buffers.
+    pub buffers: Vec<Buffer>,
+    /// The statements of one step, in order.
+    pub stmts: Vec<Stmt>,
+    /// `(destination, source)` copies after the statements: staged values become committed.
+    pub commits: Vec<(BufId, BufId)>,
+    /// Parameters the optimiser updates.
+    pub learnables: Vec<Learnable>,
+    /// Buffers of each population.
+    pub populations: Vec<PopulationBuffers>,
+    /// Buffer of each input.
+    pub inputs: Vec<BufId>,
+    /// Buffers of each projection: weights, bias.
+    pub projections: Vec<(BufId, Option<BufId>)>,
+    /// Derived dynamics of each neuron type.
+    pub neurons: Vec<NeuronDynamics>,
+    /// For learners: `(population, incoming error c, instantaneous error g)` expressions.
+    pub errors: Vec<(usize, Id, Id)>,
+}
+
+struct Builder<'m> {
+    model: &'m Model,
+    g: Graph,
+    buffers: Vec<Buffer>,
+    stmts: Vec<Stmt>,
+    commits: Vec<(BufId, BufId)>,
+    learnables: Vec<Learnable>,
+}
+
+impl Builder<'_> {
+    fn buf(&mut self, name: String, len: usize, layout: Layout, init: BufInit) -> BufId {
+        self.buffers.push(Buffer {
+            name,
+            len,
+            layout,
+            init,
+        });
+        self.buffers.len() - 1
+    }
+
+    fn leaf(&mut self, b: BufId) -> Id {
+        self.g.leaf(Leaf::Buf(b))
+    }
+}
+
+/// Compiles a checked model into its step program.
+pub fn compile(model: &Model) -> Result<Program, DeriveError> {
+    let mut b = Builder {
+        model,
+        g: Graph::new(),
+        buffers: Vec::new(),
+        stmts: Vec::new(),
+        commits: Vec::new(),
+        learnables: Vec::new(),
+    };
+    let used: Vec<bool> = (0..model.neurons.len())
+        .map(|n| model.populations.iter().any(|p| p.neuron == n))
+        .collect();
+    let mut neurons = Vec::new();
+    for (n, &used) in used.iter().enumerate() {
+        if used {
+            neurons.push(derive_neuron(&mut b.g, model, n)?);
+        } else {
+            // Unused types still get derived when possible, for `explain`; failures are ignored.
+            match derive_neuron(&mut b.g, model, n) {
+                Ok(d) => neurons.push(d),
+                Err(_) => {
+                    let zero = b.g.num(0.0);
+                    neurons.push(NeuronDynamics {
+                        udot: zero,
+                        mismatch: zero,
+                        rate: zero,
+                        slope: zero,
+                        tau_r: None,
+                        tau_m: zero,
+                        dmismatch_dparam: Vec::new(),
+                        filters: Vec::new(),
+                        defs: Vec::new(),
+                    })
+                }
+            }
+        }
+    }
+    if !model.rules.is_empty() {
+        return Err(DeriveError::new(
+            "explicit plasticity rules are not compiled yet".into(),
+            model.rules[0].span,
+        ));
+    }
+    if let ErrorMode::Adjoint { .. } = model.learning.errors {
+        let span = model.energy.as_ref().map_or(gle_syntax::Span::default(), |e| e.span);
+        return Err(DeriveError::new(
+            "the offline adjoint error mode is not compiled yet".into(),
+            span,
+        ));
+    }
+
+    // Inputs.
+    let inputs: Vec<BufId> = model
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, inp)| b.buf(inp.name.clone(), inp.size, Layout::Batch, BufInit::Input(i)))
+        .collect();
+
+    // Population buffers.
+    let mut pops: Vec<PopulationBuffers> = Vec::new();
+    let mut staged: Vec<(BufId, BufId, BufId, BufId, BufId)> = Vec::new(); // u', uhat', r', slope', v'
+    let mut slopes = Vec::new();
+    let mut synaptic = Vec::new();
+    let mut aux_bufs: Vec<Vec<(BufId, BufId)>> = Vec::new();
+    for (p, pop) in model.populations.iter().enumerate() {
+        let n = pop.size;
+        let name = &pop.name;
+        let nt = &model.neurons[pop.neuron];
+        let params: Vec<BufId> = nt
+            .params
+            .iter()
+            .enumerate()
+            .map(|(i, q)| {
+                b.buf(
+                    format!("{name}.{}", q.name),
+                    n,
+                    Layout::Shared,
+                    BufInit::NeuronParam { pop: p, param: i },
+                )
+            })
+            .collect();
+        let batch = |b: &mut Builder, what: &str| b.buf(format!("{name}.{what}"), n, Layout::Batch, BufInit::Zero);
+        let u = batch(&mut b, "u");
+        let uhat = batch(&mut b, "uhat");
+        let r = batch(&mut b, "r");
+        let slope = batch(&mut b, "slope");
+        let udot = batch(&mut b, "udot");
+        let input = batch(&mut b, "input");
+        let learner = pop.role == Role::Learner;
+        let (e, v) = if learner {
+            let e = batch(&mut b, "e");
+            let v = (model.learning.errors == ErrorMode::Prospective).then(|| batch(&mut b, "v"));
+            (Some(e), v)
+        } else {
+            (None, None)
+        };
+        let u_next = batch(&mut b, "u'");
+        let uhat_next = batch(&mut b, "uhat'");
+        let r_next = batch(&mut b, "r'");
+        let slope_next = batch(&mut b, "slope'");
+        let v_next = match v {
+            Some(_) => batch(&mut b, "v'"),
+            None => usize::MAX,
+        };
+        let filters = neurons[pop.neuron].filters.len();
+        let aux: Vec<(BufId, BufId)> = (0..filters)
+            .map(|k| {
+                (
+                    batch(&mut b, &format!("filter{k}")),
+                    batch(&mut b, &format!("filter{k}'")),
+                )
+            })
+            .collect();
+        aux_bufs.push(aux);
+        staged.push((u_next, uhat_next, r_next, slope_next, v_next));
+        slopes.push(slope);
+        synaptic.push(input);
+        pops.push(PopulationBuffers {
+            u,
+            uhat,
+            r,
+            udot,
+            e,
+            v,
+            params,
+        });
+    }
+
+    // Projection buffers.
+    let mut proj_bufs: Vec<(BufId, Option<BufId>)> = Vec::new();
+    let mut feedback: Vec<Option<BufId>> = Vec::new();
+    for (k, pr) in model.projections.iter().enumerate() {
+        if pr.compartment.is_some() {
+            return Err(DeriveError::new(
+                "projections into compartments are not compiled yet".into(),
+                pr.span,
+            ));
+        }
+        let (rows, cols) = pr.shape;
+        let (w, bias) = match &pr.connectivity {
+            Connectivity::Dense { bias, .. } => {
+                let w = b.buf(
+                    format!("{}.W", pr.name),
+                    rows * cols,
+                    Layout::Shared,
+                    BufInit::Weights(k),
+                );
+                let bias = bias
+                    .as_ref()
+                    .map(|_| b.buf(format!("{}.b", pr.name), rows, Layout::Shared, BufInit::Bias(k)));
+                (w, bias)
+            }
+            Connectivity::Diagonal { .. } => (
+                b.buf(format!("{}.W", pr.name), rows, Layout::Shared, BufInit::Weights(k)),
+                None,
+            ),
+            Connectivity::Identity => (usize::MAX, None),
+        };
+        proj_bufs.push((w, bias));
+        feedback.push(match pr.feedback {
+            Feedback::Random(_) if matches!(pr.connectivity, Connectivity::Dense { .. }) => Some(b.buf(
+                format!("{}.B", pr.name),
+                rows * cols,
+                Layout::Shared,
+                BufInit::Feedback(k),
+            )),
+            _ => None,
+        });
+    }
+
+    // Errors sent down through each projection whose both ends learn: d = Wᵀ e_post.
+    let mut down: Vec<Option<(BufId, BufId)>> = Vec::new();
+    for pr in &model.projections {
+        let pre_learns = matches!(pr.pre, Source::Population(p, _) if model.populations[p].role == Role::Learner);
+        let post_learns = model.populations[pr.post].role == Role::Learner;
+        down.push(if pre_learns && post_learns {
+            let len = pr.shape.1;
+            let d = b.buf(format!("{}.d", pr.name), len, Layout::Batch, BufInit::Zero);
+            let dn = b.buf(format!("{}.d'", pr.name), len, Layout::Batch, BufInit::Zero);
+            Some((d, dn))
+        } else {
+            None
+        });
+    }
+
+    // The presynaptic buffer each projection reads (committed values; inputs are current).
+    let pre_buf = |pr: &gle_ir::Projection| -> Result<BufId, DeriveError> {
+        match pr.pre {
+            Source::Input(i) => Ok(inputs[i]),
+            Source::Population(p, var) => {
+                let pb = &pops[p];
+                let nt = &model.neurons[model.populations[p].neuron];
+                match var {
+                    NeuronVar::Def(d) if d == nt.rate => Ok(pb.r),
+                    NeuronVar::State(_) => Ok(pb.u),
+                    NeuronVar::Def(d) if defines_uhat(model, model.populations[p].neuron, d) => Ok(pb.uhat),
+                    _ => Err(DeriveError::new(
+                        format!(
+                            "projection `{}` reads a variable that is not compiled yet (use the rate, `u` or ŭ)",
+                            pr.name
+                        ),
+                        pr.span,
+                    )),
+                }
+            }
+        }
+    };
+
+    // Costs: per-element energy density over committed buffers, differentiated per learner.
+    let density = match &model.energy {
+        Some(e) => cost_density(&mut b, &e.value, &pops, &inputs, &neurons, e.span)?,
+        None => b.g.num(0.0),
+    };
+
+    let mut errors = Vec::new();
+    for (p, pop) in model.populations.iter().enumerate() {
+        let n = pop.size;
+        let nd = neurons[pop.neuron].clone();
+        let pb = pops[p].clone();
+        let (u_next, uhat_next, r_next, slope_next, v_next) = staged[p];
+        let input = synaptic[p];
+
+        // 1. Synaptic input I = Σ W a + b.
+        let mut first = true;
+        for (k, pr) in model.projections.iter().enumerate().filter(|(_, pr)| pr.post == p) {
+            let a = pre_buf(pr)?;
+            let (w, bias) = proj_bufs[k];
+            let (rows, cols) = pr.shape;
+            match &pr.connectivity {
+                Connectivity::Dense { .. } => {
+                    b.stmts.push(Stmt::MatVec {
+                        out: input,
+                        w,
+                        rows,
+                        cols,
+                        x: a,
+                        accumulate: !first,
+                    });
+                    if let Some(bias) = bias {
+                        let (i, bb) = (b.leaf(input), b.leaf(bias));
+                        let sum = b.g.add(i, bb);
+                        b.stmts.push(Stmt::Map {
+                            len: n,
+                            outs: vec![(input, sum)],
+                        });
+                    }
+                }
+                Connectivity::Diagonal { .. } | Connectivity::Identity => {
+                    let al = b.leaf(a);
+                    let term = if let Connectivity::Diagonal { .. } = pr.connectivity {
+                        let wl = b.leaf(w);
+                        b.g.mul(wl, al)
+                    } else {
+                        al
+                    };
+                    let value = if first {
+                        term
+                    } else {
+                        let il = b.leaf(input);
+                        b.g.add(il, term)
+                    };
+                    b.stmts.push(Stmt::Map {
+                        len: n,
+                        outs: vec![(input, value)],
+                    });
+                }
+            }
+            first = false;
+        }
+
+        // Bindings of the neuron type's symbols to this population's buffers.
+        let bind = |g: &mut Graph, l: Leaf, e: Option<BufId>| -> Option<Id> {
+            Some(match l {
+                Leaf::Param(i) => g.leaf(Leaf::Buf(pb.params[i])),
+                Leaf::State(_) => g.leaf(Leaf::Buf(pb.u)),
+                Leaf::Input => g.leaf(Leaf::Buf(input)),
+                Leaf::Aux(k) => g.leaf(Leaf::Buf(aux_bufs[p][k].0)),
+                Leaf::Error => match e {
+                    Some(e) => g.leaf(Leaf::Buf(e)),
+                    None => g.num(0.0),
+                },
+                _ => return None,
+            })
+        };
+
+        // 2. Errors of learners: c = Σ d + ε_r; g = φ'(ŭ)·c + ε_ŭ; error neuron.
+        if let Some(e) = pb.e {
+            let mut c = b.g.num(0.0);
+            for (k, pr) in model.projections.iter().enumerate() {
+                if let (Source::Population(q, _), Some((d, _))) = (pr.pre, down[k])
+                    && q == p
+                {
+                    let dl = b.leaf(d);
+                    c = b.g.add(c, dl);
+                }
+            }
+            let one = b.g.num(1.0);
+            let r_leaf = Leaf::Buf(pb.r);
+            let uhat_leaf = Leaf::Buf(pb.uhat);
+            let grads = b.g.grad(density, one, &[r_leaf, uhat_leaf]);
+            let eps_r = b.g.neg(grads[0]);
+            let eps_uhat = b.g.neg(grads[1]);
+            c = b.g.add(c, eps_r);
+            let slope = b.leaf(slopes[p]);
+            let gi = b.g.mul(slope, c);
+            let gi = b.g.add(gi, eps_uhat);
+            errors.push((p, c, gi));
+            let tau_m = b.g.subst(nd.tau_m, &mut |g, l| bind(g, l, None));
+            match (model.learning.errors, pb.v) {
+                (ErrorMode::Prospective, Some(v)) => {
+                    let Some(tau_r) = nd.tau_r else {
+                        return Err(DeriveError::new(
+                            format!(
+                                "population `{}` has no look-ahead τʳ (its rate reads u directly), so prospective errors are undefined; use `errors instantaneous`",
+                                pop.name
+                            ),
+                            pop.span,
+                        ));
+                    };
+                    let tau_r = b.g.subst(tau_r, &mut |g, l| bind(g, l, None));
+                    let vl = b.leaf(v);
+                    let diff = b.g.sub(gi, vl);
+                    let nu = b.g.div(diff, tau_r);
+                    let t = b.g.mul(tau_m, nu);
+                    let e_val = b.g.add(vl, t);
+                    let dtl = b.g.leaf(Leaf::Dt);
+                    let t2 = b.g.mul(dtl, nu);
+                    let v_val = b.g.add(vl, t2);
+                    b.stmts.push(Stmt::Map {
+                        len: n,
+                        outs: vec![(e, e_val), (v_next, v_val)],
+                    });
+                    b.commits.push((v, v_next));
+                }
+                _ => b.stmts.push(Stmt::Map {
+                    len: n,
+                    outs: vec![(e, gi)],
+                }),
+            }
+        }
+
+        // 3. Membrane, look-ahead and rate from the pre-step derivative.
+        let mu = b.g.subst(nd.udot, &mut |g, l| bind(g, l, pb.e));
+        let ul = b.leaf(pb.u);
+        let dtl = b.g.leaf(Leaf::Dt);
+        let step = b.g.mul(dtl, mu);
+        let u_val = b.g.add(ul, step);
+        let uhat_val = match nd.tau_r {
+            Some(tau_r) => {
+                let tau_r = b.g.subst(tau_r, &mut |g, l| bind(g, l, None));
+                let t = b.g.mul(tau_r, mu);
+                b.g.add(ul, t)
+            }
+            None => ul,
+        };
+        let r_val = b.g.subst(nd.rate, &mut |g, l| {
+            if l == Leaf::Uhat {
+                Some(uhat_val)
+            } else {
+                bind(g, l, None)
+            }
+        });
+        let slope_val = b.g.subst(nd.slope, &mut |g, l| {
+            if l == Leaf::Uhat {
+                Some(uhat_val)
+            } else {
+                bind(g, l, None)
+            }
+        });
+        let mut outs = vec![
+            (pb.udot, mu),
+            (u_next, u_val),
+            (uhat_next, uhat_val),
+            (r_next, r_val),
+            (slope_next, slope_val),
+        ];
+        for (k, &(tau, x)) in nd.filters.iter().enumerate() {
+            let (a, a_next) = aux_bufs[p][k];
+            let tau = b.g.subst(tau, &mut |g, l| bind(g, l, pb.e));
+            let x = b.g.subst(x, &mut |g, l| bind(g, l, pb.e));
+            let al = b.leaf(a);
+            let diff = b.g.sub(x, al);
+            let rate = b.g.div(diff, tau);
+            let t = b.g.mul(dtl, rate);
+            let val = b.g.add(al, t);
+            outs.push((a_next, val));
+            b.commits.push((a, a_next));
+        }
+        b.stmts.push(Stmt::Map { len: n, outs });
+        b.commits.extend([
+            (pb.u, u_next),
+            (pb.uhat, uhat_next),
+            (pb.r, r_next),
+            (slopes[p], slope_next),
+        ]);
+
+        // 4. Gradients and errors sent down.
+        if let Some(e) = pb.e {
+            for (k, pr) in model.projections.iter().enumerate().filter(|(_, pr)| pr.post == p) {
+                let a = pre_buf(pr)?;
+                let (w, bias) = proj_bufs[k];
+                let (rows, cols) = pr.shape;
+                if let Plasticity::Learn { lr_factor } = pr.plasticity {
+                    let len = match pr.connectivity {
+                        Connectivity::Dense { .. } => rows * cols,
+                        _ => rows,
+                    };
+                    let grad = b.buf(format!("{}.W.grad", pr.name), len, Layout::Shared, BufInit::Zero);
+                    match pr.connectivity {
+                        Connectivity::Dense { .. } => b.stmts.push(Stmt::Outer {
+                            grad,
+                            rows,
+                            cols,
+                            a: e,
+                            x: a,
+                            negate: true,
+                        }),
+                        _ => {
+                            let tmp = b.buf(format!("{}.W.grad_rows", pr.name), rows, Layout::Batch, BufInit::Zero);
+                            let (el, al) = (b.leaf(e), b.leaf(a));
+                            let prod = b.g.mul(el, al);
+                            b.stmts.push(Stmt::Map {
+                                len: rows,
+                                outs: vec![(tmp, prod)],
+                            });
+                            b.stmts.push(Stmt::Mean {
+                                grad,
+                                len: rows,
+                                x: tmp,
+                                negate: true,
+                            });
+                        }
+                    }
+                    b.learnables.push(Learnable {
+                        name: format!("{}.W", pr.name),
+                        param: w,
+                        grad,
+                        lr_factor,
+                        clamp_min: None,
+                    });
+                    if let Some(bias) = bias {
+                        let gb = b.buf(format!("{}.b.grad", pr.name), rows, Layout::Shared, BufInit::Zero);
+                        b.stmts.push(Stmt::Mean {
+                            grad: gb,
+                            len: rows,
+                            x: e,
+                            negate: true,
+                        });
+                        b.learnables.push(Learnable {
+                            name: format!("{}.b", pr.name),
+                            param: bias,
+                            grad: gb,
+                            lr_factor,
+                            clamp_min: None,
+                        });
+                    }
+                }
+                if let Some((_, d_next)) = down[k] {
+                    match pr.connectivity {
+                        Connectivity::Dense { .. } => {
+                            let w_fb = feedback[k].unwrap_or(w);
+                            b.stmts.push(Stmt::MatTVec {
+                                out: d_next,
+                                w: w_fb,
+                                rows,
+                                cols,
+                                x: e,
+                            });
+                        }
+                        Connectivity::Diagonal { .. } => {
+                            let (wl, el) = (b.leaf(w), b.leaf(e));
+                            let prod = b.g.mul(wl, el);
+                            b.stmts.push(Stmt::Map {
+                                len: rows,
+                                outs: vec![(d_next, prod)],
+                            });
+                        }
+                        Connectivity::Identity => {
+                            let el = b.leaf(e);
+                            b.stmts.push(Stmt::Map {
+                                len: rows,
+                                outs: vec![(d_next, el)],
+                            });
+                        }
+                    }
+                    let (d, dn) = down[k].expect("checked above");
+                    b.commits.push((d, dn));
+                }
+            }
+            // Learned neuron parameters: ∂E/∂θ = e · ∂M/∂θ at the pre-step state.
+            for (i, pv) in pop.params.iter().enumerate() {
+                if !pv.learn {
+                    continue;
+                }
+                let dm = nd.dmismatch_dparam[i];
+                let mul = b.leaf(pb.udot);
+                let dm = b.g.subst(dm, &mut |g, l| {
+                    if l == Leaf::StateDot(0) {
+                        Some(mul)
+                    } else {
+                        bind(g, l, pb.e)
+                    }
+                });
+                let tmp = b.buf(
+                    format!("{}.{}.grad_rows", pop.name, model.neurons[pop.neuron].params[i].name),
+                    n,
+                    Layout::Batch,
+                    BufInit::Zero,
+                );
+                let el = b.leaf(e);
+                let prod = b.g.mul(el, dm);
+                b.stmts.push(Stmt::Map {
+                    len: n,
+                    outs: vec![(tmp, prod)],
+                });
+                let grad = b.buf(
+                    format!("{}.{}.grad", pop.name, model.neurons[pop.neuron].params[i].name),
+                    n,
+                    Layout::Shared,
+                    BufInit::Zero,
+                );
+                b.stmts.push(Stmt::Mean {
+                    grad,
+                    len: n,
+                    x: tmp,
+                    negate: false,
+                });
+                let pname = &model.neurons[pop.neuron].params[i].name;
+                let clamp_min = model
+                    .learning
+                    .clamps
+                    .iter()
+                    .find(|(name, _)| name == pname)
+                    .map(|c| c.1);
+                b.learnables.push(Learnable {
+                    name: format!("{}.{pname}", pop.name),
+                    param: pb.params[i],
+                    grad,
+                    lr_factor: 1.0,
+                    clamp_min,
+                });
+            }
+        }
+    }
+    Ok(Program {
+        graph: b.g,
+        buffers: b.buffers,
+        stmts: b.stmts,
+        commits: b.commits,
+        learnables: b.learnables,
+        populations: pops,
+        inputs,
+        projections: proj_bufs,
+        neurons,
+        errors,
+    })
+}
+
+/// The per-element energy density of the cost terms (mismatch terms excluded: their
+/// contribution is the structural `Σ Wᵀ e`), over committed buffers.
+fn cost_density(
+    b: &mut Builder,
+    e: &Expr,
+    pops: &[PopulationBuffers],
+    inputs: &[BufId],
+    neurons: &[NeuronDynamics],
+    span: gle_syntax::Span,
+) -> Result<Id, DeriveError> {
+    let unsupported = |what: &str| DeriveError::new(format!("the energy uses {what}, which is not compiled yet"), span);
+    Ok(match e {
+        Expr::Num(v) => b.g.num(*v),
+        Expr::Ref(Ref::Const(i)) => b.g.leaf(Leaf::Const(*i)),
+        Expr::Ref(Ref::Dt) => b.g.leaf(Leaf::Dt),
+        Expr::Ref(Ref::Input(i)) => b.leaf(inputs[*i]),
+        Expr::Ref(Ref::PopVar(p, var)) => {
+            let pop = &b.model.populations[*p];
+            let nt = &b.model.neurons[pop.neuron];
+            let pb = &pops[*p];
+            let buf = match var {
+                NeuronVar::Def(d) if *d == nt.rate => pb.r,
+                NeuronVar::State(_) => pb.u,
+                NeuronVar::Def(d) if nt.defs[*d].kind == DefKind::Let && defines_uhat(b.model, pop.neuron, *d) => {
+                    pb.uhat
+                }
+                _ => return Err(unsupported("a population variable other than its rate, `u` or ŭ")),
+            };
+            let _ = neurons;
+            b.leaf(buf)
+        }
+        Expr::Neg(a) => {
+            let a = cost_density(b, a, pops, inputs, neurons, span)?;
+            b.g.neg(a)
+        }
+        Expr::Binary(op, x, y) => {
+            let x = cost_density(b, x, pops, inputs, neurons, span)?;
+            let y = cost_density(b, y, pops, inputs, neurons, span)?;
+            match op {
+                BinOp::Add => b.g.add(x, y),
+                BinOp::Sub => b.g.sub(x, y),
+                BinOp::Mul => b.g.mul(x, y),
+                BinOp::Div => b.g.div(x, y),
+                BinOp::Pow => b.g.pow(x, y),
+            }
+        }
+        Expr::Call(Callee::Builtin(Builtin::Mismatch), _) => b.g.num(0.0),
+        Expr::Call(Callee::Builtin(Builtin::Sum), args) => cost_density(b, &args[0], pops, inputs, neurons, span)?,
+        Expr::Call(Callee::Builtin(Builtin::Mse), args) => {
+            let x = cost_density(b, &args[0], pops, inputs, neurons, span)?;
+            let y = cost_density(b, &args[1], pops, inputs, neurons, span)?;
+            let d = b.g.sub(x, y);
+            let two = b.g.num(2.0);
+            let sq = b.g.pow(d, two);
+            let half = b.g.num(0.5);
+            b.g.mul(half, sq)
+        }
+        Expr::Call(Callee::Builtin(f), args) if f.is_elementwise() => {
+            let xs = args
+                .iter()
+                .map(|a| cost_density(b, a, pops, inputs, neurons, span))
+                .collect::<Result<Vec<_>, _>>()?;
+            b.g.call(Fun::B(*f), xs)
+        }
+        Expr::Call(Callee::Builtin(Builtin::CrossEntropy), _) => return Err(unsupported("`cross_entropy`")),
+        _ => return Err(unsupported("this kind of term")),
+    })
+}
+
+/// Whether definition `d` of neuron type `n` is exactly `D[τʳ] u`, the rate's look-ahead.
+fn defines_uhat(model: &Model, n: usize, d: usize) -> bool {
+    let nt = &model.neurons[n];
+    matches!(&nt.defs[d].value, Expr::D(_, x) if matches!(**x, Expr::Ref(Ref::Own(NeuronVar::State(_)))))
+}

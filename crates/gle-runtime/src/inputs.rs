@@ -1,0 +1,310 @@
+//! Input sources: functions of time with seeded random draws, Gaussian smoothing, and recorded
+//! streams from `.npy` files.
+
+use crate::RunError;
+use crate::npy;
+use crate::rng::Rng;
+use gle_ir::builtins::Builtin;
+use gle_ir::{BinOp, Callee, Expr, Input, Model, Ref};
+use std::path::Path;
+
+/// One input, ready to fill its buffer at any step.
+pub enum InputStream {
+    /// Evaluated every step: `expr(t)` per batch row and channel, with the random draws fixed at
+    /// the start of the run (`draws[site][row * width + channel]`).
+    Function {
+        /// The source expression.
+        expr: Expr,
+        /// Drawn values per random call site.
+        draws: Vec<Vec<f64>>,
+        /// Channels.
+        width: usize,
+        /// Batch rows.
+        batch: usize,
+    },
+    /// Precomputed values, `steps × batch × width`.
+    Table {
+        /// Values.
+        data: Vec<f64>,
+        /// Steps available.
+        steps: usize,
+        /// Channels times batch rows per step.
+        row: usize,
+        /// Name for errors.
+        name: String,
+    },
+}
+
+impl InputStream {
+    /// Prepares input `inp` for `steps` steps.
+    pub fn new(
+        inp: &Input,
+        model: &Model,
+        batch: usize,
+        steps: usize,
+        seed: u64,
+        base: &Path,
+    ) -> Result<Self, RunError> {
+        let width = inp.size;
+        let consts: Vec<f64> = model.consts.iter().map(|c| c.value).collect();
+        let dt = model.protocol.dt;
+        match &inp.source {
+            Expr::Call(Callee::Builtin(Builtin::Npy), args) => {
+                let Some(Expr::Str(file)) = args.first() else {
+                    return Err(RunError::at("`npy` takes a file name", inp.span));
+                };
+                let path = base.join(file);
+                let a = npy::read(&path).map_err(|e| RunError::at(e, inp.span))?;
+                let row = batch * width;
+                let per_step: usize = a.shape.iter().skip(1).product();
+                if a.shape.is_empty() || per_step != row {
+                    return Err(RunError::at(
+                        format!(
+                            "`{}` has shape {:?}, but input `{}` needs (steps, {batch}) or (steps, {batch}, {width})",
+                            path.display(),
+                            a.shape,
+                            inp.name
+                        ),
+                        inp.span,
+                    ));
+                }
+                if a.shape[0] < steps {
+                    return Err(RunError::at(
+                        format!(
+                            "`{}` holds {} steps, but the run needs {steps}",
+                            path.display(),
+                            a.shape[0]
+                        ),
+                        inp.span,
+                    ));
+                }
+                Ok(InputStream::Table {
+                    data: a.data,
+                    steps: a.shape[0],
+                    row,
+                    name: inp.name.clone(),
+                })
+            }
+            Expr::Call(Callee::Builtin(Builtin::Smooth), args) => {
+                let sigma = match args.get(1) {
+                    Some(Expr::Num(s)) => *s,
+                    Some(e) => eval_const(e, &consts)?,
+                    None => 1.0,
+                };
+                let inner = InputStream::function(&args[0], width, batch, seed, inp)?;
+                let mut raw = vec![0.0; steps * batch * width];
+                for n in 0..steps {
+                    inner.fill(n, &consts, dt, &mut raw[n * batch * width..(n + 1) * batch * width])?;
+                }
+                let data = smooth(&raw, steps, batch * width, sigma);
+                Ok(InputStream::Table {
+                    data,
+                    steps,
+                    row: batch * width,
+                    name: inp.name.clone(),
+                })
+            }
+            other => {
+                if contains(other, &|b| matches!(b, Builtin::Smooth | Builtin::Npy | Builtin::Ou)) {
+                    return Err(RunError::at(
+                        "`smooth`, `ou` and `npy` must be the whole input source",
+                        inp.span,
+                    ));
+                }
+                if matches!(other, Expr::Ref(Ref::DataField(..))) || contains_data(other) {
+                    return Err(RunError::at("dataset inputs are not run yet", inp.span));
+                }
+                InputStream::function(other, width, batch, seed, inp)
+            }
+        }
+    }
+
+    fn function(expr: &Expr, width: usize, batch: usize, seed: u64, inp: &Input) -> Result<Self, RunError> {
+        let mut sites = Vec::new();
+        random_sites(expr, &mut sites);
+        let mut rng = Rng::new(seed, 0x1_0000 + inp.span.start as u64);
+        let mut draws = Vec::new();
+        for (lo_or_mean, hi_or_std, uniform) in sites {
+            draws.push(
+                (0..batch * width)
+                    .map(|_| {
+                        if uniform {
+                            rng.uniform(lo_or_mean, hi_or_std)
+                        } else {
+                            rng.normal(lo_or_mean, hi_or_std)
+                        }
+                    })
+                    .collect(),
+            );
+        }
+        Ok(InputStream::Function {
+            expr: expr.clone(),
+            draws,
+            width,
+            batch,
+        })
+    }
+
+    /// Writes the values of step `n` into `out` (`batch × width`).
+    pub fn fill(&self, n: usize, consts: &[f64], dt: f64, out: &mut [f64]) -> Result<(), RunError> {
+        match self {
+            InputStream::Table { data, steps, row, name } => {
+                if n >= *steps {
+                    return Err(RunError::new(format!("input `{name}` has no values for step {n}")));
+                }
+                out.copy_from_slice(&data[n * row..(n + 1) * row]);
+            }
+            InputStream::Function {
+                expr,
+                draws,
+                width,
+                batch,
+            } => {
+                let t = n as f64 * dt;
+                for b in 0..*batch {
+                    for ch in 0..*width {
+                        let mut site = 0;
+                        out[b * width + ch] = eval(expr, t, dt, consts, b * width + ch, ch, draws, &mut site);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Evaluates an input expression for one batch row and channel.
+#[allow(clippy::too_many_arguments)]
+fn eval(
+    e: &Expr,
+    t: f64,
+    dt: f64,
+    consts: &[f64],
+    slot: usize,
+    ch: usize,
+    draws: &[Vec<f64>],
+    site: &mut usize,
+) -> f64 {
+    let ev = |x: &Expr, site: &mut usize| eval(x, t, dt, consts, slot, ch, draws, site);
+    match e {
+        Expr::Num(v) => *v,
+        Expr::Str(_) => f64::NAN,
+        Expr::Ref(Ref::Time) => t,
+        Expr::Ref(Ref::Dt) => dt,
+        Expr::Ref(Ref::Const(i)) => consts[*i],
+        Expr::Ref(_) => f64::NAN,
+        Expr::List(items) => {
+            let item = if items.len() == 1 {
+                &items[0]
+            } else {
+                &items[ch.min(items.len() - 1)]
+            };
+            ev(item, site)
+        }
+        Expr::Neg(a) => -ev(a, site),
+        Expr::Binary(op, a, b) => {
+            let (x, y) = (ev(a, site), ev(b, site));
+            match op {
+                BinOp::Add => x + y,
+                BinOp::Sub => x - y,
+                BinOp::Mul => x * y,
+                BinOp::Div => x / y,
+                BinOp::Pow => x.powf(y),
+            }
+        }
+        Expr::Call(Callee::Builtin(Builtin::Uniform | Builtin::Normal), _) => {
+            let v = draws[*site][slot];
+            *site += 1;
+            v
+        }
+        Expr::Call(Callee::Builtin(b), args) => {
+            let xs: Vec<f64> = args.iter().map(|a| ev(a, site)).collect();
+            gle_ir::eval::apply(*b, &xs)
+        }
+        Expr::Call(Callee::User(_), _) | Expr::D(..) | Expr::I(..) => f64::NAN,
+    }
+}
+
+fn eval_const(e: &Expr, consts: &[f64]) -> Result<f64, RunError> {
+    let mut site = 0;
+    let v = eval(e, 0.0, 0.0, consts, 0, 0, &[], &mut site);
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(RunError::new("a smoothing width must be a constant"))
+    }
+}
+
+/// Random call sites in evaluation order: `(lo or mean, hi or std, uniform?)`.
+fn random_sites(e: &Expr, out: &mut Vec<(f64, f64, bool)>) {
+    match e {
+        Expr::Call(Callee::Builtin(b @ (Builtin::Uniform | Builtin::Normal)), args) => {
+            let num = |x: &Expr| {
+                if let Expr::Num(v) = x {
+                    *v
+                } else {
+                    eval_const(x, &[]).unwrap_or(0.0)
+                }
+            };
+            out.push((num(&args[0]), num(&args[1]), *b == Builtin::Uniform));
+        }
+        Expr::Call(_, args) | Expr::List(args) => args.iter().for_each(|a| random_sites(a, out)),
+        Expr::Neg(a) => random_sites(a, out),
+        Expr::Binary(_, a, b) | Expr::D(a, b) | Expr::I(a, b) => {
+            random_sites(a, out);
+            random_sites(b, out);
+        }
+        Expr::Num(_) | Expr::Str(_) | Expr::Ref(_) => {}
+    }
+}
+
+fn contains(e: &Expr, pred: &dyn Fn(Builtin) -> bool) -> bool {
+    match e {
+        Expr::Call(Callee::Builtin(b), args) => pred(*b) || args.iter().any(|a| contains(a, pred)),
+        Expr::Call(_, args) | Expr::List(args) => args.iter().any(|a| contains(a, pred)),
+        Expr::Neg(a) => contains(a, pred),
+        Expr::Binary(_, a, b) | Expr::D(a, b) | Expr::I(a, b) => contains(a, pred) || contains(b, pred),
+        _ => false,
+    }
+}
+
+fn contains_data(e: &Expr) -> bool {
+    match e {
+        Expr::Ref(Ref::DataField(..)) => true,
+        Expr::Call(_, args) | Expr::List(args) => args.iter().any(contains_data),
+        Expr::Neg(a) => contains_data(a),
+        Expr::Binary(_, a, b) | Expr::D(a, b) | Expr::I(a, b) => contains_data(a) || contains_data(b),
+        _ => false,
+    }
+}
+
+/// Gaussian smoothing along time of `row` independent series (scipy's `gaussian_filter1d` with
+/// `truncate = 4` and `mode = 'reflect'`).
+pub fn smooth(raw: &[f64], steps: usize, row: usize, sigma: f64) -> Vec<f64> {
+    if sigma <= 0.0 || steps == 0 {
+        return raw.to_vec();
+    }
+    let radius = (4.0 * sigma + 0.5) as isize;
+    let mut w: Vec<f64> = (-radius..=radius)
+        .map(|k| (-0.5 * (k * k) as f64 / (sigma * sigma)).exp())
+        .collect();
+    let total: f64 = w.iter().sum();
+    w.iter_mut().for_each(|x| *x /= total);
+    let n = steps as isize;
+    let reflect = |mut i: isize| -> usize {
+        // d c b a | a b c d | d c b a
+        let period = 2 * n;
+        i = i.rem_euclid(period);
+        if i >= n { (period - 1 - i) as usize } else { i as usize }
+    };
+    let mut out = vec![0.0; raw.len()];
+    for s in 0..steps {
+        for (k, wk) in w.iter().enumerate() {
+            let src = reflect(s as isize + k as isize - radius);
+            for c in 0..row {
+                out[s * row + c] += wk * raw[src * row + c];
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,72 @@
+//! Optimisers applied every step (math.md §9.9): plain SGD, SGD with momentum, and Adam with the
+//! bias-corrected update written exactly as PyTorch computes it (the golden runs use it).
+
+use gle_derive::program::Program;
+use gle_ir::Optimizer;
+
+/// Per-parameter optimiser state.
+#[derive(Clone, Debug)]
+pub struct OptimizerState {
+    /// First moments (momentum buffer or Adam's m), one per learnable.
+    m: Vec<Vec<f64>>,
+    /// Adam's second moments.
+    s: Vec<Vec<f64>>,
+    /// Optimiser steps taken.
+    t: u64,
+}
+
+impl OptimizerState {
+    /// Zero state for every learnable of `program`.
+    pub fn new(program: &Program, data: &[Vec<f64>]) -> Self {
+        let zeros: Vec<Vec<f64>> = program
+            .learnables
+            .iter()
+            .map(|l| vec![0.0; data[l.param].len()])
+            .collect();
+        OptimizerState {
+            m: zeros.clone(),
+            s: zeros,
+            t: 0,
+        }
+    }
+
+    /// One step against the gradients, then the lower clamps.
+    pub fn step(&mut self, opt: &Optimizer, program: &Program, data: &mut [Vec<f64>]) {
+        self.t += 1;
+        for (k, l) in program.learnables.iter().enumerate() {
+            let grad = data[l.grad].clone();
+            let theta = &mut data[l.param];
+            match *opt {
+                Optimizer::Sgd { lr } => {
+                    let lr = lr * l.lr_factor;
+                    for (p, g) in theta.iter_mut().zip(&grad) {
+                        *p -= lr * g;
+                    }
+                }
+                Optimizer::Momentum { lr, mu } => {
+                    let lr = lr * l.lr_factor;
+                    for ((p, g), m) in theta.iter_mut().zip(&grad).zip(&mut self.m[k]) {
+                        *m = mu * *m + g;
+                        *p -= lr * *m;
+                    }
+                }
+                Optimizer::Adam { lr, beta1, beta2, eps } => {
+                    let lr = lr * l.lr_factor;
+                    let t = self.t as f64;
+                    let bias1 = 1.0 - beta1.powf(t);
+                    let bias2_sqrt = (1.0 - beta2.powf(t)).sqrt();
+                    let step_size = lr / bias1;
+                    for (((p, g), m), s) in theta.iter_mut().zip(&grad).zip(&mut self.m[k]).zip(&mut self.s[k]) {
+                        *m += (1.0 - beta1) * (g - *m);
+                        *s = *s * beta2 + (1.0 - beta2) * g * g;
+                        let denom = s.sqrt() / bias2_sqrt + eps;
+                        *p -= step_size * (*m / denom);
+                    }
+                }
+            }
+            if let Some(min) = l.clamp_min {
+                theta.iter_mut().for_each(|p| *p = p.max(min));
+            }
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! Runtime tests: the reference interpreter against the authors' golden runs and the closed
+//! forms of test-facts.md.
+
+mod golden;
