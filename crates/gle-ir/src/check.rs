@@ -19,7 +19,21 @@ use std::collections::HashMap;
 /// Checks a parsed file. Returns the model when there are no errors, and all diagnostics.
 /// `fallback_name` names the model when the file has no `model` declaration.
 pub fn check(file: &ast::File, fallback_name: &str) -> (Option<Model>, Vec<Diagnostic>) {
-    let mut c = Checker::default();
+    check_with(file, fallback_name, &[])
+}
+
+/// Like [`check`], with values that replace named constants and the run settings `dt`,
+/// `batch` and `seed` before anything is evaluated (`glec run --set beta=0.1`). Every value
+/// derived from them (a learning rate written `1e-6 / beta`) follows.
+pub fn check_with(
+    file: &ast::File,
+    fallback_name: &str,
+    overrides: &[(String, f64)],
+) -> (Option<Model>, Vec<Diagnostic>) {
+    let mut c = Checker {
+        overrides: overrides.to_vec(),
+        ..Checker::default()
+    };
     let model = c.run(file, fallback_name);
     let mut diags: Vec<Diagnostic> = c.diags.into_iter().filter(|d| !is_poisoned(d)).collect();
     diags.sort_by_key(|d| d.span.start);
@@ -35,19 +49,24 @@ const FRONT_END_STACK: usize = 256 << 20;
 /// Parses and checks source text in one go, on a thread with a stack large enough for the
 /// deepest expression the scanner admits.
 pub fn check_source(name: &str, text: &str) -> (Option<Model>, Vec<Diagnostic>) {
+    check_source_with(name, text, &[])
+}
+
+/// [`check_source`] with `--set` overrides (see [`check_with`]).
+pub fn check_source_with(name: &str, text: &str, overrides: &[(String, f64)]) -> (Option<Model>, Vec<Diagnostic>) {
     std::thread::scope(|scope| {
         match std::thread::Builder::new()
             .name("glec-front-end".into())
             .stack_size(FRONT_END_STACK)
-            .spawn_scoped(scope, || check_source_here(name, text))
+            .spawn_scoped(scope, || check_source_here(name, text, overrides))
         {
             Ok(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-            Err(_) => check_source_here(name, text),
+            Err(_) => check_source_here(name, text, overrides),
         }
     })
 }
 
-fn check_source_here(name: &str, text: &str) -> (Option<Model>, Vec<Diagnostic>) {
+fn check_source_here(name: &str, text: &str, overrides: &[(String, f64)]) -> (Option<Model>, Vec<Diagnostic>) {
     let (file, mut diags) = gle_syntax::parse(text);
     if gle_syntax::has_errors(&diags) {
         // Declarations that failed to parse are missing from the AST; checking the rest would
@@ -58,7 +77,7 @@ fn check_source_here(name: &str, text: &str) -> (Option<Model>, Vec<Diagnostic>)
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("model");
-    let (model, more) = check(&file, stem);
+    let (model, more) = check_with(&file, stem, overrides);
     diags.extend(more);
     diags.sort_by_key(|d| d.span.start);
     let model = if gle_syntax::has_errors(&diags) { None } else { model };
@@ -69,6 +88,7 @@ fn check_source_here(name: &str, text: &str) -> (Option<Model>, Vec<Diagnostic>)
 struct Checker {
     diags: Vec<Diagnostic>,
     symbols: Symbols,
+    overrides: Vec<(String, f64)>,
 }
 
 /// Constant lookup: model constants (evaluated lazily, cycles reported), `dt` where known.
@@ -168,6 +188,10 @@ fn projection_name(c: &ast::ConnectDecl) -> (String, Span) {
 impl Checker {
     fn err(&mut self, d: Diagnostic) {
         self.diags.push(d);
+    }
+
+    fn override_of(&self, name: &str) -> Option<f64> {
+        self.overrides.iter().rev().find(|(n, _)| n == name).map(|o| o.1)
     }
 
     fn ok<T>(&mut self, r: Result<T, Diagnostic>) -> Option<T> {
@@ -293,14 +317,19 @@ impl Checker {
         };
         let mut const_values: Vec<Option<f64>> = Vec::with_capacity(d.consts.len());
         for (i, c) in d.consts.iter().enumerate() {
-            let r = eval_num(&c.value, &consts);
+            let r = match self.override_of(&c.name.node) {
+                Some(v) => Ok(v),
+                None => eval_num(&c.value, &consts),
+            };
             consts.values.borrow_mut()[i] = Some(r.as_ref().map(|v| *v).map_err(|_| ()));
             const_values.push(self.ok(r));
         }
 
         // dt first: ranges of time constants depend on it.
         let run_settings = d.run.map(|r| flat_settings(&r.items)).unwrap_or_default();
+        let dt_override = self.override_of("dt");
         let dt = match run_settings.iter().find(|s| s.key.node == "dt") {
+            Some(_) if dt_override.is_some_and(|v| v > 0.0) => dt_override,
             Some(s) => self
                 .ok(single_value(s).and_then(|v| eval_num(v, &consts)))
                 .and_then(|dt| {
@@ -1861,6 +1890,12 @@ impl Checker {
                     }
                 }
             }
+        }
+        if let Some(b) = self.override_of("batch").filter(|b| *b >= 1.0 && b.fract() == 0.0) {
+            proto.batch = b as usize;
+        }
+        if let Some(seed) = self.override_of("seed").filter(|s| *s >= 0.0 && s.fract() == 0.0) {
+            proto.seed = seed as u64;
         }
         if !top_phase.is_empty() {
             if !proto.items.is_empty() {

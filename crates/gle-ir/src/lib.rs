@@ -18,7 +18,7 @@ mod resolve;
 pub mod suggest;
 pub mod symbols;
 
-pub use check::{check, check_source};
+pub use check::{check, check_source, check_source_with, check_with};
 pub use dump::Printer;
 pub use ir::*;
 

@@ -64,8 +64,10 @@ pub struct Simulation {
     optim: optim::OptimizerState,
     step: u64,
     scratch: Vec<f64>,
-    /// Pre-step copies of the buffers that steps commit into, for NaN reports.
+    /// Buffers checked for NaN and Inf after every step.
     watch: Vec<usize>,
+    /// The protocol stops after this many steps (`glec run --steps`).
+    limit: Option<u64>,
 }
 
 impl Simulation {
@@ -164,7 +166,13 @@ impl Simulation {
             step: 0,
             scratch: Vec::new(),
             watch,
+            limit: None,
         })
+    }
+
+    /// Makes [`Simulation::run_protocol`] stop after `steps` steps in all.
+    pub fn set_step_limit(&mut self, steps: u64) {
+        self.limit = Some(steps);
     }
 
     /// Number of steps taken.
@@ -304,6 +312,9 @@ impl Simulation {
                         self.data[buf].iter_mut().for_each(|x| *x = *v);
                     }
                     for _ in 0..n {
+                        if self.limit.is_some_and(|l| self.step >= l) {
+                            break;
+                        }
                         self.step()?;
                         observe(self)?;
                         if phase.learn {

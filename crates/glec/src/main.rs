@@ -1,10 +1,12 @@
 //! `glec`: the command-line compiler for LE/GLE neuron models.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use gle_ir::{Model, check_source};
+use gle_ir::{Model, check_source_with};
 use gle_syntax::{Diagnostic, SourceFile, has_errors};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+mod run;
 
 /// Compile and check neuron models written in the .gle language.
 #[derive(Parser)]
@@ -23,6 +25,31 @@ enum Command {
         /// Output format of diagnostics and summary.
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
+    },
+    /// Run a model's protocol with the reference interpreter.
+    Run {
+        /// The .gle file.
+        model: PathBuf,
+        /// Override a constant or the run settings dt, batch, seed: `--set beta=0.1`.
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        sets: Vec<String>,
+        /// Stop after this many steps.
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Directory for recorded variables (one .npy each).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Seed of every random draw (overrides the model's `seed`).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Print the equations glec derives from a model's energy.
+    Explain {
+        /// The .gle file.
+        model: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
+        format: ExplainFormat,
     },
     /// Print an intermediate form of a model.
     Emit {
@@ -43,6 +70,14 @@ enum Format {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ExplainFormat {
+    /// Plain text.
+    Text,
+    /// Markdown sections with code blocks.
+    Markdown,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Emit {
     /// The checked model IR as text.
     Ir,
@@ -52,6 +87,32 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { model, format } => check(&model, format),
+        Command::Run {
+            model,
+            sets,
+            steps,
+            out,
+            seed,
+        } => run_command(&model, &sets, steps, out, seed),
+        Command::Explain { model, format } => {
+            let Some(m) = load(&model, Format::Human) else {
+                return ExitCode::FAILURE;
+            };
+            match gle_derive::compile(&m) {
+                Ok(program) => {
+                    let f = match format {
+                        ExplainFormat::Text => gle_derive::explain::Format::Text,
+                        ExplainFormat::Markdown => gle_derive::explain::Format::Markdown,
+                    };
+                    print!("{}", gle_derive::explain::explain(&m, &program, f));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    report_late(&model, &e.to_diagnostic());
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Emit { what: Emit::Ir, model } => match load(&model, Format::Human) {
             Some(m) => {
                 print!("{}", m.dump());
@@ -64,9 +125,14 @@ fn main() -> ExitCode {
 
 /// Reads and checks `path`, printing diagnostics; `None` if it has errors.
 fn load(path: &Path, format: Format) -> Option<Model> {
+    load_with(path, format, &[])
+}
+
+/// [`load`] with `--set` overrides.
+fn load_with(path: &Path, format: Format, overrides: &[(String, f64)]) -> Option<Model> {
     let (file, model, diags) = match read(path) {
         Ok(source) => {
-            let (model, diags) = check_source(&path.display().to_string(), source.text());
+            let (model, diags) = check_source_with(&path.display().to_string(), source.text(), overrides);
             (source, model, diags)
         }
         Err(msg) => {
@@ -159,6 +225,70 @@ fn check(path: &Path, format: Format) -> ExitCode {
             ExitCode::SUCCESS
         }
         None => ExitCode::FAILURE,
+    }
+}
+
+/// Prints a diagnostic found after checking (derivation, runtime) against the model's source.
+fn report_late(path: &Path, d: &Diagnostic) {
+    match read(path) {
+        Ok(file) if d.span != gle_syntax::Span::default() => eprintln!("{}\n", d.render(&file)),
+        _ => eprintln!("error[{}]: {}", d.code, d.message),
+    }
+}
+
+fn run_command(
+    path: &Path,
+    sets: &[String],
+    steps: Option<usize>,
+    out: Option<PathBuf>,
+    seed: Option<u64>,
+) -> ExitCode {
+    let mut overrides = Vec::new();
+    for s in sets {
+        let parsed = s
+            .split_once('=')
+            .and_then(|(k, v)| Some((k.trim().to_string(), v.trim().parse::<f64>().ok()?)));
+        match parsed {
+            Some((k, v)) if v.is_finite() => overrides.push((k, v)),
+            _ => {
+                eprintln!("error: `--set {s}`: expected NAME=NUMBER, such as `--set beta=0.1`");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if let Some(seed) = seed {
+        overrides.push(("seed".to_string(), seed as f64));
+    }
+    let Some(model) = load_with(path, Format::Human, &overrides) else {
+        return ExitCode::FAILURE;
+    };
+    for (name, _) in &overrides {
+        if !["dt", "batch", "seed"].contains(&name.as_str()) && !model.consts.iter().any(|c| &c.name == name) {
+            let consts: Vec<&str> = model.consts.iter().map(|c| c.name.as_str()).collect();
+            eprintln!(
+                "error: `--set {name}=…`: `{}` has no constant or run setting named `{name}` (constants: {}; run settings: dt, batch, seed)",
+                path.display(),
+                if consts.is_empty() {
+                    "none".to_string()
+                } else {
+                    consts.join(", ")
+                }
+            );
+            return ExitCode::from(2);
+        }
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    match run::run(model, base, &run::RunOptions { max_steps: steps, out }) {
+        Ok(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            report_late(path, &e.to_diagnostic());
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -33,8 +33,9 @@ fn invalid_corpus_diagnostics() {
     assert!(files >= 40, "the corpus must hold at least 40 files, found {files}");
 }
 
-/// Every code used in the corpus is documented in docs/errors.md, and every documented code is
-/// exercised by at least one corpus file.
+/// Every code used in the corpus is documented in docs/errors.md, and every documented code of
+/// the front end (below E0700; later stages have their own tests) is exercised by at least one
+/// corpus file.
 #[test]
 fn error_codes_are_documented_and_covered() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -43,6 +44,7 @@ fn error_codes_are_documented_and_covered() {
         .lines()
         .filter_map(|l| l.strip_prefix("## "))
         .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| c.starts_with('E') && c.len() == 5 && *c < "E0700")
         .map(str::to_string)
         .collect();
     let mut used = std::collections::BTreeSet::new();

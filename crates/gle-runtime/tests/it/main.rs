@@ -1,4 +1,5 @@
 //! Runtime tests: the reference interpreter against the authors' golden runs and the closed
 //! forms of test-facts.md.
 
+mod facts;
 mod golden;

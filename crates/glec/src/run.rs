@@ -1,0 +1,125 @@
+//! `glec run`: runs a model's protocol with the reference interpreter, shows progress, prints a
+//! summary and writes the recorded variables.
+
+use gle_ir::{Model, Recorded};
+use gle_runtime::{RunError, Simulation, npy};
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::Instant;
+
+/// What `glec run` was asked to do besides the model's own protocol.
+pub struct RunOptions {
+    /// Stop after this many steps.
+    pub max_steps: Option<usize>,
+    /// Where recorded variables are written.
+    pub out: Option<std::path::PathBuf>,
+}
+
+/// One `record` target being collected: its file name, shape per sample, and values.
+struct Recording {
+    name: String,
+    target: Recorded,
+    every: usize,
+    per_sample: Vec<usize>,
+    values: Vec<f64>,
+    samples: usize,
+}
+
+/// Runs `model`; returns the summary lines printed on success.
+pub fn run(model: Model, base_dir: &Path, opts: &RunOptions) -> Result<Vec<String>, RunError> {
+    let program = gle_derive::compile(&model).map_err(|e| RunError::at(e.message, e.span))?;
+    let protocol_steps = Simulation::protocol_steps(&model)?;
+    let total = opts.max_steps.map_or(protocol_steps, |m| m.min(protocol_steps));
+    let mut sim = Simulation::new(model, program, base_dir, total)?;
+    sim.set_step_limit(total as u64);
+    let mut recordings = recordings(&sim);
+    let started = Instant::now();
+    let progress = std::io::stderr().is_terminal();
+    let mut last_shown = Instant::now();
+    let result = sim.run_protocol(&mut |s| {
+        let n = s.steps() as usize;
+        for r in &mut recordings {
+            if (n - 1) % r.every == 0 {
+                r.values.extend(s.recorded(r.target));
+                r.samples += 1;
+            }
+        }
+        if progress && last_shown.elapsed().as_millis() >= 200 {
+            last_shown = Instant::now();
+            let _ = write!(
+                std::io::stderr(),
+                "\r  step {n} / {total} ({:.0} %)",
+                100.0 * n as f64 / total.max(1) as f64
+            );
+        }
+        Ok(())
+    });
+    if progress {
+        let _ = write!(std::io::stderr(), "\r{}\r", " ".repeat(40));
+    }
+    result?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let steps = sim.steps();
+    let mut lines = vec![format!(
+        "ran {steps} steps of `{}` (batch {}) in {elapsed:.3} s: {:.0} steps/s",
+        sim.model.name,
+        sim.model.protocol.batch,
+        steps as f64 / elapsed.max(1e-9)
+    )];
+    for l in &sim.program.learnables {
+        let v = sim.buffer(l.param);
+        let shown: Vec<String> = v.iter().take(4).map(|x| format!("{x:.6}")).collect();
+        let more = if v.len() > 4 {
+            format!(", … ({} values)", v.len())
+        } else {
+            String::new()
+        };
+        lines.push(format!("  {} = [{}{more}]", l.name, shown.join(", ")));
+    }
+    if let Some(out) = &opts.out {
+        std::fs::create_dir_all(out).map_err(|e| RunError::new(format!("cannot create `{}`: {e}", out.display())))?;
+        for r in &recordings {
+            let mut shape = vec![r.samples];
+            shape.extend(&r.per_sample);
+            let path = out.join(format!("{}.npy", r.name));
+            npy::write(&path, &shape, &r.values).map_err(RunError::new)?;
+            lines.push(format!("  wrote {} {:?}", path.display(), shape));
+        }
+    }
+    Ok(lines)
+}
+
+fn recordings(sim: &Simulation) -> Vec<Recording> {
+    let m = &sim.model;
+    let batch = m.protocol.batch;
+    let mut out = Vec::new();
+    for rec in &m.protocol.records {
+        for &t in &rec.targets {
+            let (name, per_sample) = match t {
+                Recorded::PopVar(p, var) => {
+                    let pop = &m.populations[p];
+                    let nt = &m.neurons[pop.neuron];
+                    let var_name = gle_ir::Printer::var_name(nt, var);
+                    let shape = if matches!(var, gle_ir::NeuronVar::Param(_)) {
+                        vec![pop.size]
+                    } else {
+                        vec![batch, pop.size]
+                    };
+                    (format!("{}.{var_name}", pop.name), shape)
+                }
+                Recorded::Input(i) => (m.inputs[i].name.clone(), vec![batch, m.inputs[i].size]),
+                Recorded::Weights(k) => (format!("{}.W", m.projections[k].name), vec![sim.recorded(t).len()]),
+                Recorded::AllWeights => ("weights".to_string(), vec![sim.recorded(t).len()]),
+            };
+            out.push(Recording {
+                name,
+                target: t,
+                every: rec.every,
+                per_sample,
+                values: Vec::new(),
+                samples: 0,
+            });
+        }
+    }
+    out
+}
