@@ -39,7 +39,7 @@ pub fn run(model: Model, base_dir: &Path, opts: &RunOptions) -> Result<Vec<Strin
     let result = sim.run_protocol(&mut |s| {
         let n = s.steps() as usize;
         for r in &mut recordings {
-            if (n - 1) % r.every == 0 {
+            if (n - 1).is_multiple_of(r.every) {
                 r.values.extend(s.recorded(r.target));
                 r.samples += 1;
             }
