@@ -48,6 +48,14 @@ pub enum BufInit {
     Feedback(usize),
     /// Filled by the runtime before every step from an input source.
     Input(usize),
+    /// Filled by the runtime before every step from a dataset field of the current samples:
+    /// class labels one-hot encoded, other fields copied.
+    DataTarget {
+        /// Dataset index.
+        dataset: usize,
+        /// Field index.
+        field: usize,
+    },
 }
 
 /// A buffer of the step program.
@@ -118,6 +126,15 @@ pub enum Stmt {
         /// Negate the mean.
         negate: bool,
     },
+    /// `out[b] = softmax(x[b])` over `len` values, computed stably (max subtracted).
+    Softmax {
+        /// Output.
+        out: BufId,
+        /// Logits.
+        x: BufId,
+        /// Values per row.
+        len: usize,
+    },
     /// `grad[i] = ±(Σ_b x[b][i]) / B`.
     Mean {
         /// Shared gradient.
@@ -165,6 +182,28 @@ pub struct PopulationBuffers {
     pub params: Vec<BufId>,
 }
 
+/// The kind of an output cost, for the loss metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CostKind {
+    /// `½‖prediction − target‖²`.
+    Mse,
+    /// Softmax cross-entropy of logits against a one-hot target.
+    CrossEntropy,
+}
+
+/// An output cost of the energy: what the loss metric reports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CostTerm {
+    /// Kind.
+    pub kind: CostKind,
+    /// Predicted values (committed buffer).
+    pub prediction: BufId,
+    /// Target values.
+    pub target: BufId,
+    /// Values per row.
+    pub len: usize,
+}
+
 /// A model compiled to one time step.
 #[derive(Clone, Debug)]
 pub struct Program {
@@ -188,6 +227,8 @@ pub struct Program {
     pub neurons: Vec<NeuronDynamics>,
     /// For learners: `(population, incoming error c, instantaneous error g)` expressions.
     pub errors: Vec<(usize, Id, Id)>,
+    /// Output costs of the energy (for the loss metric).
+    pub costs: Vec<CostTerm>,
 }
 
 struct Builder<'m> {
@@ -426,10 +467,23 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
     };
 
     // Costs: per-element energy density over committed buffers, differentiated per learner.
-    let density = match &model.energy {
-        Some(e) => cost_density(&mut b, &e.value, &pops, &inputs, &neurons, e.span)?,
-        None => b.g.num(0.0),
+    // Output costs: elementwise terms form an energy density that is differentiated per learner;
+    // softmax cross-entropy terms contribute β·(onehot − softmax(r)) directly.
+    let mut costs = Costs {
+        targets: Vec::new(),
+        terms: Vec::new(),
+        ce: Vec::new(),
     };
+    let mut density = b.g.num(0.0);
+    if let Some(e) = &model.energy {
+        let mut terms = Vec::new();
+        sum_terms(&e.value, false, &mut terms);
+        for (term, negated) in terms {
+            let part = cost_term(&mut b, term, &pops, &inputs, &mut costs, e.span)?;
+            let part = if negated { b.g.neg(part) } else { part };
+            density = b.g.add(density, part);
+        }
+    }
 
     let mut errors = Vec::new();
     for (p, pop) in model.populations.iter().enumerate() {
@@ -517,8 +571,16 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
             let r_leaf = Leaf::Buf(pb.r);
             let uhat_leaf = Leaf::Buf(pb.uhat);
             let grads = b.g.grad(density, one, &[r_leaf, uhat_leaf]);
-            let eps_r = b.g.neg(grads[0]);
+            let mut eps_r = b.g.neg(grads[0]);
             let eps_uhat = b.g.neg(grads[1]);
+            for (pop_ce, coef, onehot, softmax) in costs.ce.clone() {
+                if pop_ce == p {
+                    let (t, sm) = (b.leaf(onehot), b.leaf(softmax));
+                    let diff = b.g.sub(t, sm);
+                    let term = b.g.mul(coef, diff);
+                    eps_r = b.g.add(eps_r, term);
+                }
+            }
             c = b.g.add(c, eps_r);
             let slope = b.leaf(slopes[p]);
             let gi = b.g.mul(slope, c);
@@ -772,18 +834,137 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
         projections: proj_bufs,
         neurons,
         errors,
+        costs: costs.terms,
     })
+}
+
+/// Output costs found while reading the energy.
+struct Costs {
+    /// Target buffers made for dataset fields: `(dataset, field, width, buffer)`.
+    targets: Vec<(usize, usize, usize, BufId)>,
+    /// Cost terms, for the loss metric.
+    terms: Vec<CostTerm>,
+    /// Cross-entropy contributions: `(population, coefficient, one-hot target, softmax)`.
+    ce: Vec<(usize, Id, BufId, BufId)>,
+}
+
+/// Splits a sum into its terms, with their signs.
+fn sum_terms<'e>(e: &'e Expr, negated: bool, out: &mut Vec<(&'e Expr, bool)>) {
+    match e {
+        Expr::Binary(BinOp::Add, a, c) => {
+            sum_terms(a, negated, out);
+            sum_terms(c, negated, out);
+        }
+        Expr::Binary(BinOp::Sub, a, c) => {
+            sum_terms(a, negated, out);
+            sum_terms(c, !negated, out);
+        }
+        other => out.push((other, negated)),
+    }
+}
+
+/// One additive term of the energy: a cross-entropy (with a constant coefficient) is recorded in
+/// `costs` and contributes 0 to the density; other terms become elementwise density.
+fn cost_term(
+    b: &mut Builder,
+    term: &Expr,
+    pops: &[PopulationBuffers],
+    inputs: &[BufId],
+    costs: &mut Costs,
+    span: gle_syntax::Span,
+) -> Result<Id, DeriveError> {
+    let mut factors = Vec::new();
+    product_factors(term, &mut factors);
+    let ce = factors
+        .iter()
+        .position(|f| matches!(f, Expr::Call(Callee::Builtin(Builtin::CrossEntropy), _)));
+    let Some(k) = ce else {
+        return cost_density(b, term, pops, inputs, costs, span, None);
+    };
+    let Expr::Call(_, args) = factors[k] else {
+        unreachable!("matched above")
+    };
+    let Expr::Ref(Ref::PopVar(p, var)) = &args[0] else {
+        return Err(DeriveError::new(
+            "`cross_entropy` takes a population's rate as logits".into(),
+            span,
+        ));
+    };
+    let nt = &b.model.neurons[b.model.populations[*p].neuron];
+    if *var != NeuronVar::Def(nt.rate) {
+        return Err(DeriveError::new(
+            "`cross_entropy` takes a population's rate as logits".into(),
+            span,
+        ));
+    }
+    let len = b.model.populations[*p].size;
+    let mut coef = b.g.num(1.0);
+    for (i, f) in factors.iter().enumerate() {
+        if i != k {
+            let c = cost_density(b, f, pops, inputs, costs, span, Some(len))?;
+            if b.g.depends_on(c, &|l| matches!(l, Leaf::Buf(_))) {
+                return Err(DeriveError::new(
+                    "a cross-entropy may only be scaled by constants".into(),
+                    span,
+                ));
+            }
+            coef = b.g.mul(coef, c);
+        }
+    }
+    let target = cost_density(b, &args[1], pops, inputs, costs, span, Some(len))?;
+    let Some(&Leaf::Buf(target)) =
+        b.g.leaves(target)
+            .first()
+            .filter(|_| matches!(b.g.node(target), crate::sym::Node::Leaf(_)))
+    else {
+        return Err(DeriveError::new(
+            "`cross_entropy` needs labels from a dataset field or a vector".into(),
+            span,
+        ));
+    };
+    let logits = pops[*p].r;
+    let softmax = b.buf(
+        format!("{}.softmax", b.model.populations[*p].name),
+        len,
+        Layout::Batch,
+        BufInit::Zero,
+    );
+    b.stmts.push(Stmt::Softmax {
+        out: softmax,
+        x: logits,
+        len,
+    });
+    costs.ce.push((*p, coef, target, softmax));
+    costs.terms.push(CostTerm {
+        kind: CostKind::CrossEntropy,
+        prediction: logits,
+        target,
+        len,
+    });
+    Ok(b.g.num(0.0))
+}
+
+fn product_factors<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+    match e {
+        Expr::Binary(BinOp::Mul, a, c) => {
+            product_factors(a, out);
+            product_factors(c, out);
+        }
+        other => out.push(other),
+    }
 }
 
 /// The per-element energy density of the cost terms (mismatch terms excluded: their
 /// contribution is the structural `Σ Wᵀ e`), over committed buffers.
+#[allow(clippy::too_many_arguments)]
 fn cost_density(
     b: &mut Builder,
     e: &Expr,
     pops: &[PopulationBuffers],
     inputs: &[BufId],
-    neurons: &[NeuronDynamics],
+    costs: &mut Costs,
     span: gle_syntax::Span,
+    width: Option<usize>,
 ) -> Result<Id, DeriveError> {
     let unsupported = |what: &str| DeriveError::new(format!("the energy uses {what}, which is not compiled yet"), span);
     Ok(match e {
@@ -791,6 +972,29 @@ fn cost_density(
         Expr::Ref(Ref::Const(i)) => b.g.leaf(Leaf::Const(*i)),
         Expr::Ref(Ref::Dt) => b.g.leaf(Leaf::Dt),
         Expr::Ref(Ref::Input(i)) => b.leaf(inputs[*i]),
+        Expr::Ref(Ref::DataField(d, f)) => {
+            let Some(width) = width else {
+                return Err(unsupported("a dataset field outside `mse`/`cross_entropy`"));
+            };
+            let buf = match costs.targets.iter().find(|t| (t.0, t.1, t.2) == (*d, *f, width)) {
+                Some(t) => t.3,
+                None => {
+                    let name = format!(
+                        "{}.{}[{width}]",
+                        b.model.datasets[*d].name, b.model.datasets[*d].fields[*f].name
+                    );
+                    let buf = b.buf(
+                        name,
+                        width,
+                        Layout::Batch,
+                        BufInit::DataTarget { dataset: *d, field: *f },
+                    );
+                    costs.targets.push((*d, *f, width, buf));
+                    buf
+                }
+            };
+            b.leaf(buf)
+        }
         Expr::Ref(Ref::PopVar(p, var)) => {
             let pop = &b.model.populations[*p];
             let nt = &b.model.neurons[pop.neuron];
@@ -803,16 +1007,15 @@ fn cost_density(
                 }
                 _ => return Err(unsupported("a population variable other than its rate, `u` or ŭ")),
             };
-            let _ = neurons;
             b.leaf(buf)
         }
         Expr::Neg(a) => {
-            let a = cost_density(b, a, pops, inputs, neurons, span)?;
+            let a = cost_density(b, a, pops, inputs, costs, span, width)?;
             b.g.neg(a)
         }
         Expr::Binary(op, x, y) => {
-            let x = cost_density(b, x, pops, inputs, neurons, span)?;
-            let y = cost_density(b, y, pops, inputs, neurons, span)?;
+            let x = cost_density(b, x, pops, inputs, costs, span, width)?;
+            let y = cost_density(b, y, pops, inputs, costs, span, width)?;
             match op {
                 BinOp::Add => b.g.add(x, y),
                 BinOp::Sub => b.g.sub(x, y),
@@ -822,10 +1025,21 @@ fn cost_density(
             }
         }
         Expr::Call(Callee::Builtin(Builtin::Mismatch), _) => b.g.num(0.0),
-        Expr::Call(Callee::Builtin(Builtin::Sum), args) => cost_density(b, &args[0], pops, inputs, neurons, span)?,
+        Expr::Call(Callee::Builtin(Builtin::Sum), args) => cost_density(b, &args[0], pops, inputs, costs, span, width)?,
         Expr::Call(Callee::Builtin(Builtin::Mse), args) => {
-            let x = cost_density(b, &args[0], pops, inputs, neurons, span)?;
-            let y = cost_density(b, &args[1], pops, inputs, neurons, span)?;
+            let x = cost_density(b, &args[0], pops, inputs, costs, span, width)?;
+            let len = pred_width(b.model, &args[0]);
+            let y = cost_density(b, &args[1], pops, inputs, costs, span, len.or(width))?;
+            if let (Some(len), crate::sym::Node::Leaf(Leaf::Buf(pb)), crate::sym::Node::Leaf(Leaf::Buf(tb))) =
+                (len, b.g.node(x).clone(), b.g.node(y).clone())
+            {
+                costs.terms.push(CostTerm {
+                    kind: CostKind::Mse,
+                    prediction: pb,
+                    target: tb,
+                    len,
+                });
+            }
             let d = b.g.sub(x, y);
             let two = b.g.num(2.0);
             let sq = b.g.pow(d, two);
@@ -835,13 +1049,77 @@ fn cost_density(
         Expr::Call(Callee::Builtin(f), args) if f.is_elementwise() => {
             let xs = args
                 .iter()
-                .map(|a| cost_density(b, a, pops, inputs, neurons, span))
+                .map(|a| cost_density(b, a, pops, inputs, costs, span, width))
                 .collect::<Result<Vec<_>, _>>()?;
             b.g.call(Fun::B(*f), xs)
         }
-        Expr::Call(Callee::Builtin(Builtin::CrossEntropy), _) => return Err(unsupported("`cross_entropy`")),
+        Expr::Call(Callee::Builtin(Builtin::CrossEntropy), _) => {
+            return Err(unsupported("`cross_entropy` inside another expression"));
+        }
+        Expr::Call(Callee::User(f), args) => {
+            let xs = args
+                .iter()
+                .map(|a| cost_density(b, a, pops, inputs, costs, span, width))
+                .collect::<Result<Vec<_>, _>>()?;
+            let body = b.model.functions[*f].body.clone();
+            let inlined = inline_args(&body, &xs, b);
+            inlined?
+        }
         _ => return Err(unsupported("this kind of term")),
     })
+}
+
+/// A user function's body with its parameters bound to already-converted arguments.
+fn inline_args(body: &Expr, args: &[Id], b: &mut Builder) -> Result<Id, DeriveError> {
+    Ok(match body {
+        Expr::Num(v) => b.g.num(*v),
+        Expr::Ref(Ref::Arg(i)) => args[*i],
+        Expr::Ref(Ref::Const(i)) => b.g.leaf(Leaf::Const(*i)),
+        Expr::Neg(a) => {
+            let a = inline_args(a, args, b)?;
+            b.g.neg(a)
+        }
+        Expr::Binary(op, x, y) => {
+            let (x, y) = (inline_args(x, args, b)?, inline_args(y, args, b)?);
+            match op {
+                BinOp::Add => b.g.add(x, y),
+                BinOp::Sub => b.g.sub(x, y),
+                BinOp::Mul => b.g.mul(x, y),
+                BinOp::Div => b.g.div(x, y),
+                BinOp::Pow => b.g.pow(x, y),
+            }
+        }
+        Expr::Call(Callee::Builtin(f), xs) if f.is_elementwise() => {
+            let xs = xs
+                .iter()
+                .map(|x| inline_args(x, args, b))
+                .collect::<Result<Vec<_>, _>>()?;
+            b.g.call(Fun::B(*f), xs)
+        }
+        Expr::Call(Callee::User(f), xs) => {
+            let xs = xs
+                .iter()
+                .map(|x| inline_args(x, args, b))
+                .collect::<Result<Vec<_>, _>>()?;
+            let body = b.model.functions[*f].body.clone();
+            inline_args(&body, &xs, b)?
+        }
+        _ => {
+            return Err(DeriveError::new(
+                "a user function in the energy uses something other than arithmetic and elementwise built-ins".into(),
+                gle_syntax::Span::default(),
+            ));
+        }
+    })
+}
+
+/// The size of the population a prediction reads.
+fn pred_width(model: &Model, e: &Expr) -> Option<usize> {
+    match e {
+        Expr::Ref(Ref::PopVar(p, _)) => Some(model.populations[*p].size),
+        Expr::Ref(Ref::Input(i)) => Some(model.inputs[*i].size),
+        _ => None,
+    }
 }
 
 /// Whether definition `d` of neuron type `n` is exactly `D[τʳ] u`, the rate's look-ahead.

@@ -22,6 +22,15 @@ pub enum InputStream {
         /// Batch rows.
         batch: usize,
     },
+    /// A dataset field presented by the running data phase.
+    Data {
+        /// Dataset index.
+        dataset: usize,
+        /// Field index.
+        field: usize,
+        /// Channels.
+        width: usize,
+    },
     /// Precomputed values, `steps × batch × width`.
     Table {
         /// Values.
@@ -44,11 +53,38 @@ impl InputStream {
         steps: usize,
         seed: u64,
         base: &Path,
+        datasets: &[crate::data::LoadedDataset],
     ) -> Result<Self, RunError> {
         let width = inp.size;
         let consts: Vec<f64> = model.consts.iter().map(|c| c.value).collect();
         let dt = model.protocol.dt;
         match &inp.source {
+            Expr::Ref(Ref::DataField(d, f)) => {
+                let ds = &datasets[*d];
+                let fd = &ds.train[*f];
+                let ok = match ds.decl.present {
+                    gle_ir::Presentation::Hold => fd.per_row == width,
+                    gle_ir::Presentation::Stream => fd.per_row.is_multiple_of(width),
+                };
+                if !ok || fd.labels {
+                    return Err(RunError::at(
+                        format!(
+                            "input `{}` has {width} channels, but the samples of field `{}` of `{}` have {} values{}",
+                            inp.name,
+                            ds.decl.fields[*f].name,
+                            ds.decl.name,
+                            fd.per_row,
+                            if fd.labels { " (class labels)" } else { "" }
+                        ),
+                        inp.span,
+                    ));
+                }
+                Ok(InputStream::Data {
+                    dataset: *d,
+                    field: *f,
+                    width,
+                })
+            }
             Expr::Call(Callee::Builtin(Builtin::Npy), args) => {
                 let Some(Expr::Str(file)) = args.first() else {
                     return Err(RunError::at("`npy` takes a file name", inp.span));
@@ -148,6 +184,7 @@ impl InputStream {
     /// Writes the values of step `n` into `out` (`batch × width`).
     pub fn fill(&self, n: usize, consts: &[f64], dt: f64, out: &mut [f64]) -> Result<(), RunError> {
         match self {
+            InputStream::Data { .. } => {}
             InputStream::Table { data, steps, row, name } => {
                 if n >= *steps {
                     return Err(RunError::new(format!("input `{name}` has no values for step {n}")));

@@ -82,41 +82,56 @@ pub struct Machine<'a> {
 }
 
 impl Machine<'_> {
-    /// Runs a compiled `Map`.
+    /// Runs a compiled `Map`, one instruction at a time over all `batch × len` elements (the
+    /// same arithmetic per element as evaluating each element alone, with far less dispatch).
     pub fn map(&mut self, tape: &Tape, scratch: &mut Vec<f64>) {
-        scratch.resize(tape.ins.len(), 0.0);
-        let mut results: Vec<f64> = vec![0.0; tape.outs.len()];
-        for b in 0..self.batch {
-            for i in 0..tape.len {
-                for (k, ins) in tape.ins.iter().enumerate() {
-                    let v = match ins {
-                        Ins::Num(v) => *v,
-                        Ins::Batch(buf) => self.data[*buf][b * self.lens[*buf] + i],
-                        Ins::Shared(buf) => self.data[*buf][i],
-                        Ins::Const(c) => self.consts[*c],
-                        Ins::Dt => self.dt,
-                        Ins::Time => self.time,
-                        Ins::Add(x, y) => scratch[*x as usize] + scratch[*y as usize],
-                        Ins::Mul(x, y) => scratch[*x as usize] * scratch[*y as usize],
-                        Ins::Div(x, y) => scratch[*x as usize] / scratch[*y as usize],
-                        Ins::Pow(x, y) => scratch[*x as usize].powf(scratch[*y as usize]),
-                        Ins::Neg(x) => -scratch[*x as usize],
-                        Ins::Call(f, args) => {
-                            let xs: [f64; 3] =
-                                std::array::from_fn(|j| args.get(j).map_or(0.0, |a| scratch[*a as usize]));
-                            apply(*f, &xs[..args.len()])
-                        }
-                    };
-                    scratch[k] = v;
+        let n = tape.len;
+        let m = self.batch * n;
+        scratch.resize(tape.ins.len() * m, 0.0);
+        for (k, ins) in tape.ins.iter().enumerate() {
+            let (done, rest) = scratch.split_at_mut(k * m);
+            let out = &mut rest[..m];
+            let reg = |r: &u32| &done[*r as usize * m..(*r as usize + 1) * m];
+            match ins {
+                Ins::Num(v) => out.fill(*v),
+                Ins::Const(c) => out.fill(self.consts[*c]),
+                Ins::Dt => out.fill(self.dt),
+                Ins::Time => out.fill(self.time),
+                Ins::Batch(buf) => out.copy_from_slice(&self.data[*buf][..m]),
+                Ins::Shared(buf) => {
+                    for row in out.chunks_exact_mut(n) {
+                        row.copy_from_slice(&self.data[*buf][..n]);
+                    }
                 }
-                for (o, (_, reg)) in tape.outs.iter().enumerate() {
-                    results[o] = scratch[*reg as usize];
-                }
-                for (o, (buf, _)) in tape.outs.iter().enumerate() {
-                    let len = self.lens[*buf];
-                    self.data[*buf][b * len + i] = results[o];
+                Ins::Add(x, y) => out
+                    .iter_mut()
+                    .zip(reg(x).iter().zip(reg(y)))
+                    .for_each(|(o, (a, b))| *o = a + b),
+                Ins::Mul(x, y) => out
+                    .iter_mut()
+                    .zip(reg(x).iter().zip(reg(y)))
+                    .for_each(|(o, (a, b))| *o = a * b),
+                Ins::Div(x, y) => out
+                    .iter_mut()
+                    .zip(reg(x).iter().zip(reg(y)))
+                    .for_each(|(o, (a, b))| *o = a / b),
+                Ins::Pow(x, y) => out
+                    .iter_mut()
+                    .zip(reg(x).iter().zip(reg(y)))
+                    .for_each(|(o, (a, b))| *o = a.powf(*b)),
+                Ins::Neg(x) => out.iter_mut().zip(reg(x)).for_each(|(o, a)| *o = -a),
+                Ins::Call(f, args) => {
+                    let regs: Vec<&[f64]> = args.iter().map(reg).collect();
+                    for (e, o) in out.iter_mut().enumerate() {
+                        let xs: [f64; 3] = std::array::from_fn(|j| regs.get(j).map_or(0.0, |r| r[e]));
+                        *o = apply(*f, &xs[..regs.len()]);
+                    }
                 }
             }
+        }
+        for (buf, reg) in &tape.outs {
+            let r = *reg as usize;
+            self.data[*buf][..m].copy_from_slice(&scratch[r * m..(r + 1) * m]);
         }
     }
 
@@ -144,14 +159,17 @@ impl Machine<'_> {
                 }
             }
             Stmt::MatTVec { out, w, rows, cols, x } => {
+                // out[b][j] = Σ_i W[i][j]·x[b][i], accumulated over i in order, row by row of W.
                 for b in 0..batch {
-                    for j in 0..cols {
-                        let mut acc = 0.0;
-                        for i in 0..rows {
-                            acc += self.data[w][i * cols + j] * self.data[x][b * rows + i];
+                    let mut acc = vec![0.0; cols];
+                    for i in 0..rows {
+                        let xi = self.data[x][b * rows + i];
+                        let wrow = &self.data[w][i * cols..(i + 1) * cols];
+                        for (a, wij) in acc.iter_mut().zip(wrow) {
+                            *a += wij * xi;
                         }
-                        self.data[out][b * cols + j] = acc;
                     }
+                    self.data[out][b * cols..(b + 1) * cols].copy_from_slice(&acc);
                 }
             }
             Stmt::Outer {
@@ -162,15 +180,21 @@ impl Machine<'_> {
                 x,
                 negate,
             } => {
-                for i in 0..rows {
-                    for j in 0..cols {
-                        let mut acc = 0.0;
-                        for b in 0..batch {
-                            acc += self.data[a][b * rows + i] * self.data[x][b * cols + j];
+                // Σ_b a[b][i]·x[b][j], accumulated over b in order.
+                let mut acc = vec![0.0; rows * cols];
+                for b in 0..batch {
+                    let xb = &self.data[x][b * cols..(b + 1) * cols];
+                    for i in 0..rows {
+                        let ai = self.data[a][b * rows + i];
+                        for (s, xj) in acc[i * cols..(i + 1) * cols].iter_mut().zip(xb) {
+                            *s += ai * xj;
                         }
-                        let mean = acc / batch as f64;
-                        self.data[grad][i * cols + j] = if negate { -mean } else { mean };
                     }
+                }
+                let n = batch as f64;
+                for (g, s) in self.data[grad].iter_mut().zip(&acc) {
+                    let mean = s / n;
+                    *g = if negate { -mean } else { mean };
                 }
             }
             Stmt::Mean { grad, len, x, negate } => {
@@ -181,6 +205,17 @@ impl Machine<'_> {
                     }
                     let mean = acc / batch as f64;
                     self.data[grad][i] = if negate { -mean } else { mean };
+                }
+            }
+            Stmt::Softmax { out, x, len } => {
+                for b in 0..batch {
+                    let row = &self.data[x][b * len..(b + 1) * len];
+                    let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let exps: Vec<f64> = row.iter().map(|v| (v - max).exp()).collect();
+                    let total: f64 = exps.iter().sum();
+                    for (i, e) in exps.iter().enumerate() {
+                        self.data[out][b * len + i] = e / total;
+                    }
                 }
             }
             Stmt::Map { .. } => {}

@@ -5,17 +5,37 @@
 //! The interpreter ([`interp`]) defines glec's semantics; it is the oracle for the other
 //! backends.
 
+pub mod data;
 pub mod inputs;
 pub mod interp;
+pub mod metrics;
 pub mod npy;
 pub mod optim;
 pub mod rng;
+pub mod zip;
 
 use gle_derive::program::{BufInit, Layout, Program, Stmt};
 use gle_ir::{Connectivity, Distribution, Duration, Init, Model, Optimizer, ProtocolItem, Recorded, Source};
 use gle_syntax::{Diagnostic, Span};
 use interp::{Machine, Tape};
 use std::path::{Path, PathBuf};
+
+/// Loss and accuracy of one phase.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PhaseReport {
+    /// Phase name.
+    pub name: String,
+    /// Steps run.
+    pub steps: usize,
+    /// Total steps of the run at the phase's end.
+    pub end_step: u64,
+    /// Mean cost over the phase's steps and batch rows (`None` without an output cost).
+    pub loss: Option<f64>,
+    /// Fraction of samples classified correctly by the read-out (`None` without one).
+    pub accuracy: Option<f64>,
+    /// The learning-rate multiplier of the plateau schedule after the phase.
+    pub lr_scale: f64,
+}
 
 /// Why a run could not start or stopped.
 #[derive(Clone, Debug, PartialEq)]
@@ -68,6 +88,18 @@ pub struct Simulation {
     watch: Vec<usize>,
     /// The protocol stops after this many steps (`glec run --steps`).
     limit: Option<u64>,
+    /// Loaded datasets.
+    datasets: Vec<data::LoadedDataset>,
+    /// The pass over a dataset split of the running data phase.
+    feed: Option<data::Feed>,
+    /// Steps taken in the current pass.
+    feed_step: usize,
+    /// Training passes started per dataset (seeds the shuffles).
+    epochs: Vec<u64>,
+    /// Best monitored loss of the plateau schedule.
+    best_loss: Option<f64>,
+    /// Epochs without improvement.
+    bad_epochs: usize,
 }
 
 impl Simulation {
@@ -85,7 +117,7 @@ impl Simulation {
             };
             let mut rng = rng::Rng::new(seed, k as u64 + 1);
             let values = match &buf.init {
-                BufInit::Zero | BufInit::Input(_) => vec![0.0; size],
+                BufInit::Zero | BufInit::Input(_) | BufInit::DataTarget { .. } => vec![0.0; size],
                 BufInit::NeuronParam { pop, param } => {
                     let pv = &model.populations[*pop].params[*param];
                     let mut v = Vec::with_capacity(size);
@@ -141,10 +173,15 @@ impl Simulation {
                 _ => None,
             });
         }
+        let datasets = model
+            .datasets
+            .iter()
+            .map(|d| data::LoadedDataset::load(d, base_dir))
+            .collect::<Result<Vec<_>, _>>()?;
         let inputs = model
             .inputs
             .iter()
-            .map(|inp| inputs::InputStream::new(inp, &model, batch, total_steps, seed, base_dir))
+            .map(|inp| inputs::InputStream::new(inp, &model, batch, total_steps, seed, base_dir, &datasets))
             .collect::<Result<Vec<_>, _>>()?;
         let optim = optim::OptimizerState::new(&program, &data);
         let consts = model.consts.iter().map(|c| c.value).collect();
@@ -167,6 +204,12 @@ impl Simulation {
             scratch: Vec::new(),
             watch,
             limit: None,
+            epochs: vec![0; datasets.len()],
+            datasets,
+            feed: None,
+            feed_step: 0,
+            best_loss: None,
+            bad_epochs: 0,
         })
     }
 
@@ -211,7 +254,19 @@ impl Simulation {
         let n = self.step as usize;
         for (k, inp) in self.inputs.iter().enumerate() {
             let buf = self.program.inputs[k];
-            inp.fill(n, &self.consts, self.model.protocol.dt, &mut self.data[buf])?;
+            match inp {
+                inputs::InputStream::Data { dataset, field, width } => {
+                    let values = self.data_rows(*dataset, *field, *width, false, &self.model.inputs[k].name)?;
+                    self.data[buf] = values;
+                }
+                _ => inp.fill(n, &self.consts, self.model.protocol.dt, &mut self.data[buf])?,
+            }
+        }
+        for (b, buf) in self.program.buffers.iter().enumerate() {
+            if let BufInit::DataTarget { dataset, field } = buf.init {
+                let values = self.data_rows(dataset, field, buf.len, true, &buf.name)?;
+                self.data[b] = values;
+            }
         }
         let time = n as f64 * self.model.protocol.dt;
         let mut m = Machine {
@@ -240,6 +295,60 @@ impl Simulation {
         }
         self.step += 1;
         self.check_finite()
+    }
+
+    /// The values a dataset field presents to every batch row at this step: the current
+    /// sample's row (held), its current value (streamed), or a one-hot label (`one_hot`).
+    fn data_rows(
+        &self,
+        dataset: usize,
+        field: usize,
+        width: usize,
+        target: bool,
+        what: &str,
+    ) -> Result<Vec<f64>, RunError> {
+        let ds = &self.datasets[dataset];
+        let Some(feed) = self.feed.as_ref().filter(|f| f.dataset == dataset) else {
+            return Err(RunError::new(format!(
+                "`{what}` reads dataset `{}`, but this phase presents no data from it; add `data {}.train` to the phase",
+                ds.decl.name, ds.decl.name
+            )));
+        };
+        let split = if feed.test {
+            ds.test.as_ref().unwrap_or(&ds.train)
+        } else {
+            &ds.train
+        };
+        let f = &split[field];
+        let in_sample = self.feed_step % feed.steps_per_sample;
+        let mut out = vec![0.0; self.batch * width];
+        for b in 0..self.batch {
+            let sample = feed.sample(self.feed_step, b);
+            let row = &f.data[sample * f.per_row..(sample + 1) * f.per_row];
+            let dst = &mut out[b * width..(b + 1) * width];
+            if f.labels {
+                let label = row[0] as usize;
+                if label >= width {
+                    return Err(RunError::new(format!(
+                        "`{what}`: label {label} of sample {sample} does not fit {width} classes"
+                    )));
+                }
+                dst[label] = 1.0;
+            } else if target || ds.decl.present == gle_ir::Presentation::Hold {
+                if f.per_row != width {
+                    return Err(RunError::new(format!(
+                        "`{what}`: samples of `{}` have {} values, but {width} are needed",
+                        ds.decl.name, f.per_row
+                    )));
+                }
+                dst.copy_from_slice(row);
+            } else {
+                let spv = ds.decl.steps_per_sample.unwrap_or(1);
+                let k = in_sample / spv;
+                dst.copy_from_slice(&row[k * width..(k + 1) * width]);
+            }
+        }
+        Ok(out)
     }
 
     fn check_finite(&self) -> Result<(), RunError> {
@@ -276,79 +385,230 @@ impl Simulation {
         Ok(())
     }
 
-    /// Runs the model's protocol, calling `observe` after every step (for records and metrics).
+    /// Runs the model's protocol, calling `observe` after every step (for records) and
+    /// `report` after every phase (with its loss and accuracy).
     pub fn run_protocol(
         &mut self,
         observe: &mut dyn FnMut(&Simulation) -> Result<(), RunError>,
     ) -> Result<(), RunError> {
-        let items = self.model.protocol.items.clone();
-        self.run_items(&items, observe)
+        self.run_protocol_reporting(observe, &mut |_| Ok(()))
     }
 
+    /// [`Simulation::run_protocol`] with a callback after every phase.
+    pub fn run_protocol_reporting(
+        &mut self,
+        observe: &mut dyn FnMut(&Simulation) -> Result<(), RunError>,
+        report: &mut dyn FnMut(&PhaseReport) -> Result<(), RunError>,
+    ) -> Result<(), RunError> {
+        let items = self.model.protocol.items.clone();
+        self.run_items(&items, observe, report, true)?;
+        Ok(())
+    }
+
+    /// Runs protocol items; returns the loss of the last data phase run (the plateau schedule's
+    /// monitored value). `top` marks the top level, whose repeats are epochs.
     fn run_items(
         &mut self,
         items: &[ProtocolItem],
         observe: &mut dyn FnMut(&Simulation) -> Result<(), RunError>,
-    ) -> Result<(), RunError> {
+        report: &mut dyn FnMut(&PhaseReport) -> Result<(), RunError>,
+        top: bool,
+    ) -> Result<Option<f64>, RunError> {
+        let mut last_loss = None;
         for item in items {
+            if self.limit.is_some_and(|l| self.step >= l) {
+                break;
+            }
             match item {
                 ProtocolItem::Repeat { count, items } => {
                     for _ in 0..*count {
-                        self.run_items(items, observe)?;
+                        let loss = self.run_items(items, observe, report, false)?;
+                        if top && let Some(loss) = loss {
+                            self.plateau(loss);
+                        }
+                        last_loss = loss.or(last_loss);
                     }
                 }
                 ProtocolItem::Phase(phase) => {
-                    let Duration::Steps(n) = phase.duration else {
-                        return Err(RunError::at("phases over datasets are not run yet", phase.span));
-                    };
-                    let saved_consts = self.consts.clone();
-                    for (c, v) in &phase.overrides {
-                        self.consts[*c] = *v;
+                    if let Some(loss) = self.run_phase(phase, observe, report)? {
+                        last_loss = Some(loss);
                     }
-                    let mut saved_params = Vec::new();
-                    for (pop, param, v) in &phase.param_overrides {
-                        let buf = self.program.populations[*pop].params[*param];
-                        saved_params.push((buf, self.data[buf].clone()));
-                        self.data[buf].iter_mut().for_each(|x| *x = *v);
-                    }
-                    for _ in 0..n {
-                        if self.limit.is_some_and(|l| self.step >= l) {
-                            break;
-                        }
-                        self.step()?;
-                        observe(self)?;
-                        if phase.learn {
-                            self.optimizer_step()?;
-                        }
-                    }
-                    for (buf, values) in saved_params.into_iter().rev() {
-                        self.data[buf] = values;
-                    }
-                    self.consts = saved_consts;
                 }
             }
         }
-        Ok(())
+        Ok(last_loss)
     }
 
-    /// Total number of steps the protocol runs.
+    fn run_phase(
+        &mut self,
+        phase: &gle_ir::Phase,
+        observe: &mut dyn FnMut(&Simulation) -> Result<(), RunError>,
+        report: &mut dyn FnMut(&PhaseReport) -> Result<(), RunError>,
+    ) -> Result<Option<f64>, RunError> {
+        let n = match phase.duration {
+            Duration::Steps(n) => {
+                self.feed = None;
+                n
+            }
+            Duration::Data { dataset, test } => {
+                let ds = &self.datasets[dataset];
+                let sps = self.steps_per_sample(dataset);
+                let epoch = self.epochs[dataset];
+                if !test {
+                    self.epochs[dataset] += 1;
+                }
+                let feed = data::Feed::new(ds, dataset, test, self.batch, sps, epoch);
+                if feed.steps() == 0 {
+                    return Err(RunError::at(
+                        format!(
+                            "dataset `{}` has fewer samples than the batch size {}",
+                            ds.decl.name, self.batch
+                        ),
+                        phase.span,
+                    ));
+                }
+                let steps = feed.steps();
+                self.feed = Some(feed);
+                self.feed_step = 0;
+                steps
+            }
+        };
+        let saved_consts = self.consts.clone();
+        for (c, v) in &phase.overrides {
+            self.consts[*c] = *v;
+        }
+        let mut saved_params = Vec::new();
+        for (pop, param, v) in &phase.param_overrides {
+            let buf = self.program.populations[*pop].params[*param];
+            saved_params.push((buf, self.data[buf].clone()));
+            self.data[buf].iter_mut().for_each(|x| *x = *v);
+        }
+        let mut metrics = metrics::PhaseMetrics::default();
+        let mut done = 0;
+        for _ in 0..n {
+            if self.limit.is_some_and(|l| self.step >= l) {
+                break;
+            }
+            self.step()?;
+            metrics.observe(self);
+            observe(self)?;
+            if phase.learn {
+                self.optimizer_step()?;
+            }
+            self.feed_step += 1;
+            done += 1;
+        }
+        for (buf, values) in saved_params.into_iter().rev() {
+            self.data[buf] = values;
+        }
+        self.consts = saved_consts;
+        self.feed = None;
+        let r = PhaseReport {
+            name: phase.name.clone(),
+            steps: done,
+            end_step: self.step,
+            loss: metrics.loss(),
+            accuracy: metrics.accuracy(),
+            lr_scale: self.optim.lr_scale,
+        };
+        report(&r)?;
+        Ok(if matches!(phase.duration, Duration::Data { .. }) {
+            r.loss
+        } else {
+            None
+        })
+    }
+
+    /// Reduce-on-plateau after an epoch whose monitored loss was `loss`.
+    fn plateau(&mut self, loss: f64) {
+        let Some((patience, factor)) = self.model.learning.plateau else {
+            return;
+        };
+        match self.best_loss {
+            Some(best) if loss >= best * (1.0 - 1e-4) => {
+                self.bad_epochs += 1;
+                if self.bad_epochs > patience {
+                    self.optim.lr_scale *= factor;
+                    self.bad_epochs = 0;
+                }
+            }
+            _ => {
+                self.best_loss = Some(loss);
+                self.bad_epochs = 0;
+            }
+        }
+    }
+
+    /// Steps one sample of dataset `d` lasts, from the width of the input that reads it.
+    fn steps_per_sample(&self, d: usize) -> usize {
+        for (k, inp) in self.model.inputs.iter().enumerate() {
+            if let inputs::InputStream::Data { dataset, field, .. } = self.inputs[k]
+                && dataset == d
+            {
+                return self.datasets[d].steps_per_sample(field, inp.size);
+            }
+        }
+        self.datasets[d].decl.steps_per_sample.unwrap_or(1)
+    }
+
+    /// The current sample of batch row `b` during a data phase: `(dataset, test split, sample,
+    /// step within the sample, steps per sample)`.
+    pub fn current_sample(&self, b: usize) -> Option<(usize, bool, usize, usize, usize)> {
+        let f = self.feed.as_ref()?;
+        Some((
+            f.dataset,
+            f.test,
+            f.sample(self.feed_step, b),
+            self.feed_step % f.steps_per_sample,
+            f.steps_per_sample,
+        ))
+    }
+
+    /// A loaded dataset.
+    pub fn dataset(&self, d: usize) -> &data::LoadedDataset {
+        &self.datasets[d]
+    }
+
+    /// Number of batch rows.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Steps of the protocol's step phases (`steps`, `duration`): what precomputed input
+    /// streams must cover. Data phases take their length from the dataset.
     pub fn protocol_steps(model: &Model) -> Result<usize, RunError> {
-        fn count(items: &[ProtocolItem]) -> Result<usize, RunError> {
-            let mut n = 0usize;
-            for item in items {
-                n = n.saturating_add(match item {
+        fn count(items: &[ProtocolItem]) -> usize {
+            items
+                .iter()
+                .map(|item| match item {
                     ProtocolItem::Phase(p) => match p.duration {
                         Duration::Steps(s) => s,
-                        Duration::Data { .. } => {
-                            return Err(RunError::at("phases over datasets are not run yet", p.span));
+                        Duration::Data { .. } => 0,
+                    },
+                    ProtocolItem::Repeat { count: c, items } => c.saturating_mul(count(items)),
+                })
+                .fold(0usize, usize::saturating_add)
+        }
+        Ok(count(&model.protocol.items))
+    }
+
+    /// Steps of the whole protocol, data phases included.
+    pub fn total_steps(&self) -> usize {
+        fn count(sim: &Simulation, items: &[ProtocolItem]) -> usize {
+            items
+                .iter()
+                .map(|item| match item {
+                    ProtocolItem::Phase(p) => match p.duration {
+                        Duration::Steps(s) => s,
+                        Duration::Data { dataset, test } => {
+                            (sim.datasets[dataset].rows(test) / sim.batch) * sim.steps_per_sample(dataset)
                         }
                     },
-                    ProtocolItem::Repeat { count: c, items } => c.saturating_mul(count(items)?),
-                });
-            }
-            Ok(n)
+                    ProtocolItem::Repeat { count: c, items } => c.saturating_mul(count(sim, items)),
+                })
+                .fold(0usize, usize::saturating_add)
         }
-        count(&model.protocol.items)
+        count(self, &self.model.protocol.items)
     }
 
     /// The values of a recorded quantity now: all batch rows of a population variable or

@@ -13,6 +13,8 @@ pub struct OptimizerState {
     s: Vec<Vec<f64>>,
     /// Optimiser steps taken.
     t: u64,
+    /// Multiplier of every learning rate (the plateau schedule lowers it).
+    pub lr_scale: f64,
 }
 
 impl OptimizerState {
@@ -27,6 +29,7 @@ impl OptimizerState {
             m: zeros.clone(),
             s: zeros,
             t: 0,
+            lr_scale: 1.0,
         }
     }
 
@@ -38,20 +41,20 @@ impl OptimizerState {
             let theta = &mut data[l.param];
             match *opt {
                 Optimizer::Sgd { lr } => {
-                    let lr = lr * l.lr_factor;
+                    let lr = lr * l.lr_factor * self.lr_scale;
                     for (p, g) in theta.iter_mut().zip(&grad) {
                         *p -= lr * g;
                     }
                 }
                 Optimizer::Momentum { lr, mu } => {
-                    let lr = lr * l.lr_factor;
+                    let lr = lr * l.lr_factor * self.lr_scale;
                     for ((p, g), m) in theta.iter_mut().zip(&grad).zip(&mut self.m[k]) {
                         *m = mu * *m + g;
                         *p -= lr * *m;
                     }
                 }
                 Optimizer::Adam { lr, beta1, beta2, eps } => {
-                    let lr = lr * l.lr_factor;
+                    let lr = lr * l.lr_factor * self.lr_scale;
                     let t = self.t as f64;
                     let bias1 = 1.0 - beta1.powf(t);
                     let bias2_sqrt = (1.0 - beta2.powf(t)).sqrt();

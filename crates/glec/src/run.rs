@@ -28,32 +28,47 @@ struct Recording {
 /// Runs `model`; returns the summary lines printed on success.
 pub fn run(model: Model, base_dir: &Path, opts: &RunOptions) -> Result<Vec<String>, RunError> {
     let program = gle_derive::compile(&model).map_err(|e| RunError::at(e.message, e.span))?;
-    let protocol_steps = Simulation::protocol_steps(&model)?;
-    let total = opts.max_steps.map_or(protocol_steps, |m| m.min(protocol_steps));
-    let mut sim = Simulation::new(model, program, base_dir, total)?;
+    let stream_steps = Simulation::protocol_steps(&model)?;
+    let stream_steps = opts.max_steps.map_or(stream_steps, |m| m.min(stream_steps));
+    let mut sim = Simulation::new(model, program, base_dir, stream_steps)?;
+    let total = opts.max_steps.map_or(sim.total_steps(), |m| m.min(sim.total_steps()));
     sim.set_step_limit(total as u64);
     let mut recordings = recordings(&sim);
     let started = Instant::now();
     let progress = std::io::stderr().is_terminal();
     let mut last_shown = Instant::now();
-    let result = sim.run_protocol(&mut |s| {
-        let n = s.steps() as usize;
-        for r in &mut recordings {
-            if (n - 1).is_multiple_of(r.every) {
-                r.values.extend(s.recorded(r.target));
-                r.samples += 1;
+    let mut reports: Vec<gle_runtime::PhaseReport> = Vec::new();
+    let show_phases = sim.model.protocol.readout.is_some() || !sim.program.costs.is_empty();
+    let result = sim.run_protocol_reporting(
+        &mut |s| {
+            let n = s.steps() as usize;
+            for r in &mut recordings {
+                if (n - 1).is_multiple_of(r.every) {
+                    r.values.extend(s.recorded(r.target));
+                    r.samples += 1;
+                }
             }
-        }
-        if progress && last_shown.elapsed().as_millis() >= 200 {
-            last_shown = Instant::now();
-            let _ = write!(
-                std::io::stderr(),
-                "\r  step {n} / {total} ({:.0} %)",
-                100.0 * n as f64 / total.max(1) as f64
-            );
-        }
-        Ok(())
-    });
+            if progress && last_shown.elapsed().as_millis() >= 200 {
+                last_shown = Instant::now();
+                let _ = write!(
+                    std::io::stderr(),
+                    "\r  step {n} / {total} ({:.0} %)",
+                    100.0 * n as f64 / total.max(1) as f64
+                );
+            }
+            Ok(())
+        },
+        &mut |r| {
+            if show_phases && r.steps > 0 {
+                if progress {
+                    let _ = write!(std::io::stderr(), "\r{}\r", " ".repeat(40));
+                }
+                println!("{}", phase_line(r));
+            }
+            reports.push(r.clone());
+            Ok(())
+        },
+    );
     if progress {
         let _ = write!(std::io::stderr(), "\r{}\r", " ".repeat(40));
     }
@@ -78,6 +93,24 @@ pub fn run(model: Model, base_dir: &Path, opts: &RunOptions) -> Result<Vec<Strin
     }
     if let Some(out) = &opts.out {
         std::fs::create_dir_all(out).map_err(|e| RunError::new(format!("cannot create `{}`: {e}", out.display())))?;
+        if show_phases {
+            let mut csv = String::from("phase,name,steps,end_step,loss,accuracy,lr_scale\n");
+            for (k, r) in reports.iter().enumerate() {
+                let opt = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x}"));
+                csv.push_str(&format!(
+                    "{k},{},{},{},{},{},{}\n",
+                    r.name,
+                    r.steps,
+                    r.end_step,
+                    opt(r.loss),
+                    opt(r.accuracy),
+                    r.lr_scale
+                ));
+            }
+            let path = out.join("metrics.csv");
+            write_atomic(&path, csv.as_bytes())?;
+            lines.push(format!("  wrote {}", path.display()));
+        }
         for r in &recordings {
             let mut shape = vec![r.samples];
             shape.extend(&r.per_sample);
@@ -122,4 +155,30 @@ fn recordings(sim: &Simulation) -> Vec<Recording> {
         }
     }
     out
+}
+
+/// One line per phase: its name, steps, loss and accuracy.
+fn phase_line(r: &gle_runtime::PhaseReport) -> String {
+    let mut line = format!("{:<8} {:>7} steps", r.name, r.steps);
+    if let Some(loss) = r.loss {
+        line.push_str(&format!("  loss {loss:.5}"));
+    }
+    if let Some(acc) = r.accuracy {
+        line.push_str(&format!("  accuracy {:.2} %", 100.0 * acc));
+    }
+    if r.lr_scale != 1.0 {
+        line.push_str(&format!("  lr × {}", r.lr_scale));
+    }
+    line
+}
+
+/// Writes a file atomically (a temporary file renamed into place when complete).
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            RunError::new(format!("cannot write `{}`: {e}", path.display()))
+        })
 }

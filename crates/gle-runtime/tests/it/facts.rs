@@ -504,7 +504,10 @@ fn c4_le_sine_through_a_chain() {
 /// the upper quantiles in by about t·a/2 — 2.3e-3 τ at t99 of one layer, 5.8e-3 τ at t99 of five
 /// — while the mean delay l·τ is exact.
 #[test]
-#[allow(clippy::approx_constant, reason = "the table of test-facts.md D1, where ln 2 and ln 10 appear rounded")]
+#[allow(
+    clippy::approx_constant,
+    reason = "the table of test-facts.md D1, where ln 2 and ln 10 appear rounded"
+)]
 fn d1_erlang_lag_of_the_non_prospective_chain() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/le_chain_nonprospective.gle");
     let src = std::fs::read_to_string(path).unwrap();
