@@ -143,15 +143,6 @@ pub fn derive_neuron(g: &mut Graph, model: &Model, index: usize) -> Result<Neuro
         filters: Vec::new(),
         uhat_taus: None,
     };
-    let Some(mi) = neuron.mismatch else {
-        return Err(DeriveError::new(
-            format!(
-                "neuron type `{}`: compartmental (conductance-based) neurons are not derived yet",
-                neuron.name
-            ),
-            neuron.span,
-        ));
-    };
     if neuron.states.len() != 1 {
         return Err(conv.error("more than one state variable"));
     }
@@ -159,30 +150,57 @@ pub fn derive_neuron(g: &mut Graph, model: &Model, index: usize) -> Result<Neuro
         let id = conv.expr(g, &d.value, &[])?;
         conv.defs.push(id);
     }
-    let mismatch = conv.defs[mi];
-    // Solve M(u, u̇, input) = γ·e for u̇: M must be affine in u̇.
     let udot_leaf = Leaf::StateDot(0);
     let one = g.num(1.0);
-    let tau_m = g.grad(mismatch, one, &[udot_leaf])[0];
-    if g.depends_on(tau_m, &|l| l == udot_leaf) || g.as_num(tau_m) == Some(0.0) {
-        return Err(DeriveError::new(
-            format!(
-                "neuron type `{}`: the mismatch must be affine in u̇ (as `D[τ] u − input` is); implicit dynamics are not supported",
-                neuron.name
-            ),
-            neuron.defs[mi].span,
-        ));
-    }
     let zero = g.num(0.0);
-    let rest = g.subst(mismatch, &mut |g, l| (l == udot_leaf).then(|| g.num(0.0)));
-    let gamma = match neuron.params.iter().position(|p| p.name == "gamma") {
-        Some(i) => g.leaf(Leaf::Param(i)),
-        None => zero,
+    let (mismatch, tau_m, udot) = match neuron.mismatch {
+        Some(mi) => {
+            let mismatch = conv.defs[mi];
+            // Solve M(u, u̇, input) = γ·e for u̇: M must be affine in u̇.
+            let tau_m = g.grad(mismatch, one, &[udot_leaf])[0];
+            if g.depends_on(tau_m, &|l| l == udot_leaf) || g.as_num(tau_m) == Some(0.0) {
+                return Err(DeriveError::new(
+                    format!(
+                        "neuron type `{}`: the mismatch must be affine in u̇ (as `D[τ] u − input` is); implicit dynamics are not supported",
+                        neuron.name
+                    ),
+                    neuron.defs[mi].span,
+                ));
+            }
+            let rest = g.subst(mismatch, &mut |g, l| (l == udot_leaf).then(|| g.num(0.0)));
+            let gamma = match neuron.params.iter().position(|p| p.name == "gamma") {
+                Some(i) => g.leaf(Leaf::Param(i)),
+                None => zero,
+            };
+            let err = g.leaf(Leaf::Error);
+            let ge = g.mul(gamma, err);
+            let numerator = ordered_numerator(g, ge, rest);
+            (mismatch, tau_m, g.div(numerator, tau_m))
+        }
+        None => {
+            // Conductance-based soma: u̇ = −g_l·u + Σ_c g_c·(v_c − u); τ_eff = 1/(g_l + Σ g_c).
+            let Some(leak) = &neuron.leak else {
+                return Err(conv.error("a neuron without a mismatch or a leak"));
+            };
+            let u = g.leaf(Leaf::State(0));
+            let gl = conv.expr(g, leak, &[])?;
+            let lu = g.mul(gl, u);
+            let mut udot = g.neg(lu);
+            let mut total = gl;
+            for (c, comp) in neuron.compartments.iter().enumerate() {
+                let Some(gc) = &comp.conductance else {
+                    return Err(conv.error(&format!("compartment `{}` without a conductance", comp.name)));
+                };
+                let gc = conv.expr(g, gc, &[])?;
+                let v = g.leaf(Leaf::Compartment(c));
+                let diff = g.sub(v, u);
+                let term = g.mul(gc, diff);
+                udot = g.add(udot, term);
+                total = g.add(total, gc);
+            }
+            (zero, g.div(one, total), udot)
+        }
     };
-    let err = g.leaf(Leaf::Error);
-    let ge = g.mul(gamma, err);
-    let numerator = ordered_numerator(g, ge, rest);
-    let udot = g.div(numerator, tau_m);
 
     // The rate as φ(ŭ): find the unique `D[τʳ] u` (or `u` itself).
     let rate_def = neuron.rate;

@@ -161,6 +161,9 @@ pub struct Learnable {
     pub lr_factor: f64,
     /// Lower clamp applied after every optimiser step.
     pub clamp_min: Option<f64>,
+    /// Set for parameters learned by an explicit rule instead of the optimiser: the rule's
+    /// rate η and clip range; the update is `θ ← clip(θ + dt·η·grad)`.
+    pub rule: Option<(f64, Option<(f64, f64)>)>,
 }
 
 /// Buffers of one population, for read-outs and records.
@@ -294,12 +297,6 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
             }
         }
     }
-    if !model.rules.is_empty() {
-        return Err(DeriveError::new(
-            "explicit plasticity rules are not compiled yet".into(),
-            model.rules[0].span,
-        ));
-    }
     if let ErrorMode::Adjoint { .. } = model.learning.errors {
         let span = model.energy.as_ref().map_or(gle_syntax::Span::default(), |e| e.span);
         return Err(DeriveError::new(
@@ -322,6 +319,7 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
     let mut slopes = Vec::new();
     let mut synaptic = Vec::new();
     let mut aux_bufs: Vec<Vec<(BufId, BufId)>> = Vec::new();
+    let mut compartment_bufs: Vec<Vec<BufId>> = Vec::new();
     for (p, pop) in model.populations.iter().enumerate() {
         let n = pop.size;
         let name = &pop.name;
@@ -375,6 +373,12 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
         staged.push((u_next, uhat_next, r_next, slope_next, v_next));
         slopes.push(slope);
         synaptic.push(input);
+        let comps: Vec<BufId> = nt
+            .compartments
+            .iter()
+            .map(|c| batch(&mut b, &format!("{}", c.name)))
+            .collect();
+        compartment_bufs.push(comps);
         pops.push(PopulationBuffers {
             u,
             uhat,
@@ -390,12 +394,6 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
     let mut proj_bufs: Vec<(BufId, Option<BufId>)> = Vec::new();
     let mut feedback: Vec<Option<BufId>> = Vec::new();
     for (k, pr) in model.projections.iter().enumerate() {
-        if pr.compartment.is_some() {
-            return Err(DeriveError::new(
-                "projections into compartments are not compiled yet".into(),
-                pr.span,
-            ));
-        }
         let (rows, cols) = pr.shape;
         let (w, bias) = match &pr.connectivity {
             Connectivity::Dense { bias, .. } => {
@@ -493,9 +491,15 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
         let (u_next, uhat_next, r_next, slope_next, v_next) = staged[p];
         let input = synaptic[p];
 
-        // 1. Synaptic input I = Σ W a + b.
-        let mut first = true;
+        // 1. Synaptic input I = Σ W a + b, per target: the soma's input or a compartment.
+        let mut first_of: Vec<BufId> = Vec::new();
         for (k, pr) in model.projections.iter().enumerate().filter(|(_, pr)| pr.post == p) {
+            let input = match pr.compartment {
+                Some(c) => compartment_bufs[p][c],
+                None => input,
+            };
+            let first = !first_of.contains(&input);
+            first_of.push(input);
             let a = pre_buf(pr)?;
             let (w, bias) = proj_bufs[k];
             let (rows, cols) = pr.shape;
@@ -538,7 +542,6 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
                     });
                 }
             }
-            first = false;
         }
 
         // Bindings of the neuron type's symbols to this population's buffers.
@@ -547,6 +550,7 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
                 Leaf::Param(i) => g.leaf(Leaf::Buf(pb.params[i])),
                 Leaf::State(_) => g.leaf(Leaf::Buf(pb.u)),
                 Leaf::Input => g.leaf(Leaf::Buf(input)),
+                Leaf::Compartment(c) => g.leaf(Leaf::Buf(compartment_bufs[p][c])),
                 Leaf::Aux(k) => g.leaf(Leaf::Buf(aux_bufs[p][k].0)),
                 Leaf::Error => match e {
                     Some(e) => g.leaf(Leaf::Buf(e)),
@@ -681,7 +685,14 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
                 let a = pre_buf(pr)?;
                 let (w, bias) = proj_bufs[k];
                 let (rows, cols) = pr.shape;
-                if let Plasticity::Learn { lr_factor } = pr.plasticity {
+                if pr.compartment.is_some() {
+                    return Err(DeriveError::new(
+                        "projections into compartments of a population that receives errors are not derived yet".into(),
+                        pr.span,
+                    ));
+                }
+                let ruled = model.rules.iter().any(|r| r.projection == k);
+                if let (Plasticity::Learn { lr_factor }, false) = (pr.plasticity, ruled) {
                     let len = match pr.connectivity {
                         Connectivity::Dense { .. } => rows * cols,
                         _ => rows,
@@ -718,6 +729,7 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
                         grad,
                         lr_factor,
                         clamp_min: None,
+                        rule: None,
                     });
                     if let Some(bias) = bias {
                         let gb = b.buf(format!("{}.b.grad", pr.name), rows, Layout::Shared, BufInit::Zero);
@@ -733,6 +745,7 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
                             grad: gb,
                             lr_factor,
                             clamp_min: None,
+                            rule: None,
                         });
                     }
                 }
@@ -819,8 +832,128 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
                     grad,
                     lr_factor: 1.0,
                     clamp_min,
+                    rule: None,
                 });
             }
+        }
+    }
+    // Explicit plasticity rules: dW = A(post) ⊗ B(pre), batch-averaged.
+    for rule in &model.rules {
+        let k = rule.projection;
+        let pr = &model.projections[k];
+        let (w, bias) = proj_bufs[k];
+        let (rows, cols) = pr.shape;
+        let post = pr.post;
+        let pre = pre_buf(pr)?;
+        let (_, uhat_next, r_next, _, _) = staged[post];
+        let pb = pops[post].clone();
+        let post_nt = &model.neurons[model.populations[post].neuron];
+        let pre_side = match pr.pre {
+            Source::Population(q, _) => Some(q),
+            Source::Input(_) => None,
+        };
+        let mut leaf_of = |g: &mut Graph, r: Ref| -> Result<Id, DeriveError> {
+            let unsupported = || {
+                DeriveError::new(
+                    format!("the rule of `{}` reads a quantity that is not compiled yet", pr.name),
+                    rule.span,
+                )
+            };
+            Ok(match r {
+                Ref::Pre(None) => g.leaf(Leaf::Buf(pre)),
+                Ref::Pre(Some(var)) => {
+                    let q = pre_side.ok_or_else(unsupported)?;
+                    g.leaf(Leaf::Buf(
+                        var_buffer(model, &pops[q], &compartment_bufs[q], var).ok_or_else(unsupported)?,
+                    ))
+                }
+                Ref::Post(var) => {
+                    let buf = match var {
+                        NeuronVar::Def(d) if d == post_nt.rate => r_next,
+                        NeuronVar::Def(d) if defines_uhat(model, model.populations[post].neuron, d) => uhat_next,
+                        other => var_buffer(model, &pb, &compartment_bufs[post], other).ok_or_else(unsupported)?,
+                    };
+                    g.leaf(Leaf::Buf(buf))
+                }
+                Ref::Const(i) => g.leaf(Leaf::Const(i)),
+                Ref::Dt => g.leaf(Leaf::Dt),
+                _ => return Err(unsupported()),
+            })
+        };
+        let mut factors_of = |b: &mut Builder, e: &Expr| -> Result<(Id, Id), DeriveError> {
+            let whole = rule_expr(b, e, &mut leaf_of)?;
+            split_outer(&mut b.g, whole, pre).ok_or_else(|| {
+                DeriveError::new(
+                    format!(
+                        "the rule of `{}` must be a product of a postsynaptic and a presynaptic factor",
+                        pr.name
+                    ),
+                    rule.span,
+                )
+            })
+        };
+        if let Some(dw) = &rule.weight {
+            let (post_factor, pre_factor) = factors_of(&mut b, dw)?;
+            let a = b.buf(format!("{}.rule_post", pr.name), rows, Layout::Batch, BufInit::Zero);
+            b.stmts.push(Stmt::Map {
+                len: rows,
+                outs: vec![(a, post_factor)],
+            });
+            let x = if b.g.node(pre_factor) == &crate::sym::Node::Leaf(Leaf::Buf(pre)) {
+                pre
+            } else {
+                let x = b.buf(format!("{}.rule_pre", pr.name), cols, Layout::Batch, BufInit::Zero);
+                b.stmts.push(Stmt::Map {
+                    len: cols,
+                    outs: vec![(x, pre_factor)],
+                });
+                x
+            };
+            let grad = b.buf(
+                format!("{}.W.rule", pr.name),
+                rows * cols,
+                Layout::Shared,
+                BufInit::Zero,
+            );
+            b.stmts.push(Stmt::Outer {
+                grad,
+                rows,
+                cols,
+                a,
+                x,
+                negate: false,
+            });
+            b.learnables.push(Learnable {
+                name: format!("{}.W", pr.name),
+                param: w,
+                grad,
+                lr_factor: 1.0,
+                clamp_min: None,
+                rule: Some((rule.lr, rule.clip)),
+            });
+        }
+        if let (Some(db), Some(bias)) = (&rule.bias, bias) {
+            let value = rule_expr(&mut b, db, &mut leaf_of)?;
+            let tmp = b.buf(format!("{}.rule_bias", pr.name), rows, Layout::Batch, BufInit::Zero);
+            b.stmts.push(Stmt::Map {
+                len: rows,
+                outs: vec![(tmp, value)],
+            });
+            let grad = b.buf(format!("{}.b.rule", pr.name), rows, Layout::Shared, BufInit::Zero);
+            b.stmts.push(Stmt::Mean {
+                grad,
+                len: rows,
+                x: tmp,
+                negate: false,
+            });
+            b.learnables.push(Learnable {
+                name: format!("{}.b", pr.name),
+                param: bias,
+                grad,
+                lr_factor: 1.0,
+                clamp_min: None,
+                rule: Some((rule.lr, None)),
+            });
         }
     }
     Ok(Program {
@@ -1111,6 +1244,96 @@ fn inline_args(body: &Expr, args: &[Id], b: &mut Builder) -> Result<Id, DeriveEr
             ));
         }
     })
+}
+
+/// The committed buffer of a population variable: state, parameter, compartment, rate or ŭ.
+fn var_buffer(model: &Model, pb: &PopulationBuffers, comps: &[BufId], var: NeuronVar) -> Option<BufId> {
+    let _ = model;
+    match var {
+        NeuronVar::State(_) => Some(pb.u),
+        NeuronVar::Param(i) => Some(pb.params[i]),
+        NeuronVar::Compartment(c) => comps.get(c).copied(),
+        NeuronVar::Def(_) => None,
+    }
+}
+
+/// Converts a rule's expression, with `leaf` binding its references.
+fn rule_expr(
+    b: &mut Builder,
+    e: &Expr,
+    leaf: &mut dyn FnMut(&mut Graph, Ref) -> Result<Id, DeriveError>,
+) -> Result<Id, DeriveError> {
+    Ok(match e {
+        Expr::Num(v) => b.g.num(*v),
+        Expr::Ref(r) => leaf(&mut b.g, *r)?,
+        Expr::Neg(a) => {
+            let a = rule_expr(b, a, leaf)?;
+            b.g.neg(a)
+        }
+        Expr::Binary(op, x, y) => {
+            let (x, y) = (rule_expr(b, x, leaf)?, rule_expr(b, y, leaf)?);
+            match op {
+                BinOp::Add => b.g.add(x, y),
+                BinOp::Sub => b.g.sub(x, y),
+                BinOp::Mul => b.g.mul(x, y),
+                BinOp::Div => b.g.div(x, y),
+                BinOp::Pow => b.g.pow(x, y),
+            }
+        }
+        Expr::Call(Callee::Builtin(f), xs) if f.is_elementwise() => {
+            let xs = xs
+                .iter()
+                .map(|x| rule_expr(b, x, leaf))
+                .collect::<Result<Vec<_>, _>>()?;
+            b.g.call(Fun::B(*f), xs)
+        }
+        Expr::Call(Callee::User(f), xs) => {
+            let xs = xs
+                .iter()
+                .map(|x| rule_expr(b, x, leaf))
+                .collect::<Result<Vec<_>, _>>()?;
+            let body = b.model.functions[*f].body.clone();
+            inline_args(&body, &xs, b)?
+        }
+        _ => {
+            return Err(DeriveError::new(
+                "a rule uses something other than arithmetic and elementwise built-ins".into(),
+                gle_syntax::Span::default(),
+            ));
+        }
+    })
+}
+
+/// Splits `e` into (postsynaptic factor, presynaptic factor): the multiplicative factors of `e`
+/// that read the presynaptic buffer `pre` form the second, all others the first. `None` if a
+/// factor reads both sides.
+fn split_outer(g: &mut Graph, e: Id, pre: BufId) -> Option<(Id, Id)> {
+    let mut factors = Vec::new();
+    let mut sign = false;
+    let mut stack = vec![e];
+    while let Some(id) = stack.pop() {
+        match g.node(id).clone() {
+            crate::sym::Node::Mul(a, c) => stack.extend([a, c]),
+            crate::sym::Node::Neg(a) => {
+                sign = !sign;
+                stack.push(a);
+            }
+            _ => factors.push(id),
+        }
+    }
+    let reads_pre = |g: &Graph, id: Id| g.depends_on(id, &|l| l == Leaf::Buf(pre));
+    let (mut post, mut pre_f) = (g.num(if sign { -1.0 } else { 1.0 }), g.num(1.0));
+    for f in factors {
+        if reads_pre(g, f) {
+            if g.depends_on(f, &|l| matches!(l, Leaf::Buf(b) if b != pre)) {
+                return None;
+            }
+            pre_f = g.mul(pre_f, f);
+        } else {
+            post = g.mul(post, f);
+        }
+    }
+    Some((post, pre_f))
 }
 
 /// The size of the population a prediction reads.

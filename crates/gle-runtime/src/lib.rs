@@ -370,8 +370,12 @@ impl Simulation {
 
     /// Applies one optimiser step to every learnable parameter, then the clamps.
     pub fn optimizer_step(&mut self) -> Result<(), RunError> {
-        self.optim
-            .step(&self.model.learning.optimizer, &self.program, &mut self.data);
+        self.optim.step(
+            &self.model.learning.optimizer,
+            self.model.protocol.dt,
+            &self.program,
+            &mut self.data,
+        );
         for l in &self.program.learnables {
             if let Some(k) = self.data[l.param].iter().position(|v| !v.is_finite()) {
                 return Err(RunError::new(format!(

@@ -34,11 +34,22 @@ impl OptimizerState {
     }
 
     /// One step against the gradients, then the lower clamps.
-    pub fn step(&mut self, opt: &Optimizer, program: &Program, data: &mut [Vec<f64>]) {
+    pub fn step(&mut self, opt: &Optimizer, dt: f64, program: &Program, data: &mut [Vec<f64>]) {
         self.t += 1;
         for (k, l) in program.learnables.iter().enumerate() {
             let grad = data[l.grad].clone();
             let theta = &mut data[l.param];
+            if let Some((eta, clip)) = l.rule {
+                // An explicit rule: θ ← clip(θ + dt·η·Δ).
+                let step = dt * eta * self.lr_scale;
+                for (p, g) in theta.iter_mut().zip(&grad) {
+                    *p += step * g;
+                    if let Some((lo, hi)) = clip {
+                        *p = p.clamp(lo, hi);
+                    }
+                }
+                continue;
+            }
             match *opt {
                 Optimizer::Sgd { lr } => {
                     let lr = lr * l.lr_factor * self.lr_scale;
