@@ -376,7 +376,7 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
         let comps: Vec<BufId> = nt
             .compartments
             .iter()
-            .map(|c| batch(&mut b, &format!("{}", c.name)))
+            .map(|c| batch(&mut b, &c.name))
             .collect();
         compartment_bufs.push(comps);
         pops.push(PopulationBuffers {
