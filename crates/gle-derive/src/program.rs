@@ -373,11 +373,7 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
         staged.push((u_next, uhat_next, r_next, slope_next, v_next));
         slopes.push(slope);
         synaptic.push(input);
-        let comps: Vec<BufId> = nt
-            .compartments
-            .iter()
-            .map(|c| batch(&mut b, &c.name))
-            .collect();
+        let comps: Vec<BufId> = nt.compartments.iter().map(|c| batch(&mut b, &c.name)).collect();
         compartment_bufs.push(comps);
         pops.push(PopulationBuffers {
             u,

@@ -1,0 +1,160 @@
+//! `glec run` and `glec explain` on every bundled model, and how runs fail.
+
+use crate::{gle_files, glec, root};
+
+/// Every bundled model runs (a few steps each: the tests use the debug build) and explains.
+#[test]
+fn every_bundled_model_runs_and_explains() {
+    for m in gle_files("models") {
+        let out = glec(&["run", &m, "--steps", "30"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{m}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("ran 30 steps of"), "{m}: {stdout}");
+        let out = glec(&["explain", &m]);
+        assert!(out.status.success(), "{m}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("population"));
+    }
+}
+
+fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("glec-run-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Recorded variables are written as .npy arrays of shape (samples, batch, neurons).
+#[test]
+fn records_are_written_as_npy() {
+    let dir = temp_dir("records");
+    let out = glec(&[
+        "run",
+        "models/gle_lagline.gle",
+        "--steps",
+        "250",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let a = gle_runtime::npy::read(&dir.join("y.r.npy")).unwrap();
+    assert_eq!(a.shape, [3, 100, 1], "every 100 steps of 250: steps 0, 100, 200");
+    let w = gle_runtime::npy::read(&dir.join("weights.npy")).unwrap();
+    assert_eq!(w.shape, [1, 4]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `--set` replaces a constant before checking, so values derived from it follow; unknown
+/// names and malformed values are usage errors.
+#[test]
+fn set_overrides_constants_and_run_settings() {
+    let out = glec(&[
+        "run",
+        "models/le_chain.gle",
+        "--steps",
+        "5",
+        "--set",
+        "dt=0.02",
+        "--set",
+        "batch=3",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(batch 3)"));
+    let out = glec(&["run", "models/gle_lagline.gle", "--steps", "5", "--set", "betta=0.1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no constant or run setting named `betta`"));
+    let out = glec(&["run", "models/gle_lagline.gle", "--set", "beta"]);
+    assert_eq!(out.status.code(), Some(2));
+    // dt above a time constant is caught by the checker, at the parameter's span.
+    let out = glec(&["run", "models/le_chain.gle", "--set", "dt=20"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error[E0503]"));
+}
+
+/// A run that blows up names the variable, neuron and step, and leaves no output file behind.
+#[test]
+fn numerical_blow_up_is_reported_and_writes_nothing() {
+    let dir = temp_dir("nan");
+    let model = dir.join("unstable.gle");
+    std::fs::write(
+        &model,
+        "neuron N {\n    param tau = 1\n    state u\n    let uhat = D[tau] u\n    rate r = exp(uhat)\n    mismatch e = D[tau] u - input\n}\n\
+         input x[1] = 1\npopulation a[2] : N\npopulation b[2] : N\nconnect x -> a : dense(init: 50)\nconnect a -> b : dense(init: 50)\n\
+         run {\n    dt 0.1\n    steps 100\n    record b.r every 1\n}\n",
+    )
+    .unwrap();
+    let out_dir = dir.join("out");
+    let out = glec(&["run", model.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("numerical blow-up: `b.r` is inf for neuron 0 (batch row 0) at step"),
+        "{stderr}"
+    );
+    assert!(!out_dir.join("b.r.npy").exists(), "no partial record may be written");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Missing or mis-shaped data files are clear errors pointing at their declaration.
+#[test]
+fn bad_data_files_are_reported() {
+    let dir = temp_dir("data");
+    let golden = std::fs::read_to_string(root().join("models/gle_lagline_golden.gle")).unwrap();
+    // Missing file.
+    let model = dir.join("missing.gle");
+    std::fs::write(&model, golden.replace("../tests/golden/lagline/x.npy", "nowhere.npy")).unwrap();
+    let out = glec(&["run", model.to_str().unwrap(), "--steps", "3"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot read `") && stderr.contains("nowhere.npy"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("--> "),
+        "the error points at the input's span: {stderr}"
+    );
+    // Wrong shape: a (steps, 4) stream for a batch of 5.
+    let model = dir.join("shape.gle");
+    let abs = root().join("tests/golden/lagline/x.npy");
+    std::fs::write(
+        &model,
+        golden
+            .replace("../tests/golden/lagline/x.npy", abs.to_str().unwrap())
+            .replace("batch 4", "batch 5"),
+    )
+    .unwrap();
+    let out = glec(&["run", model.to_str().unwrap(), "--steps", "3"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has shape [20000, 4], but input `x` needs (steps, 5)"));
+    // Not an array at all.
+    let bogus = dir.join("bogus.npy");
+    std::fs::write(&bogus, b"this is not numpy").unwrap();
+    std::fs::write(
+        &model,
+        golden.replace("../tests/golden/lagline/x.npy", bogus.to_str().unwrap()),
+    )
+    .unwrap();
+    let out = glec(&["run", model.to_str().unwrap(), "--steps", "3"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid .npy array"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A time constant drawn below dt is rejected before running, at the parameter's span.
+#[test]
+fn drawn_time_constant_below_dt_is_rejected() {
+    let dir = temp_dir("tau");
+    let model = dir.join("tau.gle");
+    std::fs::write(
+        &model,
+        "neuron N {\n    param tau = 1\n    state u\n    let uhat = D[tau] u\n    rate r = uhat\n    mismatch e = D[tau] u - input\n}\n\
+         input x[1] = 1\npopulation a[50] : N(tau: uniform(0, 0.2))\nconnect x -> a : dense(init: 1)\nrun {\n    dt 0.1\n    steps 10\n}\n",
+    )
+    .unwrap();
+    let out = glec(&["run", model.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("below the time step dt = 0.1"), "{stderr}");
+    assert!(stderr.contains("uniform(0, 0.2)"), "points at the draw: {stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
