@@ -57,37 +57,58 @@ pub fn explain(model: &Model, program: &Program, format: Format) -> String {
             }
         };
         let u = &nt.states[0].name;
-        let inputs: Vec<String> = model
-            .projections
-            .iter()
-            .filter(|pr| pr.post == p)
-            .map(|pr| {
-                let pre = match pr.pre {
-                    Source::Input(i) => model.inputs[i].name.clone(),
-                    Source::Population(q, _) => format!("{}.r", model.populations[q].name),
-                };
-                match &pr.connectivity {
-                    Connectivity::Dense { bias: Some(_), .. } => format!("{0}.W · {pre} + {0}.b", pr.name),
-                    Connectivity::Dense { .. } => format!("{}.W · {pre}", pr.name),
-                    Connectivity::Diagonal { .. } => format!("{}.w ⊙ {pre}", pr.name),
-                    Connectivity::Identity => pre,
-                }
-            })
+        // The summed input of the soma and of every compartment.
+        let targets: Vec<(Option<usize>, String)> = std::iter::once((None, "input".to_string()))
+            .chain(
+                nt.compartments
+                    .iter()
+                    .enumerate()
+                    .map(|(c, comp)| (Some(c), comp.name.clone())),
+            )
             .collect();
-        let input = if inputs.is_empty() {
-            "0".to_string()
-        } else {
-            inputs.join(" + ")
-        };
-        let _ = writeln!(o, "  input = {input}");
+        for (target, target_name) in targets {
+            let terms: Vec<String> = model
+                .projections
+                .iter()
+                .filter(|pr| pr.post == p && pr.compartment == target)
+                .map(|pr| {
+                    let pre = match pr.pre {
+                        Source::Input(i) => model.inputs[i].name.clone(),
+                        Source::Population(q, var) => {
+                            let qn = &model.neurons[model.populations[q].neuron];
+                            format!("{}.{}", model.populations[q].name, gle_ir::Printer::var_name(qn, var))
+                        }
+                    };
+                    match &pr.connectivity {
+                        Connectivity::Dense { bias: Some(_), .. } => format!("{0}.W · {pre} + {0}.b", pr.name),
+                        Connectivity::Dense { .. } => format!("{}.W · {pre}", pr.name),
+                        Connectivity::Diagonal { .. } => format!("{}.w ⊙ {pre}", pr.name),
+                        Connectivity::Identity => pre,
+                    }
+                })
+                .collect();
+            if target.is_none() && nt.mismatch.is_none() {
+                continue;
+            }
+            let sum = if terms.is_empty() {
+                "0".to_string()
+            } else {
+                terms.join(" + ")
+            };
+            let _ = writeln!(o, "  {target_name} = {sum}");
+        }
         let _ = writeln!(o, "  {u}' = {}", g.show(nd.udot, &name));
         if let Some(i) = nt.mismatch {
+            let written = gle_ir::Printer::in_neuron(model, nt).expr(&nt.defs[i].value);
             let _ = writeln!(
                 o,
-                "      from the mismatch {} = {}",
+                "      solved from the mismatch {} = {written} = {} (= gamma * e)",
                 nt.defs[i].name,
                 g.show(nd.mismatch, &name)
             );
+            if pop.role == Role::Fixed {
+                let _ = writeln!(o, "      with e = 0: the population is in no energy term");
+            }
         }
         match nd.tau_r {
             Some(tau_r) => {
@@ -130,7 +151,27 @@ pub fn explain(model: &Model, program: &Program, format: Format) -> String {
         }
     }
     let mut plastic = Vec::new();
-    for pr in &model.projections {
+    for (k, pr) in model.projections.iter().enumerate() {
+        if let Some(rule) = model.rules.iter().find(|r| r.projection == k) {
+            let printer = gle_ir::Printer::in_rule(model, rule);
+            if let Some(w) = &rule.weight {
+                plastic.push(format!(
+                    "d{}.W/dt = {} * ({})   (explicit rule)",
+                    pr.name,
+                    gle_ir::dump::num(rule.lr),
+                    printer.expr(w)
+                ));
+            }
+            if let Some((lo, hi)) = rule.clip {
+                plastic.push(format!(
+                    "  {}.W clipped to [{}, {}]",
+                    pr.name,
+                    gle_ir::dump::num(lo),
+                    gle_ir::dump::num(hi)
+                ));
+            }
+            continue;
+        }
         if let Plasticity::Learn { lr_factor } = pr.plasticity {
             let pre = match pr.pre {
                 Source::Input(i) => model.inputs[i].name.clone(),

@@ -41,6 +41,14 @@ impl<'m> Printer<'m> {
         }
     }
 
+    /// A printer for the expressions of a plasticity rule (`pre`, `post.var`, `W`).
+    pub fn in_rule(model: &'m Model, rule: &'m PlasticityRule) -> Self {
+        Printer {
+            rule: Some(rule),
+            ..Printer::new(model)
+        }
+    }
+
     /// The name of a variable of neuron type `n`.
     pub fn var_name(n: &NeuronType, v: NeuronVar) -> &str {
         match v {
