@@ -5,6 +5,7 @@
 //! The interpreter ([`interp`]) defines glec's semantics; it is the oracle for the other
 //! backends.
 
+mod checkpoint;
 pub mod data;
 pub mod inputs;
 pub mod interp;
@@ -19,6 +20,16 @@ use gle_ir::{Connectivity, Distribution, Duration, Init, Model, Optimizer, Proto
 use gle_syntax::{Diagnostic, Span};
 use interp::{Machine, Tape};
 use std::path::{Path, PathBuf};
+
+/// Callbacks of [`Simulation::run_protocol_with`].
+pub struct Hooks<'a> {
+    /// After every step (records).
+    pub observe: &'a mut dyn FnMut(&Simulation) -> Result<(), RunError>,
+    /// After every phase (metrics).
+    pub report: &'a mut dyn FnMut(&PhaseReport) -> Result<(), RunError>,
+    /// With `(step, bytes)` of every checkpoint.
+    pub save: &'a mut dyn FnMut(u64, Vec<u8>) -> Result<(), RunError>,
+}
 
 /// Loss and accuracy of one phase.
 #[derive(Clone, Debug, PartialEq)]
@@ -100,6 +111,14 @@ pub struct Simulation {
     best_loss: Option<f64>,
     /// Epochs without improvement.
     bad_epochs: usize,
+    /// Saved values of the parameters the running phase overrides (restored at its end).
+    saved_params: Vec<(usize, Vec<f64>)>,
+    /// Loss and accuracy accumulators of the running phase.
+    metrics: metrics::PhaseMetrics,
+    /// Set by [`Simulation::restore`]: the protocol resumes at this step.
+    resume: Option<u64>,
+    /// Steps between checkpoints (`checkpoint N` in the run protocol).
+    checkpoint_every: Option<u64>,
 }
 
 impl Simulation {
@@ -210,6 +229,10 @@ impl Simulation {
             feed_step: 0,
             best_loss: None,
             bad_epochs: 0,
+            saved_params: Vec::new(),
+            metrics: metrics::PhaseMetrics::default(),
+            resume: None,
+            checkpoint_every: None,
         })
     }
 
@@ -404,9 +427,26 @@ impl Simulation {
         observe: &mut dyn FnMut(&Simulation) -> Result<(), RunError>,
         report: &mut dyn FnMut(&PhaseReport) -> Result<(), RunError>,
     ) -> Result<(), RunError> {
+        self.run_protocol_with(&mut Hooks {
+            observe,
+            report,
+            save: &mut |_, _| Ok(()),
+        })
+    }
+
+    /// Runs the protocol with every hook: after each step, after each phase, and with the bytes
+    /// of a checkpoint every `checkpoint` steps (see [`Simulation::enable_checkpoints`]).
+    pub fn run_protocol_with(&mut self, hooks: &mut Hooks) -> Result<(), RunError> {
         let items = self.model.protocol.items.clone();
-        self.run_items(&items, observe, report, true)?;
+        let mut cursor = 0u64;
+        self.run_items(&items, hooks, true, &mut cursor)?;
+        self.resume = None;
         Ok(())
+    }
+
+    /// Makes the protocol hand a checkpoint to [`Hooks::save`] every `every` steps.
+    pub fn enable_checkpoints(&mut self, every: u64) {
+        self.checkpoint_every = Some(every.max(1));
     }
 
     /// Runs protocol items; returns the loss of the last data phase run (the plateau schedule's
@@ -414,9 +454,9 @@ impl Simulation {
     fn run_items(
         &mut self,
         items: &[ProtocolItem],
-        observe: &mut dyn FnMut(&Simulation) -> Result<(), RunError>,
-        report: &mut dyn FnMut(&PhaseReport) -> Result<(), RunError>,
+        hooks: &mut Hooks,
         top: bool,
+        cursor: &mut u64,
     ) -> Result<Option<f64>, RunError> {
         let mut last_loss = None;
         for item in items {
@@ -426,7 +466,7 @@ impl Simulation {
             match item {
                 ProtocolItem::Repeat { count, items } => {
                     for _ in 0..*count {
-                        let loss = self.run_items(items, observe, report, false)?;
+                        let loss = self.run_items(items, hooks, false, cursor)?;
                         if top && let Some(loss) = loss {
                             self.plateau(loss);
                         }
@@ -434,7 +474,7 @@ impl Simulation {
                     }
                 }
                 ProtocolItem::Phase(phase) => {
-                    if let Some(loss) = self.run_phase(phase, observe, report)? {
+                    if let Some(loss) = self.run_phase(phase, hooks, cursor)? {
                         last_loss = Some(loss);
                     }
                 }
@@ -446,15 +486,21 @@ impl Simulation {
     fn run_phase(
         &mut self,
         phase: &gle_ir::Phase,
-        observe: &mut dyn FnMut(&Simulation) -> Result<(), RunError>,
-        report: &mut dyn FnMut(&PhaseReport) -> Result<(), RunError>,
+        hooks: &mut Hooks,
+        cursor: &mut u64,
     ) -> Result<Option<f64>, RunError> {
-        let n = match phase.duration {
-            Duration::Steps(n) => {
-                self.feed = None;
-                n
-            }
-            Duration::Data { dataset, test } => {
+        let n = self.phase_steps(phase) as u64;
+        let start = *cursor;
+        *cursor += n;
+        // Resuming: phases that ended before the checkpoint were run already; the one it was
+        // taken in (possibly at its last step: its report is still due) goes on from there.
+        let resuming_inside = match self.resume {
+            Some(at) if at > start + n => return Ok(None),
+            Some(at) if at > start => true,
+            _ => false,
+        };
+        if !resuming_inside {
+            if let Duration::Data { dataset, test } = phase.duration {
                 let ds = &self.datasets[dataset];
                 let sps = self.steps_per_sample(dataset);
                 let epoch = self.epochs[dataset];
@@ -471,42 +517,55 @@ impl Simulation {
                         phase.span,
                     ));
                 }
-                let steps = feed.steps();
                 self.feed = Some(feed);
-                self.feed_step = 0;
-                steps
+            } else {
+                self.feed = None;
             }
-        };
+            self.feed_step = 0;
+            self.metrics = metrics::PhaseMetrics::default();
+            self.saved_params.clear();
+            for (pop, param, v) in &phase.param_overrides {
+                let buf = self.program.populations[*pop].params[*param];
+                self.saved_params.push((buf, self.data[buf].clone()));
+                self.data[buf].iter_mut().for_each(|x| *x = *v);
+            }
+        }
+        self.resume = None;
         let saved_consts = self.consts.clone();
         for (c, v) in &phase.overrides {
             self.consts[*c] = *v;
         }
-        let mut saved_params = Vec::new();
-        for (pop, param, v) in &phase.param_overrides {
-            let buf = self.program.populations[*pop].params[*param];
-            saved_params.push((buf, self.data[buf].clone()));
-            self.data[buf].iter_mut().for_each(|x| *x = *v);
-        }
-        let mut metrics = metrics::PhaseMetrics::default();
         let mut done = 0;
-        for _ in 0..n {
+        while self.step < start + n {
             if self.limit.is_some_and(|l| self.step >= l) {
                 break;
             }
             self.step()?;
+            let mut metrics = std::mem::take(&mut self.metrics);
             metrics.observe(self);
-            observe(self)?;
+            self.metrics = metrics;
+            (hooks.observe)(self)?;
             if phase.learn {
                 self.optimizer_step()?;
             }
             self.feed_step += 1;
             done += 1;
+            if let Some(every) = self.checkpoint_every
+                && self.step.is_multiple_of(every)
+            {
+                // Checkpoints hold the phase's base constants: the override is re-applied on resume.
+                let overridden = std::mem::replace(&mut self.consts, saved_consts.clone());
+                let bytes = self.checkpoint();
+                self.consts = overridden;
+                (hooks.save)(self.step, bytes)?;
+            }
         }
-        for (buf, values) in saved_params.into_iter().rev() {
+        for (buf, values) in std::mem::take(&mut self.saved_params).into_iter().rev() {
             self.data[buf] = values;
         }
         self.consts = saved_consts;
         self.feed = None;
+        let metrics = std::mem::take(&mut self.metrics);
         let r = PhaseReport {
             name: phase.name.clone(),
             steps: done,
@@ -515,12 +574,22 @@ impl Simulation {
             accuracy: metrics.accuracy(),
             lr_scale: self.optim.lr_scale,
         };
-        report(&r)?;
+        (hooks.report)(&r)?;
         Ok(if matches!(phase.duration, Duration::Data { .. }) {
             r.loss
         } else {
             None
         })
+    }
+
+    /// Steps a phase lasts.
+    fn phase_steps(&self, phase: &gle_ir::Phase) -> usize {
+        match phase.duration {
+            Duration::Steps(n) => n,
+            Duration::Data { dataset, test } => {
+                (self.datasets[dataset].rows(test) / self.batch) * self.steps_per_sample(dataset)
+            }
+        }
     }
 
     /// Reduce-on-plateau after an epoch whose monitored loss was `loss`.

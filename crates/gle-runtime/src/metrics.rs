@@ -8,12 +8,12 @@ use gle_ir::Readout;
 /// Accumulators of one phase.
 #[derive(Clone, Debug, Default)]
 pub struct PhaseMetrics {
-    loss_sum: f64,
-    loss_count: usize,
-    correct: usize,
-    samples: usize,
+    pub(crate) loss_sum: f64,
+    pub(crate) loss_count: usize,
+    pub(crate) correct: usize,
+    pub(crate) samples: usize,
     /// Per batch row: the read-out summed over the current sample.
-    sums: Vec<f64>,
+    pub(crate) sums: Vec<f64>,
 }
 
 impl PhaseMetrics {

@@ -8,11 +8,11 @@ use gle_ir::Optimizer;
 #[derive(Clone, Debug)]
 pub struct OptimizerState {
     /// First moments (momentum buffer or Adam's m), one per learnable.
-    m: Vec<Vec<f64>>,
+    pub(crate) m: Vec<Vec<f64>>,
     /// Adam's second moments.
-    s: Vec<Vec<f64>>,
+    pub(crate) s: Vec<Vec<f64>>,
     /// Optimiser steps taken.
-    t: u64,
+    pub(crate) t: u64,
     /// Multiplier of every learning rate (the plateau schedule lowers it).
     pub lr_scale: f64,
 }

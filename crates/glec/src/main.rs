@@ -42,6 +42,9 @@ enum Command {
         /// Seed of every random draw (overrides the model's `seed`).
         #[arg(long)]
         seed: Option<u64>,
+        /// Resume from a checkpoint written by an earlier run (`OUT/checkpoint.npz`).
+        #[arg(long)]
+        resume: Option<PathBuf>,
     },
     /// Print the equations glec derives from a model's energy.
     Explain {
@@ -93,7 +96,8 @@ fn main() -> ExitCode {
             steps,
             out,
             seed,
-        } => run_command(&model, &sets, steps, out, seed),
+            resume,
+        } => run_command(&model, &sets, steps, out, seed, resume),
         Command::Explain { model, format } => {
             let Some(m) = load(&model, Format::Human) else {
                 return ExitCode::FAILURE;
@@ -242,6 +246,7 @@ fn run_command(
     steps: Option<usize>,
     out: Option<PathBuf>,
     seed: Option<u64>,
+    resume: Option<PathBuf>,
 ) -> ExitCode {
     let mut overrides = Vec::new();
     for s in sets {
@@ -278,7 +283,15 @@ fn run_command(
         }
     }
     let base = path.parent().unwrap_or(Path::new("."));
-    match run::run(model, base, &run::RunOptions { max_steps: steps, out }) {
+    match run::run(
+        model,
+        base,
+        &run::RunOptions {
+            max_steps: steps,
+            out,
+            resume,
+        },
+    ) {
         Ok(lines) => {
             for l in lines {
                 println!("{l}");

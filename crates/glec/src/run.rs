@@ -11,8 +11,10 @@ use std::time::Instant;
 pub struct RunOptions {
     /// Stop after this many steps.
     pub max_steps: Option<usize>,
-    /// Where recorded variables are written.
+    /// Where recorded variables, metrics and checkpoints are written.
     pub out: Option<std::path::PathBuf>,
+    /// A checkpoint to resume from.
+    pub resume: Option<std::path::PathBuf>,
 }
 
 /// One `record` target being collected: its file name, shape per sample, and values.
@@ -30,7 +32,17 @@ pub fn run(model: Model, base_dir: &Path, opts: &RunOptions) -> Result<Vec<Strin
     let program = gle_derive::compile(&model).map_err(|e| RunError::at(e.message, e.span))?;
     let stream_steps = Simulation::protocol_steps(&model)?;
     let stream_steps = opts.max_steps.map_or(stream_steps, |m| m.min(stream_steps));
+    let checkpoint_every = model.protocol.checkpoint_every;
     let mut sim = Simulation::new(model, program, base_dir, stream_steps)?;
+    if let Some(path) = &opts.resume {
+        let bytes = std::fs::read(path)
+            .map_err(|e| RunError::new(format!("cannot read checkpoint `{}`: {e}", path.display())))?;
+        sim.restore(&bytes, &path.display().to_string())?;
+    }
+    if let (Some(every), Some(_)) = (checkpoint_every, &opts.out) {
+        sim.enable_checkpoints(every as u64);
+    }
+    let resumed_at = sim.steps();
     let total = opts.max_steps.map_or(sim.total_steps(), |m| m.min(sim.total_steps()));
     sim.set_step_limit(total as u64);
     let mut recordings = recordings(&sim);
@@ -39,44 +51,62 @@ pub fn run(model: Model, base_dir: &Path, opts: &RunOptions) -> Result<Vec<Strin
     let mut last_shown = Instant::now();
     let mut reports: Vec<gle_runtime::PhaseReport> = Vec::new();
     let show_phases = sim.model.protocol.readout.is_some() || !sim.program.costs.is_empty();
-    let result = sim.run_protocol_reporting(
-        &mut |s| {
-            let n = s.steps() as usize;
-            for r in &mut recordings {
-                if (n - 1).is_multiple_of(r.every) {
-                    r.values.extend(s.recorded(r.target));
-                    r.samples += 1;
-                }
+    if let Some(out) = &opts.out {
+        std::fs::create_dir_all(out).map_err(|e| RunError::new(format!("cannot create `{}`: {e}", out.display())))?;
+    }
+    let checkpoint_path = opts.out.as_ref().map(|o| o.join("checkpoint.npz"));
+    let mut save = |_step: u64, bytes: Vec<u8>| -> Result<(), RunError> {
+        match &checkpoint_path {
+            Some(p) => write_atomic(p, &bytes),
+            None => Ok(()),
+        }
+    };
+    let mut observe = |s: &Simulation| -> Result<(), RunError> {
+        let n = s.steps() as usize;
+        for r in &mut recordings {
+            if (n - 1).is_multiple_of(r.every) {
+                r.values.extend(s.recorded(r.target));
+                r.samples += 1;
             }
-            if progress && last_shown.elapsed().as_millis() >= 200 {
-                last_shown = Instant::now();
-                let _ = write!(
-                    std::io::stderr(),
-                    "\r  step {n} / {total} ({:.0} %)",
-                    100.0 * n as f64 / total.max(1) as f64
-                );
+        }
+        if progress && last_shown.elapsed().as_millis() >= 200 {
+            last_shown = Instant::now();
+            let _ = write!(
+                std::io::stderr(),
+                "\r  step {n} / {total} ({:.0} %)",
+                100.0 * n as f64 / total.max(1) as f64
+            );
+        }
+        Ok(())
+    };
+    let mut report = |r: &gle_runtime::PhaseReport| -> Result<(), RunError> {
+        if show_phases && r.steps > 0 {
+            if progress {
+                let _ = write!(std::io::stderr(), "\r{}\r", " ".repeat(40));
             }
-            Ok(())
-        },
-        &mut |r| {
-            if show_phases && r.steps > 0 {
-                if progress {
-                    let _ = write!(std::io::stderr(), "\r{}\r", " ".repeat(40));
-                }
-                println!("{}", phase_line(r));
-            }
-            reports.push(r.clone());
-            Ok(())
-        },
-    );
+            println!("{}", phase_line(r));
+        }
+        reports.push(r.clone());
+        Ok(())
+    };
+    let result = sim.run_protocol_with(&mut gle_runtime::Hooks {
+        observe: &mut observe,
+        report: &mut report,
+        save: &mut save,
+    });
     if progress {
         let _ = write!(std::io::stderr(), "\r{}\r", " ".repeat(40));
     }
     result?;
     let elapsed = started.elapsed().as_secs_f64();
-    let steps = sim.steps();
+    let steps = sim.steps() - resumed_at;
     let mut lines = vec![format!(
-        "ran {steps} steps of `{}` (batch {}) in {elapsed:.3} s: {:.0} steps/s",
+        "ran {steps} steps{} of `{}` (batch {}) in {elapsed:.3} s: {:.0} steps/s",
+        if resumed_at > 0 {
+            format!(" (resumed at step {resumed_at})")
+        } else {
+            String::new()
+        },
         sim.model.name,
         sim.model.protocol.batch,
         steps as f64 / elapsed.max(1e-9)
@@ -92,7 +122,6 @@ pub fn run(model: Model, base_dir: &Path, opts: &RunOptions) -> Result<Vec<Strin
         lines.push(format!("  {} = [{}{more}]", l.name, shown.join(", ")));
     }
     if let Some(out) = &opts.out {
-        std::fs::create_dir_all(out).map_err(|e| RunError::new(format!("cannot create `{}`: {e}", out.display())))?;
         if show_phases {
             let mut csv = String::from("phase,name,steps,end_step,loss,accuracy,lr_scale\n");
             for (k, r) in reports.iter().enumerate() {

@@ -3,3 +3,4 @@
 
 mod facts;
 mod golden;
+mod resume;

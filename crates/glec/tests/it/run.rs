@@ -158,3 +158,56 @@ fn drawn_time_constant_below_dt_is_rejected() {
     assert!(stderr.contains("uniform(0, 0.2)"), "points at the draw: {stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `glec run --resume` continues from `OUT/checkpoint.npz` and ends where an uninterrupted run
+/// ends, bit for bit (the recorded weights are compared exactly).
+#[test]
+fn resume_from_a_checkpoint_via_the_cli() {
+    let dir = temp_dir("resume");
+    let model = dir.join("lagline.gle");
+    let text = std::fs::read_to_string(root().join("models/gle_lagline_golden.gle"))
+        .unwrap()
+        .replace(
+            "../tests/golden/lagline/x.npy",
+            root().join("tests/golden/lagline/x.npy").to_str().unwrap(),
+        )
+        .replace(
+            "    record y.r, ty.r every 1",
+            "    record weights every 1\n    checkpoint 1000",
+        );
+    std::fs::write(&model, text).unwrap();
+    let (whole, part) = (dir.join("whole"), dir.join("part"));
+    let m = model.to_str().unwrap();
+    assert!(
+        glec(&["run", m, "--steps", "3000", "--out", whole.to_str().unwrap()])
+            .status
+            .success()
+    );
+    assert!(
+        glec(&["run", m, "--steps", "2500", "--out", part.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let ckpt = part.join("checkpoint.npz");
+    let out = glec(&[
+        "run",
+        m,
+        "--steps",
+        "3000",
+        "--resume",
+        ckpt.to_str().unwrap(),
+        "--out",
+        part.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ran 1000 steps (resumed at step 2000)"));
+    let a = gle_runtime::npy::read(&whole.join("weights.npy")).unwrap();
+    let b = gle_runtime::npy::read(&part.join("weights.npy")).unwrap();
+    let last = |x: &gle_runtime::npy::Array| x.data[x.data.len() - 4..].to_vec();
+    assert_eq!(last(&a), last(&b));
+    // A checkpoint of another model is refused.
+    let out = glec(&["run", "models/le_chain.gle", "--resume", ckpt.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("written for a different model"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
