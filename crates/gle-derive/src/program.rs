@@ -13,7 +13,8 @@ use crate::neuron::{NeuronDynamics, derive_neuron};
 use crate::sym::{Fun, Graph, Id, Leaf};
 use gle_ir::builtins::Builtin;
 use gle_ir::{
-    BinOp, Callee, Connectivity, DefKind, ErrorMode, Expr, Feedback, Model, NeuronVar, Plasticity, Ref, Role, Source,
+    BinOp, Callee, Connectivity, DefKind, ErrorMode, Expr, Feedback, Integrator, Model, NeuronVar, Plasticity, Ref,
+    Role, Schedule, Source,
 };
 
 /// Index of a buffer in [`Program::buffers`].
@@ -438,16 +439,29 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
     }
 
     // The presynaptic buffer each projection reads (committed values; inputs are current).
+    // The order populations are computed in, and what a projection reads: in the parallel
+    // schedule every population reads values committed at the previous step; in the sequential
+    // schedule populations are computed in dependency order and read this step's rates.
+    let sequential = model.protocol.schedule == Schedule::Sequential;
+    let integrator = model.protocol.integrator;
+    let order = if sequential {
+        topological_order(model)?
+    } else {
+        (0..model.populations.len()).collect()
+    };
     let pre_buf = |pr: &gle_ir::Projection| -> Result<BufId, DeriveError> {
         match pr.pre {
             Source::Input(i) => Ok(inputs[i]),
             Source::Population(p, var) => {
                 let pb = &pops[p];
                 let nt = &model.neurons[model.populations[p].neuron];
+                let (_, uhat_next, r_next, _, _) = staged[p];
                 match var {
-                    NeuronVar::Def(d) if d == nt.rate => Ok(pb.r),
+                    NeuronVar::Def(d) if d == nt.rate => Ok(if sequential { r_next } else { pb.r }),
                     NeuronVar::State(_) => Ok(pb.u),
-                    NeuronVar::Def(d) if defines_uhat(model, model.populations[p].neuron, d) => Ok(pb.uhat),
+                    NeuronVar::Def(d) if defines_uhat(model, model.populations[p].neuron, d) => {
+                        Ok(if sequential { uhat_next } else { pb.uhat })
+                    }
                     _ => Err(DeriveError::new(
                         format!(
                             "projection `{}` reads a variable that is not compiled yet (use the rate, `u` or ŭ)",
@@ -480,7 +494,8 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
     }
 
     let mut errors = Vec::new();
-    for (p, pop) in model.populations.iter().enumerate() {
+    for &p in &order {
+        let pop = &model.populations[p];
         let n = pop.size;
         let nd = neurons[pop.neuron].clone();
         let pb = pops[p].clone();
@@ -604,8 +619,10 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
                     let nu = b.g.div(diff, tau_r);
                     let t = b.g.mul(tau_m, nu);
                     let e_val = b.g.add(vl, t);
-                    let dtl = b.g.leaf(Leaf::Dt);
-                    let t2 = b.g.mul(dtl, nu);
+                    let one = b.g.num(1.0);
+                    let decay = b.g.grad(nu, one, &[Leaf::Buf(v)])[0];
+                    let h = step_length(&mut b.g, integrator, decay);
+                    let t2 = b.g.mul(h, nu);
                     let v_val = b.g.add(vl, t2);
                     b.stmts.push(Stmt::Map {
                         len: n,
@@ -623,8 +640,10 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
         // 3. Membrane, look-ahead and rate from the pre-step derivative.
         let mu = b.g.subst(nd.udot, &mut |g, l| bind(g, l, pb.e));
         let ul = b.leaf(pb.u);
-        let dtl = b.g.leaf(Leaf::Dt);
-        let step = b.g.mul(dtl, mu);
+        let one = b.g.num(1.0);
+        let decay = b.g.grad(mu, one, &[Leaf::Buf(pb.u)])[0];
+        let h = step_length(&mut b.g, integrator, decay);
+        let step = b.g.mul(h, mu);
         let u_val = b.g.add(ul, step);
         let uhat_val = match nd.tau_r {
             Some(tau_r) => {
@@ -662,7 +681,9 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
             let al = b.leaf(a);
             let diff = b.g.sub(x, al);
             let rate = b.g.div(diff, tau);
-            let t = b.g.mul(dtl, rate);
+            let decay = b.g.grad(rate, one, &[Leaf::Buf(a)])[0];
+            let h = step_length(&mut b.g, integrator, decay);
+            let t = b.g.mul(h, rate);
             let val = b.g.add(al, t);
             outs.push((a_next, val));
             b.commits.push((a, a_next));
@@ -1240,6 +1261,67 @@ fn inline_args(body: &Expr, args: &[Id], b: &mut Builder) -> Result<Id, DeriveEr
             ));
         }
     })
+}
+
+/// How far one step advances a state `x` with `ẋ = f`: `dt` (forward Euler) or, for the
+/// exponential integrator, `(e^{λ dt} − 1)/λ` with `λ = ∂f/∂x` (exact for linear dynamics with
+/// inputs held over the step; `dt` again where λ = 0).
+fn step_length(g: &mut Graph, integrator: Integrator, decay: Id) -> Id {
+    let dt = g.leaf(Leaf::Dt);
+    if integrator == Integrator::Euler || g.as_num(decay) == Some(0.0) {
+        return dt;
+    }
+    let x = g.mul(decay, dt);
+    let e = g.call(Fun::B(Builtin::Exp), vec![x]);
+    let one = g.num(1.0);
+    let em1 = g.sub(e, one);
+    g.div(em1, decay)
+}
+
+/// Populations in dependency order along projections (for the sequential schedule).
+fn topological_order(model: &Model) -> Result<Vec<usize>, DeriveError> {
+    let n = model.populations.len();
+    let mut indegree = vec![0usize; n];
+    for pr in &model.projections {
+        if let Source::Population(q, _) = pr.pre
+            && q != pr.post
+        {
+            indegree[pr.post] += 1;
+        }
+    }
+    let mut ready: Vec<usize> = (0..n).filter(|p| indegree[*p] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(p) = ready.first().copied() {
+        ready.remove(0);
+        order.push(p);
+        for pr in &model.projections {
+            if let Source::Population(q, _) = pr.pre
+                && q == p
+                && pr.post != p
+            {
+                indegree[pr.post] -= 1;
+                if indegree[pr.post] == 0 {
+                    ready.push(pr.post);
+                }
+            }
+        }
+    }
+    if order.len() < n
+        || model
+            .projections
+            .iter()
+            .any(|pr| matches!(pr.pre, Source::Population(q, _) if q == pr.post))
+    {
+        let span = model
+            .populations
+            .first()
+            .map_or(gle_syntax::Span::default(), |p| p.span);
+        return Err(DeriveError::new(
+            "the sequential schedule needs a network without loops; use `schedule parallel`".into(),
+            span,
+        ));
+    }
+    Ok(order)
 }
 
 /// The committed buffer of a population variable: state, parameter, compartment, rate or ŭ.
