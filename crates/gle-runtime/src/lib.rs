@@ -317,6 +317,9 @@ impl Simulation {
             a.copy_from_slice(b);
         }
         self.step += 1;
+        if self.feed.is_some() {
+            self.feed_step += 1;
+        }
         self.check_finite()
     }
 
@@ -548,7 +551,6 @@ impl Simulation {
             if phase.learn {
                 self.optimizer_step()?;
             }
-            self.feed_step += 1;
             done += 1;
             if let Some(every) = self.checkpoint_every
                 && self.step.is_multiple_of(every)
@@ -628,13 +630,37 @@ impl Simulation {
     /// step within the sample, steps per sample)`.
     pub fn current_sample(&self, b: usize) -> Option<(usize, bool, usize, usize, usize)> {
         let f = self.feed.as_ref()?;
+        let n = self.feed_step.checked_sub(1)?;
         Some((
             f.dataset,
             f.test,
-            f.sample(self.feed_step, b),
-            self.feed_step % f.steps_per_sample,
+            f.sample(n, b),
+            n % f.steps_per_sample,
             f.steps_per_sample,
         ))
+    }
+
+    /// Starts a pass over a dataset split outside the protocol (for embedding and benchmarks):
+    /// the following steps present its samples, batch by batch.
+    pub fn begin_data_pass(&mut self, dataset: usize, test: bool) {
+        let sps = self.steps_per_sample(dataset);
+        let epoch = self.epochs[dataset];
+        self.feed = Some(data::Feed::new(
+            &self.datasets[dataset],
+            dataset,
+            test,
+            self.batch,
+            sps,
+            epoch,
+        ));
+        self.feed_step = 0;
+    }
+
+    /// Steps left in the current data pass (0 outside one).
+    pub fn data_steps_left(&self) -> usize {
+        self.feed
+            .as_ref()
+            .map_or(0, |f| f.steps().saturating_sub(self.feed_step))
     }
 
     /// A loaded dataset.
