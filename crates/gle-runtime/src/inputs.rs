@@ -140,6 +140,32 @@ impl InputStream {
                     name: inp.name.clone(),
                 })
             }
+            Expr::Call(Callee::Builtin(Builtin::Ou), args) => {
+                // Ornstein–Uhlenbeck noise with time constant τ and stationary standard deviation
+                // σ, from 0: x ← x − dt·x/τ + σ·√(2·dt/τ)·ξ, one stream per batch row and channel.
+                let tau = eval_const(&args[0], &consts)?;
+                let sigma = eval_const(&args[1], &consts)?;
+                if tau <= 0.0 || sigma < 0.0 {
+                    return Err(RunError::at("`ou` needs τ > 0 and σ ≥ 0", inp.span));
+                }
+                let row = batch * width;
+                let mut rng = Rng::new(seed, 0x2_0000 + inp.span.start as u64);
+                let mut x = vec![0.0; row];
+                let mut data = Vec::with_capacity(steps * row);
+                let kick = sigma * (2.0 * dt / tau).sqrt();
+                for _ in 0..steps {
+                    data.extend_from_slice(&x);
+                    for v in &mut x {
+                        *v += -dt * *v / tau + kick * rng.normal(0.0, 1.0);
+                    }
+                }
+                Ok(InputStream::Table {
+                    data,
+                    steps,
+                    row,
+                    name: inp.name.clone(),
+                })
+            }
             other => {
                 if contains(other, &|b| matches!(b, Builtin::Smooth | Builtin::Npy | Builtin::Ou)) {
                     return Err(RunError::at(

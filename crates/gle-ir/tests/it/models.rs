@@ -103,3 +103,41 @@ fn connectivity_and_compartments() {
     assert_eq!(mc.rules.len(), 4);
     assert_eq!(mc.rules[0].clip, Some((-4.0, 4.0)));
 }
+
+/// G3: the learning-rate arithmetic of the experiments, as the bundled models write it.
+#[test]
+fn learning_rate_arithmetic() {
+    let lr = |m: &gle_ir::Model| match m.learning.optimizer {
+        gle_ir::Optimizer::Sgd { lr } | gle_ir::Optimizer::Momentum { lr, .. } | gle_ir::Optimizer::Adam { lr, .. } => {
+            lr
+        }
+    };
+    assert!(
+        (lr(&model("gle_lagline.gle")) - 1e-4).abs() < 1e-18,
+        "LagLine: 1e-6/0.01"
+    );
+    assert!(
+        (lr(&model("gle_mnist1d_15k.gle")) - 1e-3).abs() < 1e-18,
+        "MNIST-1D: 5e-3·72/360"
+    );
+    assert!(
+        (lr(&model("gle_lagnet.gle")) - 2e-4).abs() < 1e-18,
+        "LagNet: 2e-2·0.01/1"
+    );
+    // LagLine: (50 + 4000)/0.01 steps; LagNet: 1001/0.01.
+    let steps = |m: &gle_ir::Model| -> usize {
+        m.protocol
+            .items
+            .iter()
+            .map(|i| match i {
+                gle_ir::ProtocolItem::Phase(p) => match p.duration {
+                    gle_ir::Duration::Steps(n) => n,
+                    gle_ir::Duration::Data { .. } => 0,
+                },
+                gle_ir::ProtocolItem::Repeat { .. } => 0,
+            })
+            .sum()
+    };
+    assert_eq!(steps(&model("gle_lagline.gle")), 405_000);
+    assert_eq!(steps(&model("gle_lagnet.gle")), 100_100);
+}

