@@ -12,10 +12,93 @@ pub enum Format {
     Text,
     /// Markdown: one section per population, equations in code blocks.
     Markdown,
+    /// LaTeX: one `align*` environment per population.
+    Latex,
+}
+
+/// A LaTeX name for a `.gle` identifier: `tau_m` → `\tau^{m}`, `gamma` → `\gamma`, other
+/// subscripts kept (`g_l` → `g_{l}`).
+fn latex_name(name: &str) -> String {
+    let greek = [
+        "alpha", "beta", "gamma", "delta", "eta", "lambda", "mu", "sigma", "tau", "theta", "phi",
+    ];
+    let (head, tail) = name.split_once('_').map_or((name, None), |(h, t)| (h, Some(t)));
+    let head = if greek.contains(&head) {
+        format!("\\{head}")
+    } else if head.chars().count() == 1 {
+        head.to_string()
+    } else {
+        format!("\\mathrm{{{head}}}")
+    };
+    match tail {
+        Some(t) if head.starts_with("\\tau") && (t == "m" || t == "r") => format!("{head}^{{{t}}}"),
+        Some(t) => format!("{head}_{{\\mathrm{{{}}}}}", t.replace('_', "\\_")),
+        None => head,
+    }
+}
+
+/// The derived equations as LaTeX.
+fn explain_latex(model: &Model, program: &Program) -> String {
+    let g = &program.graph;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "% glec explain --format latex: equations derived for model {}",
+        model.name
+    );
+    for (p, pop) in model.populations.iter().enumerate() {
+        let nt = &model.neurons[pop.neuron];
+        let nd = &program.neurons[pop.neuron];
+        let name = |l: Leaf| -> String {
+            match l {
+                Leaf::Param(i) => latex_name(&nt.params[i].name),
+                Leaf::State(i) => latex_name(&nt.states[i].name),
+                Leaf::StateDot(i) => format!("\\dot{{{}}}", latex_name(&nt.states[i].name)),
+                Leaf::Aux(k) => format!("y_{{{k}}}"),
+                Leaf::AuxDot(k) => format!("\\dot{{y}}_{{{k}}}"),
+                Leaf::Input => "I".into(),
+                Leaf::Compartment(i) => format!("v_{{\\mathrm{{{}}}}}", nt.compartments[i].name),
+                Leaf::Error => "e".into(),
+                Leaf::Uhat => "\\breve{u}".into(),
+                Leaf::Const(i) => latex_name(&model.consts[i].name),
+                Leaf::Dt => "\\Delta t".into(),
+                Leaf::Time => "t".into(),
+                Leaf::Buf(b) => format!("\\mathrm{{{}}}", program.buffers[b].name.replace('_', "\\_")),
+            }
+        };
+        let _ = writeln!(o, "% population {} [{}] : {}", pop.name, pop.size, nt.name);
+        let _ = writeln!(o, "\\begin{{align*}}");
+        let _ = writeln!(o, "  \\dot{{u}} &= {} \\\\", g.show_latex(nd.udot, &name));
+        if let Some(tau_r) = nd.tau_r {
+            let _ = writeln!(
+                o,
+                "  \\breve{{u}} &= u + {} \\cdot \\dot{{u}} \\\\",
+                g.show_latex(tau_r, &name)
+            );
+        }
+        let _ = writeln!(o, "  r &= {} \\\\", g.show_latex(nd.rate, &name));
+        let _ = writeln!(o, "  \\varphi'(\\breve{{u}}) &= {}", g.show_latex(nd.slope, &name));
+        if let Some((_, _, gi)) = program.errors.iter().find(|(q, _, _)| *q == p) {
+            let _ = writeln!(o, "  \\\\ g &= {}", g.show_latex(*gi, &name));
+            if let (ErrorMode::Prospective, Some(tau_r)) = (model.learning.errors, nd.tau_r) {
+                let _ = writeln!(
+                    o,
+                    "  \\\\ {} \\dot{{v}} &= g - v, \\quad e = v + {} \\cdot \\dot{{v}}",
+                    g.show_latex(tau_r, &name),
+                    g.show_latex(nd.tau_m, &name)
+                );
+            }
+        }
+        let _ = writeln!(o, "\\end{{align*}}");
+    }
+    o
 }
 
 /// The continuous-time equations glec derived for `model`, per population, then plasticity.
 pub fn explain(model: &Model, program: &Program, format: Format) -> String {
+    if format == Format::Latex {
+        return explain_latex(model, program);
+    }
     let g = &program.graph;
     let mut o = String::new();
     let md = format == Format::Markdown;
@@ -80,6 +163,14 @@ pub fn explain(model: &Model, program: &Program, format: Format) -> String {
                         }
                     };
                     match &pr.connectivity {
+                        Connectivity::Dense { bias, map: Some(f), .. } => {
+                            let bias = if bias.is_some() {
+                                format!(" + {}.b", pr.name)
+                            } else {
+                                String::new()
+                            };
+                            format!("{}({}.W · {pre}{bias})", model.callee_name(*f), pr.name)
+                        }
                         Connectivity::Dense { bias: Some(_), .. } => format!("{0}.W · {pre} + {0}.b", pr.name),
                         Connectivity::Dense { .. } => format!("{}.W · {pre}", pr.name),
                         Connectivity::Diagonal { .. } => format!("{}.w ⊙ {pre}", pr.name),

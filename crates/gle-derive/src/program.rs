@@ -494,6 +494,8 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
     }
 
     let mut errors = Vec::new();
+    // Pre-activations `W·a + b` of projections with a connectivity function.
+    let mut pre_activation: Vec<Option<BufId>> = vec![None; model.projections.len()];
     for &p in &order {
         let pop = &model.populations[p];
         let n = pop.size;
@@ -515,6 +517,42 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
             let (w, bias) = proj_bufs[k];
             let (rows, cols) = pr.shape;
             match &pr.connectivity {
+                Connectivity::Dense { map: Some(f), .. } => {
+                    // f(W·a + b): the pre-activation z is kept for the backward pass.
+                    let z = b.buf(format!("{}.z", pr.name), rows, Layout::Batch, BufInit::Zero);
+                    b.stmts.push(Stmt::MatVec {
+                        out: z,
+                        w,
+                        rows,
+                        cols,
+                        x: a,
+                        accumulate: false,
+                    });
+                    let zl = b.leaf(z);
+                    let pre_act = match bias {
+                        Some(bias) => {
+                            let bl = b.leaf(bias);
+                            b.g.add(zl, bl)
+                        }
+                        None => zl,
+                    };
+                    b.stmts.push(Stmt::Map {
+                        len: rows,
+                        outs: vec![(z, pre_act)],
+                    });
+                    let term = apply_callee(&mut b, *f, zl)?;
+                    let value = if first {
+                        term
+                    } else {
+                        let il = b.leaf(input);
+                        b.g.add(il, term)
+                    };
+                    b.stmts.push(Stmt::Map {
+                        len: n,
+                        outs: vec![(input, value)],
+                    });
+                    pre_activation[k] = Some(z);
+                }
                 Connectivity::Dense { .. } => {
                     b.stmts.push(Stmt::MatVec {
                         out: input,
@@ -708,6 +746,27 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
                         pr.span,
                     ));
                 }
+                // The error at the projection's output: e, or e ⊙ f'(z) through a connectivity
+                // function f (its vector–Jacobian product, derived symbolically).
+                let e = match (&pr.connectivity, pre_activation[k]) {
+                    (Connectivity::Dense { map: Some(f), .. }, Some(z)) => {
+                        let uhat = b.g.leaf(Leaf::Uhat);
+                        let fz = apply_callee(&mut b, *f, uhat)?;
+                        let one = b.g.num(1.0);
+                        let df = b.g.grad(fz, one, &[Leaf::Uhat])[0];
+                        let zl = b.leaf(z);
+                        let df = b.g.subst(df, &mut |_, l| (l == Leaf::Uhat).then_some(zl));
+                        let el = b.leaf(e);
+                        let s = b.g.mul(el, df);
+                        let sb = b.buf(format!("{}.delta", pr.name), rows, Layout::Batch, BufInit::Zero);
+                        b.stmts.push(Stmt::Map {
+                            len: rows,
+                            outs: vec![(sb, s)],
+                        });
+                        sb
+                    }
+                    _ => e,
+                };
                 let ruled = model.rules.iter().any(|r| r.projection == k);
                 if let (Plasticity::Learn { lr_factor }, false) = (pr.plasticity, ruled) {
                     let len = match pr.connectivity {
@@ -1322,6 +1381,17 @@ fn topological_order(model: &Model) -> Result<Vec<usize>, DeriveError> {
         ));
     }
     Ok(order)
+}
+
+/// `f(x)` for a built-in or user function of one argument.
+fn apply_callee(b: &mut Builder, f: Callee, x: Id) -> Result<Id, DeriveError> {
+    match f {
+        Callee::Builtin(bi) => Ok(b.g.call(Fun::B(bi), vec![x])),
+        Callee::User(i) => {
+            let body = b.model.functions[i].body.clone();
+            inline_args(&body, &[x], b)
+        }
+    }
 }
 
 /// The committed buffer of a population variable: state, parameter, compartment, rate or ŭ.

@@ -532,6 +532,75 @@ impl Graph {
         self.show_prec(root, 0, name)
     }
 
+    /// Renders `root` as LaTeX math (`\cdot`, `\frac`, `\operatorname`).
+    pub fn show_latex(&self, root: Id, name: &dyn Fn(Leaf) -> String) -> String {
+        self.latex_prec(root, 0, name)
+    }
+
+    fn latex_prec(&self, id: Id, ctx: u8, name: &dyn Fn(Leaf) -> String) -> String {
+        let (p, s) = match self.node(id) {
+            Node::Num(b) => {
+                let v = f64::from_bits(*b);
+                (if v < 0.0 { 3 } else { 9 }, gle_ir::dump::num(v))
+            }
+            Node::Leaf(l) => (9, name(*l)),
+            Node::Add(a, b) => {
+                let (a, b) = if matches!(self.node(*a), Node::Neg(_)) && !matches!(self.node(*b), Node::Neg(_)) {
+                    (*b, *a)
+                } else {
+                    (*a, *b)
+                };
+                match self.node(b) {
+                    Node::Neg(inner) => (
+                        1,
+                        format!("{} - {}", self.latex_prec(a, 1, name), self.latex_prec(*inner, 2, name)),
+                    ),
+                    _ => (
+                        1,
+                        format!("{} + {}", self.latex_prec(a, 1, name), self.latex_prec(b, 2, name)),
+                    ),
+                }
+            }
+            Node::Mul(a, b) => (
+                2,
+                format!(
+                    "{} \\cdot {}",
+                    self.latex_prec(*a, 2, name),
+                    self.latex_prec(*b, 3, name)
+                ),
+            ),
+            Node::Div(a, b) => (
+                9,
+                format!(
+                    "\\frac{{{}}}{{{}}}",
+                    self.latex_prec(*a, 0, name),
+                    self.latex_prec(*b, 0, name)
+                ),
+            ),
+            Node::Pow(a, b) => (
+                4,
+                format!(
+                    "{{{}}}^{{{}}}",
+                    self.latex_prec(*a, 5, name),
+                    self.latex_prec(*b, 0, name)
+                ),
+            ),
+            Node::Neg(a) => (3, format!("-{}", self.latex_prec(*a, 3, name))),
+            Node::Call(f, args) => (
+                9,
+                format!(
+                    "\\operatorname{{{}}}\\left({}\\right)",
+                    f.name().replace('_', "\\_"),
+                    args.iter()
+                        .map(|a| self.latex_prec(*a, 0, name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+        };
+        if p < ctx { format!("\\left({s}\\right)") } else { s }
+    }
+
     fn show_prec(&self, id: Id, ctx: u8, name: &dyn Fn(Leaf) -> String) -> String {
         let (p, s) = match self.node(id) {
             Node::Num(b) => {

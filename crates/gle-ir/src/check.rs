@@ -506,7 +506,17 @@ impl Checker {
         };
         let mut projections: Vec<Option<Projection>> = Vec::new();
         for c in &d.connects {
-            let p = self.projection(c, &symbols, &neurons, &populations, &pop_neuron, &consts, &sizes);
+            let arity: Vec<usize> = fn_params.iter().map(Vec::len).collect();
+            let p = self.projection(
+                c,
+                &symbols,
+                &neurons,
+                &populations,
+                &pop_neuron,
+                &consts,
+                &sizes,
+                &arity,
+            );
             projections.push(p);
         }
 
@@ -1277,6 +1287,7 @@ impl Checker {
         pop_neuron: &[Option<usize>],
         consts: &Consts,
         sizes: &dyn Fn(&Source) -> Option<usize>,
+        fn_arity: &[usize],
     ) -> Option<Projection> {
         let (name, _) = projection_name(c);
         let pre = match symbols.get(&c.pre.node.node) {
@@ -1395,7 +1406,7 @@ impl Checker {
         let pre_size = sizes(&pre)?;
         let post_size = post_pop.size;
         let shape = (post_size, pre_size);
-        let connectivity = self.ok(connectivity(&c.kind, consts, shape))?;
+        let connectivity = self.ok(connectivity(&c.kind, consts, shape, fn_arity))?;
         let mut plasticity = None;
         let mut feedback = Feedback::Transpose;
         for m in &c.modifiers {
@@ -2563,7 +2574,43 @@ fn weight_init(
     Ok(Init::Values(data))
 }
 
-fn connectivity(kind: &ast::Expr, consts: &Consts, shape: (usize, usize)) -> Result<Connectivity, Diagnostic> {
+/// The elementwise function of `dense(…, map: f)`: a one-argument built-in or user function.
+fn connectivity_map(v: &ast::Expr, symbols: &Symbols, fn_arity: &[usize]) -> Result<Callee, Diagnostic> {
+    let bad = || {
+        Diagnostic::error("E0414", "`map` takes the name of a one-argument function", v.span)
+            .with_label("expected a function name such as `tanh`")
+    };
+    let ExprKind::Path(p) = &v.node else { return Err(bad()) };
+    if p.len() != 1 {
+        return Err(bad());
+    }
+    let name = p[0].node.as_str();
+    if let Some(b) = Builtin::from_name(name) {
+        if b.is_elementwise() && b.signature().params.len() == 1 {
+            return Ok(Callee::Builtin(b));
+        }
+        return Err(bad());
+    }
+    match symbols.get(name) {
+        Some(s) if s.kind == SymKind::Function && fn_arity[s.index] == 1 => Ok(Callee::User(s.index)),
+        Some(s) if s.kind == SymKind::Function => Err(bad()),
+        _ => Err(diag::unknown_name(
+            "function",
+            name,
+            v.span,
+            symbols
+                .names_of(SymKind::Function)
+                .chain(crate::builtins::BUILTINS.iter().map(|b| b.name)),
+        )),
+    }
+}
+
+fn connectivity(
+    kind: &ast::Expr,
+    consts: &Consts,
+    shape: (usize, usize),
+    fn_arity: &[usize],
+) -> Result<Connectivity, Diagnostic> {
     let (rows, cols) = shape;
     let square = |name: &str| -> Result<(), Diagnostic> {
         if rows != cols {
@@ -2582,12 +2629,14 @@ fn connectivity(kind: &ast::Expr, consts: &Consts, shape: (usize, usize)) -> Res
             Ok(Connectivity::Identity)
         }
         ExprKind::Path(p) if p.len() == 1 && p[0].node == "dense" => Ok(Connectivity::Dense {
+            map: None,
             init: Init::Random(Distribution::FanInUniform),
             bias: None,
         }),
         ExprKind::Call { func, args } if func.node == "dense" => {
             let mut init = Init::Random(Distribution::FanInUniform);
             let mut bias = None;
+            let mut map = None;
             for (k, a) in args.iter().enumerate() {
                 match (a.name.as_ref().map(|n| n.node.as_str()), k) {
                     (Some("init"), _) | (None, 0) => {
@@ -2596,12 +2645,13 @@ fn connectivity(kind: &ast::Expr, consts: &Consts, shape: (usize, usize)) -> Res
                     (Some("bias"), _) | (None, 1) => {
                         bias = Some(weight_init(&a.value, consts, rows, None, "the bias")?)
                     }
+                    (Some("map"), _) => map = Some(connectivity_map(&a.value, consts.symbols, fn_arity)?),
                     (Some(other), _) => {
                         let span = a.name.as_ref().map_or(a.value.span, |n| n.span);
                         let d = Diagnostic::error("E0212", format!("`dense` has no parameter named `{other}`"), span)
                             .with_label("unknown argument name")
-                            .with_note("parameters: init, bias");
-                        return Err(match closest(other, ["init", "bias"]) {
+                            .with_note("parameters: init, bias, map");
+                        return Err(match closest(other, ["init", "bias", "map"]) {
                             Some(s) => d.with_help(format!("did you mean `{s}`?")),
                             None => d,
                         });
@@ -2609,7 +2659,7 @@ fn connectivity(kind: &ast::Expr, consts: &Consts, shape: (usize, usize)) -> Res
                     (None, _) => return Err(diag::wrong_arity(func, args.len(), 2)),
                 }
             }
-            Ok(Connectivity::Dense { init, bias })
+            Ok(Connectivity::Dense { init, bias, map })
         }
         ExprKind::Call { func, args } if func.node == "diagonal" => {
             square("diagonal")?;

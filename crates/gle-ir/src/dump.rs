@@ -226,6 +226,14 @@ fn protocol_items(m: &Model, items: &[ProtocolItem], indent: usize, out: &mut St
 }
 
 impl Model {
+    /// The name of a called function.
+    pub fn callee_name(&self, c: Callee) -> &str {
+        match c {
+            Callee::Builtin(b) => b.name(),
+            Callee::User(i) => &self.functions[i].name,
+        }
+    }
+
     /// The stable text dump of the model: every declaration, resolved and evaluated.
     pub fn dump(&self) -> String {
         let mut o = String::new();
@@ -320,11 +328,12 @@ impl Model {
                 None => post.name.clone(),
             };
             let conn = match &pr.connectivity {
-                Connectivity::Dense { init: w, bias } => {
+                Connectivity::Dense { init: w, bias, map } => {
                     let b = bias
                         .as_ref()
                         .map_or_else(String::new, |b| format!(", bias {}", init(b)));
-                    format!("dense {}×{} init {}{b}", pr.shape.0, pr.shape.1, init(w))
+                    let m = map.map_or_else(String::new, |m| format!(", map {}", self.callee_name(m)));
+                    format!("dense {}×{} init {}{b}{m}", pr.shape.0, pr.shape.1, init(w))
                 }
                 Connectivity::Diagonal { init: w } => format!("diagonal {} init {}", pr.shape.0, init(w)),
                 Connectivity::Identity => format!("identity {}", pr.shape.0),

@@ -309,12 +309,15 @@ pub enum Source {
 /// The connectivity of a projection.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Connectivity {
-    /// A dense matrix `W` (post × pre) and an optional bias vector.
+    /// A dense matrix `W` (post × pre), an optional bias vector, and an optional elementwise
+    /// function applied to the result: the connectivity function `f(r) = map(W·r + b)`.
     Dense {
         /// Weight initialisation.
         init: Init,
         /// Bias initialisation, if the projection has a bias.
         bias: Option<Init>,
+        /// The elementwise function applied to `W·r + b` (a built-in or a user function).
+        map: Option<Callee>,
     },
     /// A diagonal matrix (pre and post of equal size).
     Diagonal {

@@ -78,6 +78,8 @@ enum ExplainFormat {
     Text,
     /// Markdown sections with code blocks.
     Markdown,
+    /// LaTeX `align*` environments.
+    Latex,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -107,6 +109,7 @@ fn main() -> ExitCode {
                     let f = match format {
                         ExplainFormat::Text => gle_derive::explain::Format::Text,
                         ExplainFormat::Markdown => gle_derive::explain::Format::Markdown,
+                        ExplainFormat::Latex => gle_derive::explain::Format::Latex,
                     };
                     print!("{}", gle_derive::explain::explain(&m, &program, f));
                     ExitCode::SUCCESS

@@ -47,7 +47,8 @@ pub fn run(model: Model, base_dir: &Path, opts: &RunOptions) -> Result<Vec<Strin
     sim.set_step_limit(total as u64);
     let mut recordings = recordings(&sim);
     let started = Instant::now();
-    let progress = std::io::stderr().is_terminal();
+    // The progress line goes to stderr, and only when a person is watching.
+    let progress = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
     let mut last_shown = Instant::now();
     let mut reports: Vec<gle_runtime::PhaseReport> = Vec::new();
     let show_phases = sim.model.protocol.readout.is_some() || !sim.program.costs.is_empty();

@@ -33,3 +33,21 @@ fn lagline_explains_as_the_gle_equations() {
     }
     assert!(text.starts_with("# model gle_lagline"));
 }
+
+/// The LaTeX form writes the membrane equation as a fraction over τᵐ.
+#[test]
+fn latex_format() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/gle_lagline.gle");
+    let (model, _) = gle_ir::check_source("lagline.gle", &std::fs::read_to_string(path).unwrap());
+    let model = model.unwrap();
+    let text = explain(&model, &gle_derive::compile(&model).unwrap(), Format::Latex);
+    assert!(
+        text.contains(r"\dot{u} &= \frac{I + \gamma \cdot e - u}{\tau^{m}}"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r"\tau^{r} \dot{v} &= g - v, \quad e = v + \tau^{m} \cdot \dot{v}"),
+        "{text}"
+    );
+    assert_eq!(text.matches(r"\begin{align*}").count(), 4);
+}

@@ -861,3 +861,59 @@ fn ou_noise_has_its_stationary_spread() {
     let std = (sq / count - mean * mean).sqrt();
     assert!(mean.abs() < 0.03 && (std - 0.3).abs() < 0.03, "mean {mean}, std {std}");
 }
+
+/// A user-defined connectivity function f(W·r + b): the forward pass is the static network with
+/// f applied, and the errors are backprop through f, its derivative derived symbolically (with
+/// γ = 0 the forward state is the feed-forward one, so at steady state the relation is exact).
+#[test]
+fn connectivity_function_forward_and_backward() {
+    let beta = 0.5;
+    let src = format!(
+        "fn squash(x) = x / (1 + x ^ 2)\n{}{}const beta = {beta}\ninput x[3] = [0.5, -1, 0.25]\ninput target[2] = [0.4, -0.3]\n\
+         population h[4] : Tanh(tau_m: 0.5, tau_r: 0.5)\npopulation y[2] : Lin(tau_m: 0.5, tau_r: 0.5)\n\
+         connect x -> h : dense(init: normal(0, 0.8), bias: normal(0, 0.3)) learn\n\
+         connect h -> y : dense(init: normal(0, 0.8), bias: normal(0, 0.3), map: squash) learn\n\
+         energy E = mismatch(h, y) + beta * mse(y.uhat, target)\nlearn {{\n    errors instantaneous\n}}\nrun {{\n    dt 0.05\n    seed 5\n    steps 2000\n}}\n",
+        neuron("Tanh", "tanh"),
+        neuron("Lin", "linear"),
+    );
+    let mut s = sim(&src, 2000);
+    for _ in 0..2000 {
+        s.step().unwrap();
+    }
+    let (w1, b1, w2, b2) = (buf(&s, "x_h.W"), buf(&s, "x_h.b"), buf(&s, "h_y.W"), buf(&s, "h_y.b"));
+    let x = [0.5, -1.0, 0.25];
+    let u1: Vec<f64> = (0..4)
+        .map(|i| (0..3).map(|j| w1[i * 3 + j] * x[j]).sum::<f64>() + b1[i])
+        .collect();
+    let r1: Vec<f64> = u1.iter().map(|v| v.tanh()).collect();
+    let z: Vec<f64> = (0..2)
+        .map(|i| (0..4).map(|j| w2[i * 4 + j] * r1[j]).sum::<f64>() + b2[i])
+        .collect();
+    let squash = |v: f64| v / (1.0 + v * v);
+    let dsquash = |v: f64| (1.0 - v * v) / ((1.0 + v * v) * (1.0 + v * v));
+    let y: Vec<f64> = z.iter().map(|v| squash(*v)).collect();
+    let uhat = buf(&s, "y.uhat");
+    for k in 0..2 {
+        assert!(
+            close(uhat[k], y[k], 1e-12),
+            "forward: ŭ = {} vs f(W r + b) = {}",
+            uhat[k],
+            y[k]
+        );
+    }
+    let e2: Vec<f64> = (0..2).map(|k| beta * ([0.4, -0.3][k] - y[k])).collect();
+    let delta: Vec<f64> = (0..2).map(|k| e2[k] * dsquash(z[k])).collect();
+    let e1 = buf(&s, "h.e");
+    for j in 0..4 {
+        let expected = (1.0 - u1[j].tanh().powi(2)) * (0..2).map(|i| w2[i * 4 + j] * delta[i]).sum::<f64>();
+        assert!(close(e1[j], expected, 1e-10), "backward: e₁ = {} vs {expected}", e1[j]);
+    }
+    // The weight gradient of the mapped projection: −(e ⊙ f'(z)) r₁ᵀ.
+    let grad = buf(&s, "h_y.W.grad");
+    for i in 0..2 {
+        for j in 0..4 {
+            assert!(close(grad[i * 4 + j], -delta[i] * r1[j], 1e-10), "∂E/∂W");
+        }
+    }
+}
