@@ -21,6 +21,14 @@ use gle_syntax::{Diagnostic, Span};
 use interp::{Machine, Tape};
 use std::path::{Path, PathBuf};
 
+/// A compiled implementation of one step's statements and commits (the Cranelift JIT). The
+/// interpreter is used when a simulation has none; both must compute the same values.
+pub trait StepKernel {
+    /// Executes the step program's statements and commits on `data` (every buffer, laid out as
+    /// the program says for `batch` rows).
+    fn run(&mut self, data: &mut [Vec<f64>], consts: &[f64], dt: f64, time: f64) -> Result<(), RunError>;
+}
+
 /// Callbacks of [`Simulation::run_protocol_with`].
 pub struct Hooks<'a> {
     /// After every step (records).
@@ -117,6 +125,8 @@ pub struct Simulation {
     metrics: metrics::PhaseMetrics,
     /// Set by [`Simulation::restore`]: the protocol resumes at this step.
     resume: Option<u64>,
+    /// A compiled step (the JIT); `None` runs the reference interpreter.
+    kernel: Option<Box<dyn StepKernel>>,
     /// Steps between checkpoints (`checkpoint N` in the run protocol).
     checkpoint_every: Option<u64>,
 }
@@ -233,7 +243,13 @@ impl Simulation {
             metrics: metrics::PhaseMetrics::default(),
             resume: None,
             checkpoint_every: None,
+            kernel: None,
         })
+    }
+
+    /// Runs steps with `kernel` instead of the interpreter.
+    pub fn set_kernel(&mut self, kernel: Box<dyn StepKernel>) {
+        self.kernel = Some(kernel);
     }
 
     /// Makes [`Simulation::run_protocol`] stop after `steps` steps in all.
@@ -292,6 +308,14 @@ impl Simulation {
             }
         }
         let time = n as f64 * self.model.protocol.dt;
+        if let Some(kernel) = self.kernel.as_mut() {
+            kernel.run(&mut self.data, &self.consts, self.model.protocol.dt, time)?;
+            self.step += 1;
+            if self.feed.is_some() {
+                self.feed_step += 1;
+            }
+            return self.check_finite();
+        }
         let mut m = Machine {
             data: &mut self.data,
             lens: &self.lens,
@@ -340,6 +364,13 @@ impl Simulation {
                 ds.decl.name, ds.decl.name
             )));
         };
+        if self.feed_step >= feed.steps() {
+            return Err(RunError::new(format!(
+                "`{what}`: the pass over dataset `{}` ended after {} steps; start another pass",
+                ds.decl.name,
+                feed.steps()
+            )));
+        }
         let split = if feed.test {
             ds.test.as_ref().unwrap_or(&ds.train)
         } else {

@@ -1,0 +1,632 @@
+//! The Cranelift JIT of glec: a step program compiled to one native function.
+//!
+//! The function runs every statement of a step and the commits, for the whole batch, with the
+//! same arithmetic in the same order as the reference interpreter (`gle-runtime`), so both agree
+//! to the last bit. Elementwise functions (`tanh`, `exp`, `softplus`, …) are calls to the same
+//! Rust functions the interpreter uses (`extern "C"` shims), so they agree too. Before every call
+//! the buffers handed to the native code are checked against the sizes it was compiled for, so
+//! nothing a `.gle` file says can make it read or write out of bounds.
+//!
+//! This is the only crate of the workspace that depends on Cranelift.
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{AbiParam, BlockArg, FuncRef, InstBuilder, MemFlagsData, Signature, Value, types};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
+use gle_derive::program::{Layout, Program, Stmt};
+use gle_derive::sym::{Fun, Id, Leaf, Node, apply};
+use gle_ir::builtins::Builtin;
+use gle_runtime::{RunError, StepKernel};
+use std::collections::HashMap;
+
+/// Why a program could not be compiled.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JitError(pub String);
+
+impl std::fmt::Display for JitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "JIT compilation failed: {}", self.0)
+    }
+}
+
+/// The native signature of a compiled step: buffer pointers, constants, dt, time.
+type StepFn = extern "C" fn(*const *mut f64, *const f64, f64, f64);
+
+/// A step program compiled to native code for a fixed batch size.
+pub struct CompiledStep {
+    /// Keeps the code alive.
+    _module: JITModule,
+    code: StepFn,
+    /// Expected length of every buffer.
+    lens: Vec<usize>,
+    /// The function's Cranelift IR, for inspection and snapshots.
+    clif: String,
+    /// Scratch space for the buffer pointers.
+    ptrs: Vec<*mut f64>,
+}
+
+// The generated code only touches the buffers passed to each call; the module is owned.
+#[allow(unsafe_code)]
+// SAFETY: `CompiledStep` owns its code; the raw pointers in `ptrs` are scratch space refilled
+// from the `&mut` buffers of each call and never dereferenced outside one.
+unsafe impl Send for CompiledStep {}
+
+impl CompiledStep {
+    /// The Cranelift IR text of the compiled function.
+    pub fn clif(&self) -> &str {
+        &self.clif
+    }
+}
+
+impl StepKernel for CompiledStep {
+    #[allow(unsafe_code)]
+    fn run(&mut self, data: &mut [Vec<f64>], consts: &[f64], dt: f64, time: f64) -> Result<(), RunError> {
+        if data.len() != self.lens.len() {
+            return Err(RunError::new(
+                "JIT: the simulation's buffers do not match the compiled program",
+            ));
+        }
+        for (k, (buf, len)) in data.iter().zip(&self.lens).enumerate() {
+            if buf.len() != *len {
+                return Err(RunError::new(format!(
+                    "JIT: buffer {k} has {} values, the code expects {len}",
+                    buf.len()
+                )));
+            }
+        }
+        self.ptrs.clear();
+        self.ptrs.extend(data.iter_mut().map(|b| b.as_mut_ptr()));
+        let consts = if consts.is_empty() {
+            [0.0].as_ptr()
+        } else {
+            consts.as_ptr()
+        };
+        // SAFETY: the code was generated for exactly these buffer lengths (checked above) and
+        // only indexes buffers within them; constants are read at indices below the model's
+        // constant count, which `consts` holds.
+        (self.code)(self.ptrs.as_ptr(), consts, dt, time);
+        Ok(())
+    }
+}
+
+/// Compiles `program` for `batch` rows.
+pub fn compile(program: &Program, batch: usize) -> Result<CompiledStep, JitError> {
+    let err = |e: &dyn std::fmt::Display| JitError(e.to_string());
+    let mut flags = settings::builder();
+    flags.set("use_colocated_libcalls", "false").map_err(|e| err(&e))?;
+    flags.set("is_pic", "false").map_err(|e| err(&e))?;
+    flags.set("opt_level", "speed").map_err(|e| err(&e))?;
+    let isa = cranelift_native::builder()
+        .map_err(|e| err(&e))?
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| err(&e))?;
+    let mut jb = JITBuilder::with_isa(isa, default_libcall_names());
+    for (name, ptr) in shims::SYMBOLS {
+        jb.symbol(*name, *ptr);
+    }
+    let mut module = JITModule::new(jb);
+    let ptr_ty = module.target_config().pointer_type();
+    let mut ctx = module.make_context();
+    for ty in [ptr_ty, ptr_ty, types::F64, types::F64] {
+        ctx.func.signature.params.push(AbiParam::new(ty));
+    }
+    let func_id = module
+        .declare_function("glec_step_program", Linkage::Export, &ctx.func.signature)
+        .map_err(|e| err(&e))?;
+    let shim_ids = declare_shims(&mut module).map_err(|e| err(&e))?;
+    let lens: Vec<usize> = program
+        .buffers
+        .iter()
+        .map(|b| match b.layout {
+            Layout::Batch => b.len * batch,
+            Layout::Shared => b.len,
+        })
+        .collect();
+    let mut fctx = FunctionBuilderContext::new();
+    {
+        let mut fb = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+        let shims: HashMap<&'static str, FuncRef> = shim_ids
+            .iter()
+            .map(|(name, id)| (*name, module.declare_func_in_func(*id, fb.func)))
+            .collect();
+        let entry = fb.create_block();
+        fb.append_block_params_for_function_params(entry);
+        fb.switch_to_block(entry);
+        fb.seal_block(entry);
+        let params = fb.block_params(entry).to_vec();
+        let mut e = Emitter {
+            fb,
+            program,
+            batch,
+            shims,
+            bufs: params[0],
+            consts: params[1],
+            dt: params[2],
+            time: params[3],
+            bases: HashMap::new(),
+        };
+        for stmt in &program.stmts {
+            e.stmt(stmt)?;
+        }
+        for &(dst, src) in &program.commits {
+            let n = lens[dst];
+            e.copy(dst, src, n);
+        }
+        e.fb.ins().return_(&[]);
+        let config = module.target_config();
+        e.fb.finalize(config);
+    }
+    let clif = ctx.func.display().to_string();
+    module
+        .define_function(func_id, &mut ctx)
+        .map_err(|e| err(&format!("{e:?}")))?;
+    module.clear_context(&mut ctx);
+    module.finalize_definitions().map_err(|e| err(&e))?;
+    let raw = module.get_finalized_function(func_id);
+    // SAFETY: `raw` is the entry of the function just defined with the `StepFn` signature
+    // (two pointers, two f64, no return) and the platform's default calling convention.
+    #[allow(unsafe_code)]
+    let code = unsafe { std::mem::transmute::<*const u8, StepFn>(raw) };
+    let n = lens.len();
+    Ok(CompiledStep {
+        _module: module,
+        code,
+        lens,
+        clif,
+        ptrs: Vec::with_capacity(n),
+    })
+}
+
+/// Generates the code of the statements.
+struct Emitter<'a, 'f> {
+    fb: FunctionBuilder<'f>,
+    program: &'a Program,
+    batch: usize,
+    shims: HashMap<&'static str, FuncRef>,
+    bufs: Value,
+    consts: Value,
+    dt: Value,
+    time: Value,
+    /// Base pointers of buffers, loaded once in the entry block.
+    bases: HashMap<usize, Value>,
+}
+
+impl Emitter<'_, '_> {
+    fn base(&mut self, buf: usize) -> Value {
+        if let Some(v) = self.bases.get(&buf) {
+            return *v;
+        }
+        // Loaded where first needed; every use is dominated by it because statements run in
+        // sequence in straight-line blocks around their loops.
+        let v = self
+            .fb
+            .ins()
+            .load(types::I64, MemFlagsData::trusted(), self.bufs, (buf * 8) as i32);
+        self.bases.insert(buf, v);
+        v
+    }
+
+    fn addr(&mut self, buf: usize, index: Value) -> Value {
+        let base = self.base(buf);
+        let off = self.fb.ins().imul_imm_s(index, 8);
+        self.fb.ins().iadd(base, off)
+    }
+
+    fn load(&mut self, buf: usize, index: Value) -> Value {
+        let a = self.addr(buf, index);
+        self.fb.ins().load(types::F64, MemFlagsData::trusted(), a, 0)
+    }
+
+    fn store(&mut self, buf: usize, index: Value, v: Value) {
+        let a = self.addr(buf, index);
+        self.fb.ins().store(MemFlagsData::trusted(), v, a, 0);
+    }
+
+    /// `for i in 0..n { body(i) }`.
+    fn repeat(
+        &mut self,
+        n: usize,
+        body: &mut dyn FnMut(&mut Self, Value) -> Result<(), JitError>,
+    ) -> Result<(), JitError> {
+        let header = self.fb.create_block();
+        let inner = self.fb.create_block();
+        let exit = self.fb.create_block();
+        self.fb.append_block_param(header, types::I64);
+        let zero = self.fb.ins().iconst(types::I64, 0);
+        self.fb.ins().jump(header, &[BlockArg::from(zero)]);
+        self.fb.switch_to_block(header);
+        let i = self.fb.block_params(header)[0];
+        let more = self.fb.ins().icmp_imm_s(IntCC::SignedLessThan, i, n as i64);
+        self.fb.ins().brif(more, inner, &[], exit, &[]);
+        self.fb.switch_to_block(inner);
+        self.fb.seal_block(inner);
+        body(self, i)?;
+        let next = self.fb.ins().iadd_imm_s(i, 1);
+        self.fb.ins().jump(header, &[BlockArg::from(next)]);
+        self.fb.seal_block(header);
+        self.fb.switch_to_block(exit);
+        self.fb.seal_block(exit);
+        Ok(())
+    }
+
+    fn stmt(&mut self, stmt: &Stmt) -> Result<(), JitError> {
+        // Load every base pointer the statement needs up front, in the current (dominating)
+        // block.
+        for b in stmt_buffers(self.program, stmt) {
+            self.base(b);
+        }
+        let batch = self.batch;
+        match stmt {
+            Stmt::Map { len, outs } => {
+                let len = *len;
+                let outs = outs.clone();
+                self.repeat(batch, &mut |e, b| {
+                    e.repeat(len, &mut |e, i| {
+                        let row = e.fb.ins().imul_imm_s(b, len as i64);
+                        let k = e.fb.ins().iadd(row, i);
+                        let mut memo = HashMap::new();
+                        let values: Vec<Value> = outs
+                            .iter()
+                            .map(|(_, id)| e.expr(*id, b, i, &mut memo))
+                            .collect::<Result<_, _>>()?;
+                        for ((buf, _), v) in outs.iter().zip(values) {
+                            let blen = e.program.buffers[*buf].len;
+                            let row = e.fb.ins().imul_imm_s(b, blen as i64);
+                            let idx = e.fb.ins().iadd(row, i);
+                            let idx = if e.program.buffers[*buf].layout == Layout::Batch {
+                                idx
+                            } else {
+                                i
+                            };
+                            let _ = k;
+                            e.store(*buf, idx, v);
+                        }
+                        Ok(())
+                    })
+                })
+            }
+            &Stmt::MatVec {
+                out,
+                w,
+                rows,
+                cols,
+                x,
+                accumulate,
+            } => self.repeat(batch, &mut |e, b| {
+                e.repeat(rows, &mut |e, i| {
+                    let acc_var = e.fb.declare_var(types::F64);
+                    let zero = e.fb.ins().f64const(0.0);
+                    e.fb.def_var(acc_var, zero);
+                    let wrow = e.fb.ins().imul_imm_s(i, cols as i64);
+                    let xrow = e.fb.ins().imul_imm_s(b, cols as i64);
+                    e.repeat(cols, &mut |e, j| {
+                        let wi = e.fb.ins().iadd(wrow, j);
+                        let xi = e.fb.ins().iadd(xrow, j);
+                        let wv = e.load(w, wi);
+                        let xv = e.load(x, xi);
+                        let p = e.fb.ins().fmul(wv, xv);
+                        let acc = e.fb.use_var(acc_var);
+                        let s = e.fb.ins().fadd(acc, p);
+                        e.fb.def_var(acc_var, s);
+                        Ok(())
+                    })?;
+                    let acc = e.fb.use_var(acc_var);
+                    let orow = e.fb.ins().imul_imm_s(b, rows as i64);
+                    let oi = e.fb.ins().iadd(orow, i);
+                    let v = if accumulate {
+                        let old = e.load(out, oi);
+                        e.fb.ins().fadd(old, acc)
+                    } else {
+                        acc
+                    };
+                    e.store(out, oi, v);
+                    Ok(())
+                })
+            }),
+            &Stmt::MatTVec { out, w, rows, cols, x } => self.repeat(batch, &mut |e, b| {
+                let orow = e.fb.ins().imul_imm_s(b, cols as i64);
+                e.repeat(cols, &mut |e, j| {
+                    let oj = e.fb.ins().iadd(orow, j);
+                    let zero = e.fb.ins().f64const(0.0);
+                    e.store(out, oj, zero);
+                    Ok(())
+                })?;
+                e.repeat(rows, &mut |e, i| {
+                    let xrow = e.fb.ins().imul_imm_s(b, rows as i64);
+                    let xi = e.fb.ins().iadd(xrow, i);
+                    let xv = e.load(x, xi);
+                    let wrow = e.fb.ins().imul_imm_s(i, cols as i64);
+                    e.repeat(cols, &mut |e, j| {
+                        let wi = e.fb.ins().iadd(wrow, j);
+                        let oj = e.fb.ins().iadd(orow, j);
+                        let wv = e.load(w, wi);
+                        let p = e.fb.ins().fmul(wv, xv);
+                        let old = e.load(out, oj);
+                        let s = e.fb.ins().fadd(old, p);
+                        e.store(out, oj, s);
+                        Ok(())
+                    })
+                })
+            }),
+            &Stmt::Outer {
+                grad,
+                rows,
+                cols,
+                a,
+                x,
+                negate,
+            } => {
+                let total = rows * cols;
+                self.repeat(total, &mut |e, k| {
+                    let zero = e.fb.ins().f64const(0.0);
+                    e.store(grad, k, zero);
+                    Ok(())
+                })?;
+                self.repeat(batch, &mut |e, b| {
+                    let xrow = e.fb.ins().imul_imm_s(b, cols as i64);
+                    e.repeat(rows, &mut |e, i| {
+                        let arow = e.fb.ins().imul_imm_s(b, rows as i64);
+                        let ai = e.fb.ins().iadd(arow, i);
+                        let av = e.load(a, ai);
+                        let grow = e.fb.ins().imul_imm_s(i, cols as i64);
+                        e.repeat(cols, &mut |e, j| {
+                            let xj = e.fb.ins().iadd(xrow, j);
+                            let gk = e.fb.ins().iadd(grow, j);
+                            let xv = e.load(x, xj);
+                            let p = e.fb.ins().fmul(av, xv);
+                            let old = e.load(grad, gk);
+                            let s = e.fb.ins().fadd(old, p);
+                            e.store(grad, gk, s);
+                            Ok(())
+                        })
+                    })
+                })?;
+                self.scale_mean(grad, total, negate)
+            }
+            &Stmt::Mean { grad, len, x, negate } => {
+                self.repeat(len, &mut |e, i| {
+                    let zero = e.fb.ins().f64const(0.0);
+                    e.store(grad, i, zero);
+                    Ok(())
+                })?;
+                self.repeat(batch, &mut |e, b| {
+                    let row = e.fb.ins().imul_imm_s(b, len as i64);
+                    e.repeat(len, &mut |e, i| {
+                        let xi = e.fb.ins().iadd(row, i);
+                        let xv = e.load(x, xi);
+                        let old = e.load(grad, i);
+                        let s = e.fb.ins().fadd(old, xv);
+                        e.store(grad, i, s);
+                        Ok(())
+                    })
+                })?;
+                self.scale_mean(grad, len, negate)
+            }
+            &Stmt::Softmax { out, x, len } => self.repeat(batch, &mut |e, b| {
+                let row = e.fb.ins().imul_imm_s(b, len as i64);
+                let max_var = e.fb.declare_var(types::F64);
+                let neg_inf = e.fb.ins().f64const(f64::NEG_INFINITY);
+                e.fb.def_var(max_var, neg_inf);
+                let fmax = e.shims["gle_fmax"];
+                e.repeat(len, &mut |e, i| {
+                    let xi = e.fb.ins().iadd(row, i);
+                    let v = e.load(x, xi);
+                    let m = e.fb.use_var(max_var);
+                    let call = e.fb.ins().call(fmax, &[m, v]);
+                    let r = e.fb.inst_results(call)[0];
+                    e.fb.def_var(max_var, r);
+                    Ok(())
+                })?;
+                let sum_var = e.fb.declare_var(types::F64);
+                let zero = e.fb.ins().f64const(0.0);
+                e.fb.def_var(sum_var, zero);
+                let exp = e.shims["gle_exp"];
+                e.repeat(len, &mut |e, i| {
+                    let xi = e.fb.ins().iadd(row, i);
+                    let v = e.load(x, xi);
+                    let m = e.fb.use_var(max_var);
+                    let d = e.fb.ins().fsub(v, m);
+                    let call = e.fb.ins().call(exp, &[d]);
+                    let ex = e.fb.inst_results(call)[0];
+                    e.store(out, xi, ex);
+                    let s = e.fb.use_var(sum_var);
+                    let s2 = e.fb.ins().fadd(s, ex);
+                    e.fb.def_var(sum_var, s2);
+                    Ok(())
+                })?;
+                e.repeat(len, &mut |e, i| {
+                    let xi = e.fb.ins().iadd(row, i);
+                    let ex = e.load(out, xi);
+                    let s = e.fb.use_var(sum_var);
+                    let q = e.fb.ins().fdiv(ex, s);
+                    e.store(out, xi, q);
+                    Ok(())
+                })
+            }),
+        }
+    }
+
+    /// `grad[k] = ±grad[k] / batch`.
+    fn scale_mean(&mut self, grad: usize, n: usize, negate: bool) -> Result<(), JitError> {
+        let batch = self.batch as f64;
+        self.repeat(n, &mut |e, k| {
+            let v = e.load(grad, k);
+            let bv = e.fb.ins().f64const(batch);
+            let m = e.fb.ins().fdiv(v, bv);
+            let m = if negate { e.fb.ins().fneg(m) } else { m };
+            e.store(grad, k, m);
+            Ok(())
+        })
+    }
+
+    fn copy(&mut self, dst: usize, src: usize, n: usize) {
+        self.base(dst);
+        self.base(src);
+        let _ = self.repeat(n, &mut |e, k| {
+            let v = e.load(src, k);
+            e.store(dst, k, v);
+            Ok(())
+        });
+    }
+
+    /// The value of expression `id` for batch row `b`, element `i`.
+    fn expr(&mut self, id: Id, b: Value, i: Value, memo: &mut HashMap<Id, Value>) -> Result<Value, JitError> {
+        if let Some(v) = memo.get(&id) {
+            return Ok(*v);
+        }
+        let g = &self.program.graph;
+        let v = match g.node(id).clone() {
+            Node::Num(bits) => self.fb.ins().f64const(f64::from_bits(bits)),
+            Node::Leaf(Leaf::Buf(buf)) => {
+                let decl = &self.program.buffers[buf];
+                let idx = if decl.layout == Layout::Batch {
+                    let row = self.fb.ins().imul_imm_s(b, decl.len as i64);
+                    self.fb.ins().iadd(row, i)
+                } else {
+                    i
+                };
+                self.load(buf, idx)
+            }
+            Node::Leaf(Leaf::Const(c)) => {
+                self.fb
+                    .ins()
+                    .load(types::F64, MemFlagsData::trusted(), self.consts, (c * 8) as i32)
+            }
+            Node::Leaf(Leaf::Dt) => self.dt,
+            Node::Leaf(Leaf::Time) => self.time,
+            Node::Leaf(other) => return Err(JitError(format!("unbound symbol {other:?} in the step program"))),
+            Node::Add(x, y) => {
+                let (x, y) = (self.expr(x, b, i, memo)?, self.expr(y, b, i, memo)?);
+                self.fb.ins().fadd(x, y)
+            }
+            Node::Mul(x, y) => {
+                let (x, y) = (self.expr(x, b, i, memo)?, self.expr(y, b, i, memo)?);
+                self.fb.ins().fmul(x, y)
+            }
+            Node::Div(x, y) => {
+                let (x, y) = (self.expr(x, b, i, memo)?, self.expr(y, b, i, memo)?);
+                self.fb.ins().fdiv(x, y)
+            }
+            Node::Neg(x) => {
+                let x = self.expr(x, b, i, memo)?;
+                self.fb.ins().fneg(x)
+            }
+            Node::Pow(x, y) => {
+                let (x, y) = (self.expr(x, b, i, memo)?, self.expr(y, b, i, memo)?);
+                let f = self.shims["gle_pow"];
+                let call = self.fb.ins().call(f, &[x, y]);
+                self.fb.inst_results(call)[0]
+            }
+            Node::Call(f, args) => {
+                let vals: Vec<Value> = args
+                    .iter()
+                    .map(|a| self.expr(*a, b, i, memo))
+                    .collect::<Result<_, _>>()?;
+                let name = shims::name(f, vals.len()).ok_or_else(|| JitError(format!("no shim for {}", f.name())))?;
+                let fref = self.shims[name];
+                let call = self.fb.ins().call(fref, &vals);
+                self.fb.inst_results(call)[0]
+            }
+        };
+        memo.insert(id, v);
+        Ok(v)
+    }
+}
+
+/// Every buffer a statement reads or writes.
+fn stmt_buffers(program: &Program, stmt: &Stmt) -> Vec<usize> {
+    match stmt {
+        Stmt::Map { outs, .. } => {
+            let mut bufs: Vec<usize> = outs.iter().map(|o| o.0).collect();
+            for (_, id) in outs {
+                for l in program.graph.leaves(*id) {
+                    if let Leaf::Buf(b) = l {
+                        bufs.push(b);
+                    }
+                }
+            }
+            bufs
+        }
+        &Stmt::MatVec { out, w, x, .. } => vec![out, w, x],
+        &Stmt::MatTVec { out, w, x, .. } => vec![out, w, x],
+        &Stmt::Outer { grad, a, x, .. } => vec![grad, a, x],
+        &Stmt::Mean { grad, x, .. } => vec![grad, x],
+        &Stmt::Softmax { out, x, .. } => vec![out, x],
+    }
+}
+
+fn declare_shims(module: &mut JITModule) -> Result<Vec<(&'static str, FuncId)>, cranelift_module::ModuleError> {
+    let mut out = Vec::new();
+    for (name, arity) in shims::ARITIES {
+        let mut sig: Signature = module.make_signature();
+        for _ in 0..*arity {
+            sig.params.push(AbiParam::new(types::F64));
+        }
+        sig.returns.push(AbiParam::new(types::F64));
+        out.push((*name, module.declare_function(name, Linkage::Import, &sig)?));
+    }
+    Ok(out)
+}
+
+/// The `extern "C"` math shims the generated code calls: each is the reference function of
+/// `gle_derive::sym::apply`, so JIT and interpreter agree bit for bit.
+pub mod shims {
+    use super::{Builtin, Fun, apply};
+
+    macro_rules! shims {
+        ($($name:ident($($arg:ident),+) = $fun:expr;)*) => {
+            $(
+                #[doc = concat!("The `", stringify!($name), "` shim.")]
+                pub extern "C" fn $name($($arg: f64),+) -> f64 {
+                    apply($fun, &[$($arg),+])
+                }
+            )*
+            /// Shim names with their addresses, for the JIT's symbol table.
+            pub const SYMBOLS: &[(&str, *const u8)] = &[$((stringify!($name), $name as *const u8),)*
+                ("gle_pow", gle_pow as *const u8), ("gle_fmax", gle_fmax as *const u8)];
+            /// Shim names with their arities.
+            pub const ARITIES: &[(&str, usize)] = &[$((stringify!($name), [$(stringify!($arg)),+].len()),)* ("gle_pow", 2), ("gle_fmax", 2)];
+            /// The shim of elementwise function `f` called with `n` arguments.
+            pub fn name(f: Fun, n: usize) -> Option<&'static str> {
+                $(if f == $fun && n == [$(stringify!($arg)),+].len() { return Some(stringify!($name)); })*
+                None
+            }
+        };
+    }
+
+    shims! {
+        gle_tanh(x) = Fun::B(Builtin::Tanh);
+        gle_sigmoid(x) = Fun::B(Builtin::Sigmoid);
+        gle_hard_sigmoid(x) = Fun::B(Builtin::HardSigmoid);
+        gle_relu(x) = Fun::B(Builtin::Relu);
+        gle_softplus(x) = Fun::B(Builtin::Softplus);
+        gle_hard_tanh(x) = Fun::B(Builtin::HardTanh);
+        gle_exp(x) = Fun::B(Builtin::Exp);
+        gle_log(x) = Fun::B(Builtin::Log);
+        gle_log1p(x) = Fun::B(Builtin::Log1p);
+        gle_sqrt(x) = Fun::B(Builtin::Sqrt);
+        gle_abs(x) = Fun::B(Builtin::Abs);
+        gle_sin(x) = Fun::B(Builtin::Sin);
+        gle_cos(x) = Fun::B(Builtin::Cos);
+        gle_min(a, b) = Fun::B(Builtin::Min);
+        gle_max(a, b) = Fun::B(Builtin::Max);
+        gle_clamp(x, lo, hi) = Fun::B(Builtin::Clamp);
+        gle_step(x) = Fun::B(Builtin::Step);
+        gle_sawtooth(x) = Fun::B(Builtin::Sawtooth);
+        gle_square(x) = Fun::B(Builtin::Square);
+        gle_positive(x) = Fun::Positive;
+        gle_sign(x) = Fun::Sign;
+    }
+
+    /// `x^y`, as the interpreter computes it.
+    pub extern "C" fn gle_pow(x: f64, y: f64) -> f64 {
+        x.powf(y)
+    }
+
+    /// The larger of two values, as the interpreter's softmax folds them.
+    pub extern "C" fn gle_fmax(a: f64, b: f64) -> f64 {
+        a.max(b)
+    }
+}
