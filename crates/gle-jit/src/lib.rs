@@ -127,10 +127,6 @@ pub fn compile(program: &Program, batch: usize) -> Result<CompiledStep, JitError
     let mut fctx = FunctionBuilderContext::new();
     {
         let mut fb = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-        let shims: HashMap<&'static str, FuncRef> = shim_ids
-            .iter()
-            .map(|(name, id)| (*name, module.declare_func_in_func(*id, fb.func)))
-            .collect();
         let entry = fb.create_block();
         fb.append_block_params_for_function_params(entry);
         fb.switch_to_block(entry);
@@ -140,7 +136,9 @@ pub fn compile(program: &Program, batch: usize) -> Result<CompiledStep, JitError
             fb,
             program,
             batch,
-            shims,
+            module: &mut module,
+            shim_ids: shim_ids.into_iter().collect(),
+            shims: HashMap::new(),
             bufs: params[0],
             consts: params[1],
             dt: params[2],
@@ -155,7 +153,7 @@ pub fn compile(program: &Program, batch: usize) -> Result<CompiledStep, JitError
             e.copy(dst, src, n);
         }
         e.fb.ins().return_(&[]);
-        let config = module.target_config();
+        let config = e.module.target_config();
         e.fb.finalize(config);
     }
     let clif = ctx.func.display().to_string();
@@ -184,6 +182,9 @@ struct Emitter<'a, 'f> {
     fb: FunctionBuilder<'f>,
     program: &'a Program,
     batch: usize,
+    module: &'a mut JITModule,
+    /// Every shim the module knows, declared in the function when first called.
+    shim_ids: HashMap<&'static str, FuncId>,
     shims: HashMap<&'static str, FuncRef>,
     bufs: Value,
     consts: Value,
@@ -194,6 +195,16 @@ struct Emitter<'a, 'f> {
 }
 
 impl Emitter<'_, '_> {
+    /// The function reference of shim `name`, declared in this function on first use.
+    fn shim(&mut self, name: &'static str) -> FuncRef {
+        if let Some(f) = self.shims.get(name) {
+            return *f;
+        }
+        let f = self.module.declare_func_in_func(self.shim_ids[name], self.fb.func);
+        self.shims.insert(name, f);
+        f
+    }
+
     fn base(&mut self, buf: usize) -> Value {
         if let Some(v) = self.bases.get(&buf) {
             return *v;
@@ -210,7 +221,7 @@ impl Emitter<'_, '_> {
 
     fn addr(&mut self, buf: usize, index: Value) -> Value {
         let base = self.base(buf);
-        let off = self.fb.ins().imul_imm_s(index, 8);
+        let off = self.fb.ins().ishl_imm_u(index, 3);
         self.fb.ins().iadd(base, off)
     }
 
@@ -325,8 +336,12 @@ impl Emitter<'_, '_> {
                     Ok(())
                 })
             }),
+            // Sums run over the same index in the same order as the interpreter's, so results
+            // agree bit for bit; the loops walk memory contiguously (W and the outer product
+            // row by row), accumulating in the output buffer.
             &Stmt::MatTVec { out, w, rows, cols, x } => self.repeat(batch, &mut |e, b| {
                 let orow = e.fb.ins().imul_imm_s(b, cols as i64);
+                let xrow = e.fb.ins().imul_imm_s(b, rows as i64);
                 e.repeat(cols, &mut |e, j| {
                     let oj = e.fb.ins().iadd(orow, j);
                     let zero = e.fb.ins().f64const(0.0);
@@ -334,7 +349,6 @@ impl Emitter<'_, '_> {
                     Ok(())
                 })?;
                 e.repeat(rows, &mut |e, i| {
-                    let xrow = e.fb.ins().imul_imm_s(b, rows as i64);
                     let xi = e.fb.ins().iadd(xrow, i);
                     let xv = e.load(x, xi);
                     let wrow = e.fb.ins().imul_imm_s(i, cols as i64);
@@ -366,8 +380,8 @@ impl Emitter<'_, '_> {
                 })?;
                 self.repeat(batch, &mut |e, b| {
                     let xrow = e.fb.ins().imul_imm_s(b, cols as i64);
+                    let arow = e.fb.ins().imul_imm_s(b, rows as i64);
                     e.repeat(rows, &mut |e, i| {
-                        let arow = e.fb.ins().imul_imm_s(b, rows as i64);
                         let ai = e.fb.ins().iadd(arow, i);
                         let av = e.load(a, ai);
                         let grow = e.fb.ins().imul_imm_s(i, cols as i64);
@@ -383,33 +397,37 @@ impl Emitter<'_, '_> {
                         })
                     })
                 })?;
-                self.scale_mean(grad, total, negate)
+                self.repeat(total, &mut |e, k| {
+                    let sum = e.load(grad, k);
+                    let v = e.mean(sum, negate);
+                    e.store(grad, k, v);
+                    Ok(())
+                })
             }
-            &Stmt::Mean { grad, len, x, negate } => {
-                self.repeat(len, &mut |e, i| {
-                    let zero = e.fb.ins().f64const(0.0);
-                    e.store(grad, i, zero);
+            &Stmt::Mean { grad, len, x, negate } => self.repeat(len, &mut |e, i| {
+                let acc = e.fb.declare_var(types::F64);
+                let zero = e.fb.ins().f64const(0.0);
+                e.fb.def_var(acc, zero);
+                e.repeat(batch, &mut |e, b| {
+                    let row = e.fb.ins().imul_imm_s(b, len as i64);
+                    let xi = e.fb.ins().iadd(row, i);
+                    let xv = e.load(x, xi);
+                    let s0 = e.fb.use_var(acc);
+                    let s = e.fb.ins().fadd(s0, xv);
+                    e.fb.def_var(acc, s);
                     Ok(())
                 })?;
-                self.repeat(batch, &mut |e, b| {
-                    let row = e.fb.ins().imul_imm_s(b, len as i64);
-                    e.repeat(len, &mut |e, i| {
-                        let xi = e.fb.ins().iadd(row, i);
-                        let xv = e.load(x, xi);
-                        let old = e.load(grad, i);
-                        let s = e.fb.ins().fadd(old, xv);
-                        e.store(grad, i, s);
-                        Ok(())
-                    })
-                })?;
-                self.scale_mean(grad, len, negate)
-            }
+                let sum = e.fb.use_var(acc);
+                let v = e.mean(sum, negate);
+                e.store(grad, i, v);
+                Ok(())
+            }),
             &Stmt::Softmax { out, x, len } => self.repeat(batch, &mut |e, b| {
                 let row = e.fb.ins().imul_imm_s(b, len as i64);
                 let max_var = e.fb.declare_var(types::F64);
                 let neg_inf = e.fb.ins().f64const(f64::NEG_INFINITY);
                 e.fb.def_var(max_var, neg_inf);
-                let fmax = e.shims["gle_fmax"];
+                let fmax = e.shim("gle_fmax");
                 e.repeat(len, &mut |e, i| {
                     let xi = e.fb.ins().iadd(row, i);
                     let v = e.load(x, xi);
@@ -422,7 +440,7 @@ impl Emitter<'_, '_> {
                 let sum_var = e.fb.declare_var(types::F64);
                 let zero = e.fb.ins().f64const(0.0);
                 e.fb.def_var(sum_var, zero);
-                let exp = e.shims["gle_exp"];
+                let exp = e.shim("gle_exp");
                 e.repeat(len, &mut |e, i| {
                     let xi = e.fb.ins().iadd(row, i);
                     let v = e.load(x, xi);
@@ -448,17 +466,11 @@ impl Emitter<'_, '_> {
         }
     }
 
-    /// `grad[k] = ±grad[k] / batch`.
-    fn scale_mean(&mut self, grad: usize, n: usize, negate: bool) -> Result<(), JitError> {
-        let batch = self.batch as f64;
-        self.repeat(n, &mut |e, k| {
-            let v = e.load(grad, k);
-            let bv = e.fb.ins().f64const(batch);
-            let m = e.fb.ins().fdiv(v, bv);
-            let m = if negate { e.fb.ins().fneg(m) } else { m };
-            e.store(grad, k, m);
-            Ok(())
-        })
+    /// `±sum / batch`.
+    fn mean(&mut self, sum: Value, negate: bool) -> Value {
+        let n = self.fb.ins().f64const(self.batch as f64);
+        let m = self.fb.ins().fdiv(sum, n);
+        if negate { self.fb.ins().fneg(m) } else { m }
     }
 
     fn copy(&mut self, dst: usize, src: usize, n: usize) {
@@ -515,7 +527,7 @@ impl Emitter<'_, '_> {
             }
             Node::Pow(x, y) => {
                 let (x, y) = (self.expr(x, b, i, memo)?, self.expr(y, b, i, memo)?);
-                let f = self.shims["gle_pow"];
+                let f = self.shim("gle_pow");
                 let call = self.fb.ins().call(f, &[x, y]);
                 self.fb.inst_results(call)[0]
             }
@@ -525,7 +537,7 @@ impl Emitter<'_, '_> {
                     .map(|a| self.expr(*a, b, i, memo))
                     .collect::<Result<_, _>>()?;
                 let name = shims::name(f, vals.len()).ok_or_else(|| JitError(format!("no shim for {}", f.name())))?;
-                let fref = self.shims[name];
+                let fref = self.shim(name);
                 let call = self.fb.ins().call(fref, &vals);
                 self.fb.inst_results(call)[0]
             }

@@ -45,6 +45,9 @@ enum Command {
         /// Resume from a checkpoint written by an earlier run (`OUT/checkpoint.npz`).
         #[arg(long)]
         resume: Option<PathBuf>,
+        /// Execute steps with the Cranelift JIT or the reference interpreter.
+        #[arg(long, value_enum, default_value_t = Backend::Jit)]
+        backend: Backend,
     },
     /// Print the equations glec derives from a model's energy.
     Explain {
@@ -86,6 +89,17 @@ enum ExplainFormat {
 enum Emit {
     /// The checked model IR as text.
     Ir,
+    /// The Cranelift IR of the JIT-compiled step.
+    Clif,
+}
+
+/// How steps are executed.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// Native code compiled by Cranelift (the default).
+    Jit,
+    /// The reference interpreter.
+    Interp,
 }
 
 fn main() -> ExitCode {
@@ -99,7 +113,8 @@ fn main() -> ExitCode {
             out,
             seed,
             resume,
-        } => run_command(&model, &sets, steps, out, seed, resume),
+            backend,
+        } => run_command(&model, &sets, steps, out, seed, resume, backend),
         Command::Explain { model, format } => {
             let Some(m) = load(&model, Format::Human) else {
                 return ExitCode::FAILURE;
@@ -116,6 +131,31 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     report_late(&model, &e.to_diagnostic());
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Emit {
+            what: Emit::Clif,
+            model,
+        } => {
+            let Some(m) = load(&model, Format::Human) else {
+                return ExitCode::FAILURE;
+            };
+            let program = match gle_derive::compile(&m) {
+                Ok(p) => p,
+                Err(e) => {
+                    report_late(&model, &e.to_diagnostic());
+                    return ExitCode::FAILURE;
+                }
+            };
+            match gle_jit::compile(&program, m.protocol.batch) {
+                Ok(k) => {
+                    print!("{}", k.clif());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
                     ExitCode::FAILURE
                 }
             }
@@ -250,6 +290,7 @@ fn run_command(
     out: Option<PathBuf>,
     seed: Option<u64>,
     resume: Option<PathBuf>,
+    backend: Backend,
 ) -> ExitCode {
     let mut overrides = Vec::new();
     for s in sets {
@@ -293,6 +334,7 @@ fn run_command(
             max_steps: steps,
             out,
             resume,
+            backend,
         },
     ) {
         Ok(lines) => {

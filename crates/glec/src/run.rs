@@ -15,6 +15,8 @@ pub struct RunOptions {
     pub out: Option<std::path::PathBuf>,
     /// A checkpoint to resume from.
     pub resume: Option<std::path::PathBuf>,
+    /// The step executor.
+    pub backend: crate::Backend,
 }
 
 /// One `record` target being collected: its file name, shape per sample, and values.
@@ -33,7 +35,16 @@ pub fn run(model: Model, base_dir: &Path, opts: &RunOptions) -> Result<Vec<Strin
     let stream_steps = Simulation::protocol_steps(&model)?;
     let stream_steps = opts.max_steps.map_or(stream_steps, |m| m.min(stream_steps));
     let checkpoint_every = model.protocol.checkpoint_every;
+    let kernel = match opts.backend {
+        crate::Backend::Jit => {
+            Some(gle_jit::compile(&program, model.protocol.batch).map_err(|e| RunError::new(e.to_string()))?)
+        }
+        crate::Backend::Interp => None,
+    };
     let mut sim = Simulation::new(model, program, base_dir, stream_steps)?;
+    if let Some(k) = kernel {
+        sim.set_kernel(Box::new(k));
+    }
     if let Some(path) = &opts.resume {
         let bytes = std::fs::read(path)
             .map_err(|e| RunError::new(format!("cannot read checkpoint `{}`: {e}", path.display())))?;

@@ -150,7 +150,13 @@ fn derived_slope(phi: &E) -> (gle_derive::Program, usize) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 200,
+        // Fixed seed: CI explores the same cases every run; no regression files are written.
+        rng_seed: proptest::test_runner::RngSeed::Fixed(1227),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn symbolic_activation_slope_matches_forward_mode_ad(phi in expr(), at in -3.0f64..3.0) {

@@ -129,7 +129,13 @@ fn apply(mut toks: Vec<String>, muts: &[Mutation]) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        // Fixed seed: CI explores the same cases every run; no regression files are written.
+        rng_seed: proptest::test_runner::RngSeed::Fixed(59525),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {

@@ -1,4 +1,6 @@
-//! JIT tests: every bundled model gives the interpreter's trajectories; the Cranelift IR of
-//! every model is snapshotted.
+//! JIT tests: every bundled model and 200 random ones give the interpreter's trajectories; the
+//! Cranelift IR of every model is snapshotted.
 
+mod clif;
 mod equivalence;
+mod random;

@@ -1,0 +1,108 @@
+//! The JIT against the interpreter, in the same run: training steps per second of the LagLine
+//! and MNIST-1D 15k models at batch 1 and 100, and compile time of every bundled model.
+
+use criterion::{Criterion, Throughput, criterion_main};
+use gle_runtime::Simulation;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn models_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models")
+}
+
+fn simulation(file: &str, batch: usize, jit: bool) -> Simulation {
+    let path = models_dir().join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let overrides = [("batch".to_string(), batch as f64)];
+    let (model, diags) = gle_ir::check_source_with(&path.display().to_string(), &text, &overrides);
+    assert!(diags.is_empty(), "{diags:?}");
+    let model = model.unwrap();
+    let program = gle_derive::compile(&model).unwrap();
+    let kernel = jit.then(|| gle_jit::compile(&program, batch).unwrap());
+    let steps = Simulation::protocol_steps(&model).unwrap().min(1_000_000);
+    let mut sim = Simulation::new(model, program, &models_dir(), steps).unwrap();
+    if let Some(k) = kernel {
+        sim.set_kernel(Box::new(k));
+    }
+    if !sim.model.datasets.is_empty() {
+        sim.begin_data_pass(0, false);
+    }
+    sim
+}
+
+fn train_steps(c: &mut Criterion, name: &str, file: &str, batch: usize) {
+    let mut group = c.benchmark_group(format!("train_steps/{name}/batch{batch}"));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500));
+    group.throughput(Throughput::Elements(1));
+    for jit in [false, true] {
+        let mut sim = simulation(file, batch, jit);
+        let available = if sim.model.datasets.is_empty() {
+            Simulation::protocol_steps(&sim.model).unwrap().min(1_000_000) as u64
+        } else {
+            u64::MAX
+        };
+        group.bench_function(if jit { "jit" } else { "interpreter" }, |b| {
+            b.iter_custom(|iters| {
+                let mut elapsed = Duration::ZERO;
+                let mut start = Instant::now();
+                for _ in 0..iters {
+                    if sim.steps() + 1 >= available {
+                        elapsed += start.elapsed();
+                        sim = simulation(file, batch, jit);
+                        start = Instant::now();
+                    }
+                    if !sim.model.datasets.is_empty() && sim.data_steps_left() == 0 {
+                        sim.begin_data_pass(0, false);
+                    }
+                    sim.step().unwrap();
+                    sim.optimizer_step().unwrap();
+                }
+                elapsed + start.elapsed()
+            })
+        });
+    }
+    group.finish();
+}
+
+fn compile_times(c: &mut Criterion) {
+    let mut group = c.benchmark_group("jit_compile");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(300));
+    let mut files: Vec<_> = std::fs::read_dir(models_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "gle"))
+        .collect();
+    files.sort();
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (model, _) = gle_ir::check_source(&path.display().to_string(), &text);
+        let model = model.unwrap();
+        let program = gle_derive::compile(&model).unwrap();
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        group.bench_function(name, |b| {
+            b.iter(|| gle_jit::compile(&program, model.protocol.batch).unwrap())
+        });
+    }
+    group.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    compile_times(c);
+    train_steps(c, "lagline", "gle_lagline.gle", 1);
+    train_steps(c, "lagline", "gle_lagline.gle", 100);
+    train_steps(c, "mnist1d_15k", "gle_mnist1d_15k.gle", 1);
+    train_steps(c, "mnist1d_15k", "gle_mnist1d_15k.gle", 100);
+}
+
+mod group {
+    #![allow(missing_docs, reason = "criterion_group! generates an undocumented function")]
+    criterion::criterion_group!(benches, super::benches);
+}
+
+criterion_main!(group::benches);
