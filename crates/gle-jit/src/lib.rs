@@ -205,12 +205,12 @@ impl Emitter<'_, '_> {
         f
     }
 
+    /// The base pointer of a buffer, loaded at the start of the current statement (base pointers
+    /// are not kept across statements, which keeps them in registers inside the loops).
     fn base(&mut self, buf: usize) -> Value {
         if let Some(v) = self.bases.get(&buf) {
             return *v;
         }
-        // Loaded where first needed; every use is dominated by it because statements run in
-        // sequence in straight-line blocks around their loops.
         let v = self
             .fb
             .ins()
@@ -219,52 +219,53 @@ impl Emitter<'_, '_> {
         v
     }
 
-    fn addr(&mut self, buf: usize, index: Value) -> Value {
-        let base = self.base(buf);
-        let off = self.fb.ins().ishl_imm_u(index, 3);
-        self.fb.ins().iadd(base, off)
+    /// `ptr + index·8 · stride`: the address of row `index` of `stride` values.
+    fn offset(&mut self, ptr: Value, index: Value, stride: usize) -> Value {
+        let bytes = self.fb.ins().imul_imm_s(index, (stride * 8) as i64);
+        self.fb.ins().iadd(ptr, bytes)
     }
 
-    fn load(&mut self, buf: usize, index: Value) -> Value {
-        let a = self.addr(buf, index);
+    /// Loads element `index` of the f64 array at `ptr`.
+    fn load_at(&mut self, ptr: Value, index: Value) -> Value {
+        let a = self.offset(ptr, index, 1);
         self.fb.ins().load(types::F64, MemFlagsData::trusted(), a, 0)
     }
 
-    fn store(&mut self, buf: usize, index: Value, v: Value) {
-        let a = self.addr(buf, index);
+    /// Stores `v` as element `index` of the f64 array at `ptr`.
+    fn store_at(&mut self, ptr: Value, index: Value, v: Value) {
+        let a = self.offset(ptr, index, 1);
         self.fb.ins().store(MemFlagsData::trusted(), v, a, 0);
     }
 
-    /// `for i in 0..n { body(i) }`.
+    /// `for i in 0..n { body(i) }` as a rotated loop (`n ≥ 1` is known when compiling): one
+    /// conditional branch per iteration.
     fn repeat(
         &mut self,
         n: usize,
         body: &mut dyn FnMut(&mut Self, Value) -> Result<(), JitError>,
     ) -> Result<(), JitError> {
-        let header = self.fb.create_block();
+        if n == 0 {
+            return Ok(());
+        }
         let inner = self.fb.create_block();
         let exit = self.fb.create_block();
-        self.fb.append_block_param(header, types::I64);
+        self.fb.append_block_param(inner, types::I64);
         let zero = self.fb.ins().iconst(types::I64, 0);
-        self.fb.ins().jump(header, &[BlockArg::from(zero)]);
-        self.fb.switch_to_block(header);
-        let i = self.fb.block_params(header)[0];
-        let more = self.fb.ins().icmp_imm_s(IntCC::SignedLessThan, i, n as i64);
-        self.fb.ins().brif(more, inner, &[], exit, &[]);
+        self.fb.ins().jump(inner, &[BlockArg::from(zero)]);
         self.fb.switch_to_block(inner);
-        self.fb.seal_block(inner);
+        let i = self.fb.block_params(inner)[0];
         body(self, i)?;
         let next = self.fb.ins().iadd_imm_s(i, 1);
-        self.fb.ins().jump(header, &[BlockArg::from(next)]);
-        self.fb.seal_block(header);
+        let more = self.fb.ins().icmp_imm_s(IntCC::SignedLessThan, next, n as i64);
+        self.fb.ins().brif(more, inner, &[BlockArg::from(next)], exit, &[]);
+        self.fb.seal_block(inner);
         self.fb.switch_to_block(exit);
         self.fb.seal_block(exit);
         Ok(())
     }
 
     fn stmt(&mut self, stmt: &Stmt) -> Result<(), JitError> {
-        // Load every base pointer the statement needs up front, in the current (dominating)
-        // block.
+        self.bases.clear();
         for b in stmt_buffers(self.program, stmt) {
             self.base(b);
         }
@@ -273,26 +274,30 @@ impl Emitter<'_, '_> {
             Stmt::Map { len, outs } => {
                 let len = *len;
                 let outs = outs.clone();
+                let mut bufs: Vec<usize> = stmt_buffers(self.program, stmt);
+                bufs.sort_unstable();
+                bufs.dedup();
                 self.repeat(batch, &mut |e, b| {
+                    // Row pointers of this batch row, hoisted out of the element loop.
+                    let mut rows = HashMap::new();
+                    for &buf in &bufs {
+                        let base = e.base(buf);
+                        let decl = &e.program.buffers[buf];
+                        let ptr = if decl.layout == Layout::Batch {
+                            e.offset(base, b, decl.len)
+                        } else {
+                            base
+                        };
+                        rows.insert(buf, ptr);
+                    }
                     e.repeat(len, &mut |e, i| {
-                        let row = e.fb.ins().imul_imm_s(b, len as i64);
-                        let k = e.fb.ins().iadd(row, i);
                         let mut memo = HashMap::new();
                         let values: Vec<Value> = outs
                             .iter()
-                            .map(|(_, id)| e.expr(*id, b, i, &mut memo))
+                            .map(|(_, id)| e.expr(*id, &rows, i, &mut memo))
                             .collect::<Result<_, _>>()?;
                         for ((buf, _), v) in outs.iter().zip(values) {
-                            let blen = e.program.buffers[*buf].len;
-                            let row = e.fb.ins().imul_imm_s(b, blen as i64);
-                            let idx = e.fb.ins().iadd(row, i);
-                            let idx = if e.program.buffers[*buf].layout == Layout::Batch {
-                                idx
-                            } else {
-                                i
-                            };
-                            let _ = k;
-                            e.store(*buf, idx, v);
+                            e.store_at(rows[buf], i, v);
                         }
                         Ok(())
                     })
@@ -306,17 +311,17 @@ impl Emitter<'_, '_> {
                 x,
                 accumulate,
             } => self.repeat(batch, &mut |e, b| {
+                let (wb, xb, ob) = (e.base(w), e.base(x), e.base(out));
+                let xrow = e.offset(xb, b, cols);
+                let orow = e.offset(ob, b, rows);
                 e.repeat(rows, &mut |e, i| {
+                    let wrow = e.offset(wb, i, cols);
                     let acc_var = e.fb.declare_var(types::F64);
                     let zero = e.fb.ins().f64const(0.0);
                     e.fb.def_var(acc_var, zero);
-                    let wrow = e.fb.ins().imul_imm_s(i, cols as i64);
-                    let xrow = e.fb.ins().imul_imm_s(b, cols as i64);
                     e.repeat(cols, &mut |e, j| {
-                        let wi = e.fb.ins().iadd(wrow, j);
-                        let xi = e.fb.ins().iadd(xrow, j);
-                        let wv = e.load(w, wi);
-                        let xv = e.load(x, xi);
+                        let wv = e.load_at(wrow, j);
+                        let xv = e.load_at(xrow, j);
                         let p = e.fb.ins().fmul(wv, xv);
                         let acc = e.fb.use_var(acc_var);
                         let s = e.fb.ins().fadd(acc, p);
@@ -324,15 +329,13 @@ impl Emitter<'_, '_> {
                         Ok(())
                     })?;
                     let acc = e.fb.use_var(acc_var);
-                    let orow = e.fb.ins().imul_imm_s(b, rows as i64);
-                    let oi = e.fb.ins().iadd(orow, i);
                     let v = if accumulate {
-                        let old = e.load(out, oi);
+                        let old = e.load_at(orow, i);
                         e.fb.ins().fadd(old, acc)
                     } else {
                         acc
                     };
-                    e.store(out, oi, v);
+                    e.store_at(orow, i, v);
                     Ok(())
                 })
             }),
@@ -340,26 +343,23 @@ impl Emitter<'_, '_> {
             // agree bit for bit; the loops walk memory contiguously (W and the outer product
             // row by row), accumulating in the output buffer.
             &Stmt::MatTVec { out, w, rows, cols, x } => self.repeat(batch, &mut |e, b| {
-                let orow = e.fb.ins().imul_imm_s(b, cols as i64);
-                let xrow = e.fb.ins().imul_imm_s(b, rows as i64);
+                let (wb, xb, ob) = (e.base(w), e.base(x), e.base(out));
+                let orow = e.offset(ob, b, cols);
+                let xrow = e.offset(xb, b, rows);
                 e.repeat(cols, &mut |e, j| {
-                    let oj = e.fb.ins().iadd(orow, j);
                     let zero = e.fb.ins().f64const(0.0);
-                    e.store(out, oj, zero);
+                    e.store_at(orow, j, zero);
                     Ok(())
                 })?;
                 e.repeat(rows, &mut |e, i| {
-                    let xi = e.fb.ins().iadd(xrow, i);
-                    let xv = e.load(x, xi);
-                    let wrow = e.fb.ins().imul_imm_s(i, cols as i64);
+                    let xv = e.load_at(xrow, i);
+                    let wrow = e.offset(wb, i, cols);
                     e.repeat(cols, &mut |e, j| {
-                        let wi = e.fb.ins().iadd(wrow, j);
-                        let oj = e.fb.ins().iadd(orow, j);
-                        let wv = e.load(w, wi);
+                        let wv = e.load_at(wrow, j);
                         let p = e.fb.ins().fmul(wv, xv);
-                        let old = e.load(out, oj);
+                        let old = e.load_at(orow, j);
                         let s = e.fb.ins().fadd(old, p);
-                        e.store(out, oj, s);
+                        e.store_at(orow, j, s);
                         Ok(())
                     })
                 })
@@ -373,64 +373,66 @@ impl Emitter<'_, '_> {
                 negate,
             } => {
                 let total = rows * cols;
+                let gb = self.base(grad);
                 self.repeat(total, &mut |e, k| {
                     let zero = e.fb.ins().f64const(0.0);
-                    e.store(grad, k, zero);
+                    e.store_at(gb, k, zero);
                     Ok(())
                 })?;
                 self.repeat(batch, &mut |e, b| {
-                    let xrow = e.fb.ins().imul_imm_s(b, cols as i64);
-                    let arow = e.fb.ins().imul_imm_s(b, rows as i64);
+                    let (ab, xb, gb) = (e.base(a), e.base(x), e.base(grad));
+                    let xrow = e.offset(xb, b, cols);
+                    let arow = e.offset(ab, b, rows);
                     e.repeat(rows, &mut |e, i| {
-                        let ai = e.fb.ins().iadd(arow, i);
-                        let av = e.load(a, ai);
-                        let grow = e.fb.ins().imul_imm_s(i, cols as i64);
+                        let av = e.load_at(arow, i);
+                        let grow = e.offset(gb, i, cols);
                         e.repeat(cols, &mut |e, j| {
-                            let xj = e.fb.ins().iadd(xrow, j);
-                            let gk = e.fb.ins().iadd(grow, j);
-                            let xv = e.load(x, xj);
+                            let xv = e.load_at(xrow, j);
                             let p = e.fb.ins().fmul(av, xv);
-                            let old = e.load(grad, gk);
+                            let old = e.load_at(grow, j);
                             let s = e.fb.ins().fadd(old, p);
-                            e.store(grad, gk, s);
+                            e.store_at(grow, j, s);
                             Ok(())
                         })
                     })
                 })?;
                 self.repeat(total, &mut |e, k| {
-                    let sum = e.load(grad, k);
+                    let sum = e.load_at(gb, k);
                     let v = e.mean(sum, negate);
-                    e.store(grad, k, v);
+                    e.store_at(gb, k, v);
                     Ok(())
                 })
             }
-            &Stmt::Mean { grad, len, x, negate } => self.repeat(len, &mut |e, i| {
-                let acc = e.fb.declare_var(types::F64);
-                let zero = e.fb.ins().f64const(0.0);
-                e.fb.def_var(acc, zero);
-                e.repeat(batch, &mut |e, b| {
-                    let row = e.fb.ins().imul_imm_s(b, len as i64);
-                    let xi = e.fb.ins().iadd(row, i);
-                    let xv = e.load(x, xi);
-                    let s0 = e.fb.use_var(acc);
-                    let s = e.fb.ins().fadd(s0, xv);
-                    e.fb.def_var(acc, s);
+            &Stmt::Mean { grad, len, x, negate } => {
+                let (gb, xb) = (self.base(grad), self.base(x));
+                self.repeat(len, &mut |e, i| {
+                    let acc = e.fb.declare_var(types::F64);
+                    let zero = e.fb.ins().f64const(0.0);
+                    e.fb.def_var(acc, zero);
+                    e.repeat(batch, &mut |e, b| {
+                        let row = e.offset(xb, b, len);
+                        let xv = e.load_at(row, i);
+                        let s0 = e.fb.use_var(acc);
+                        let s = e.fb.ins().fadd(s0, xv);
+                        e.fb.def_var(acc, s);
+                        Ok(())
+                    })?;
+                    let sum = e.fb.use_var(acc);
+                    let v = e.mean(sum, negate);
+                    e.store_at(gb, i, v);
                     Ok(())
-                })?;
-                let sum = e.fb.use_var(acc);
-                let v = e.mean(sum, negate);
-                e.store(grad, i, v);
-                Ok(())
-            }),
+                })
+            }
             &Stmt::Softmax { out, x, len } => self.repeat(batch, &mut |e, b| {
-                let row = e.fb.ins().imul_imm_s(b, len as i64);
+                let (xb, ob) = (e.base(x), e.base(out));
+                let xrow = e.offset(xb, b, len);
+                let orow = e.offset(ob, b, len);
                 let max_var = e.fb.declare_var(types::F64);
                 let neg_inf = e.fb.ins().f64const(f64::NEG_INFINITY);
                 e.fb.def_var(max_var, neg_inf);
                 let fmax = e.shim("gle_fmax");
                 e.repeat(len, &mut |e, i| {
-                    let xi = e.fb.ins().iadd(row, i);
-                    let v = e.load(x, xi);
+                    let v = e.load_at(xrow, i);
                     let m = e.fb.use_var(max_var);
                     let call = e.fb.ins().call(fmax, &[m, v]);
                     let r = e.fb.inst_results(call)[0];
@@ -442,24 +444,22 @@ impl Emitter<'_, '_> {
                 e.fb.def_var(sum_var, zero);
                 let exp = e.shim("gle_exp");
                 e.repeat(len, &mut |e, i| {
-                    let xi = e.fb.ins().iadd(row, i);
-                    let v = e.load(x, xi);
+                    let v = e.load_at(xrow, i);
                     let m = e.fb.use_var(max_var);
                     let d = e.fb.ins().fsub(v, m);
                     let call = e.fb.ins().call(exp, &[d]);
                     let ex = e.fb.inst_results(call)[0];
-                    e.store(out, xi, ex);
+                    e.store_at(orow, i, ex);
                     let s = e.fb.use_var(sum_var);
                     let s2 = e.fb.ins().fadd(s, ex);
                     e.fb.def_var(sum_var, s2);
                     Ok(())
                 })?;
                 e.repeat(len, &mut |e, i| {
-                    let xi = e.fb.ins().iadd(row, i);
-                    let ex = e.load(out, xi);
+                    let ex = e.load_at(orow, i);
                     let s = e.fb.use_var(sum_var);
                     let q = e.fb.ins().fdiv(ex, s);
-                    e.store(out, xi, q);
+                    e.store_at(orow, i, q);
                     Ok(())
                 })
             }),
@@ -474,33 +474,31 @@ impl Emitter<'_, '_> {
     }
 
     fn copy(&mut self, dst: usize, src: usize, n: usize) {
-        self.base(dst);
-        self.base(src);
+        self.bases.clear();
+        let (d, s) = (self.base(dst), self.base(src));
         let _ = self.repeat(n, &mut |e, k| {
-            let v = e.load(src, k);
-            e.store(dst, k, v);
+            let v = e.load_at(s, k);
+            e.store_at(d, k, v);
             Ok(())
         });
     }
 
-    /// The value of expression `id` for batch row `b`, element `i`.
-    fn expr(&mut self, id: Id, b: Value, i: Value, memo: &mut HashMap<Id, Value>) -> Result<Value, JitError> {
+    /// The value of expression `id` at element `i`, with `rows` the current batch row's
+    /// pointer of every buffer the statement reads.
+    fn expr(
+        &mut self,
+        id: Id,
+        rows: &HashMap<usize, Value>,
+        i: Value,
+        memo: &mut HashMap<Id, Value>,
+    ) -> Result<Value, JitError> {
         if let Some(v) = memo.get(&id) {
             return Ok(*v);
         }
         let g = &self.program.graph;
         let v = match g.node(id).clone() {
             Node::Num(bits) => self.fb.ins().f64const(f64::from_bits(bits)),
-            Node::Leaf(Leaf::Buf(buf)) => {
-                let decl = &self.program.buffers[buf];
-                let idx = if decl.layout == Layout::Batch {
-                    let row = self.fb.ins().imul_imm_s(b, decl.len as i64);
-                    self.fb.ins().iadd(row, i)
-                } else {
-                    i
-                };
-                self.load(buf, idx)
-            }
+            Node::Leaf(Leaf::Buf(buf)) => self.load_at(rows[&buf], i),
             Node::Leaf(Leaf::Const(c)) => {
                 self.fb
                     .ins()
@@ -510,23 +508,23 @@ impl Emitter<'_, '_> {
             Node::Leaf(Leaf::Time) => self.time,
             Node::Leaf(other) => return Err(JitError(format!("unbound symbol {other:?} in the step program"))),
             Node::Add(x, y) => {
-                let (x, y) = (self.expr(x, b, i, memo)?, self.expr(y, b, i, memo)?);
+                let (x, y) = (self.expr(x, rows, i, memo)?, self.expr(y, rows, i, memo)?);
                 self.fb.ins().fadd(x, y)
             }
             Node::Mul(x, y) => {
-                let (x, y) = (self.expr(x, b, i, memo)?, self.expr(y, b, i, memo)?);
+                let (x, y) = (self.expr(x, rows, i, memo)?, self.expr(y, rows, i, memo)?);
                 self.fb.ins().fmul(x, y)
             }
             Node::Div(x, y) => {
-                let (x, y) = (self.expr(x, b, i, memo)?, self.expr(y, b, i, memo)?);
+                let (x, y) = (self.expr(x, rows, i, memo)?, self.expr(y, rows, i, memo)?);
                 self.fb.ins().fdiv(x, y)
             }
             Node::Neg(x) => {
-                let x = self.expr(x, b, i, memo)?;
+                let x = self.expr(x, rows, i, memo)?;
                 self.fb.ins().fneg(x)
             }
             Node::Pow(x, y) => {
-                let (x, y) = (self.expr(x, b, i, memo)?, self.expr(y, b, i, memo)?);
+                let (x, y) = (self.expr(x, rows, i, memo)?, self.expr(y, rows, i, memo)?);
                 let f = self.shim("gle_pow");
                 let call = self.fb.ins().call(f, &[x, y]);
                 self.fb.inst_results(call)[0]
@@ -534,7 +532,7 @@ impl Emitter<'_, '_> {
             Node::Call(f, args) => {
                 let vals: Vec<Value> = args
                     .iter()
-                    .map(|a| self.expr(*a, b, i, memo))
+                    .map(|a| self.expr(*a, rows, i, memo))
                     .collect::<Result<_, _>>()?;
                 let name = shims::name(f, vals.len()).ok_or_else(|| JitError(format!("no shim for {}", f.name())))?;
                 let fref = self.shim(name);

@@ -427,21 +427,20 @@ impl Simulation {
 
     /// Applies one optimiser step to every learnable parameter, then the clamps.
     pub fn optimizer_step(&mut self) -> Result<(), RunError> {
-        self.optim.step(
+        let bad = self.optim.step(
             &self.model.learning.optimizer,
             self.model.protocol.dt,
             &self.program,
             &mut self.data,
         );
-        for l in &self.program.learnables {
-            if let Some(k) = self.data[l.param].iter().position(|v| !v.is_finite()) {
-                return Err(RunError::new(format!(
-                    "numerical blow-up: parameter `{}` is {} at element {k} after the optimiser step of step {}",
-                    l.name,
-                    self.data[l.param][k],
-                    self.step.saturating_sub(1)
-                )));
-            }
+        if let Some((learnable, k)) = bad {
+            let l = &self.program.learnables[learnable];
+            return Err(RunError::new(format!(
+                "numerical blow-up: parameter `{}` is {} at element {k} after the optimiser step of step {}",
+                l.name,
+                self.data[l.param][k],
+                self.step.saturating_sub(1)
+            )));
         }
         Ok(())
     }

@@ -33,33 +33,46 @@ impl OptimizerState {
         }
     }
 
-    /// One step against the gradients, then the lower clamps.
-    pub fn step(&mut self, opt: &Optimizer, dt: f64, program: &Program, data: &mut [Vec<f64>]) {
+    /// One step against the gradients, then the lower clamps. Returns the first parameter
+    /// value that is not finite afterwards, as `(learnable, element)`: the check rides along
+    /// the update loop instead of a separate pass.
+    pub fn step(
+        &mut self,
+        opt: &Optimizer,
+        dt: f64,
+        program: &Program,
+        data: &mut [Vec<f64>],
+    ) -> Option<(usize, usize)> {
         self.t += 1;
+        let mut bad = None;
         for (k, l) in program.learnables.iter().enumerate() {
-            let grad = data[l.grad].clone();
-            let theta = &mut data[l.param];
+            let (theta, grad) = param_and_grad(data, l.param, l.grad);
             if let Some((eta, clip)) = l.rule {
                 // An explicit rule: θ ← clip(θ + dt·η·Δ).
                 let step = dt * eta * self.lr_scale;
-                for (p, g) in theta.iter_mut().zip(&grad) {
+                for (p, g) in theta.iter_mut().zip(grad) {
                     *p += step * g;
                     if let Some((lo, hi)) = clip {
                         *p = p.clamp(lo, hi);
                     }
+                }
+                if bad.is_none()
+                    && let Some(i) = theta.iter().position(|p| !p.is_finite())
+                {
+                    bad = Some((k, i));
                 }
                 continue;
             }
             match *opt {
                 Optimizer::Sgd { lr } => {
                     let lr = lr * l.lr_factor * self.lr_scale;
-                    for (p, g) in theta.iter_mut().zip(&grad) {
+                    for (p, g) in theta.iter_mut().zip(grad) {
                         *p -= lr * g;
                     }
                 }
                 Optimizer::Momentum { lr, mu } => {
                     let lr = lr * l.lr_factor * self.lr_scale;
-                    for ((p, g), m) in theta.iter_mut().zip(&grad).zip(&mut self.m[k]) {
+                    for ((p, g), m) in theta.iter_mut().zip(grad).zip(&mut self.m[k]) {
                         *m = mu * *m + g;
                         *p -= lr * *m;
                     }
@@ -70,7 +83,7 @@ impl OptimizerState {
                     let bias1 = 1.0 - beta1.powf(t);
                     let bias2_sqrt = (1.0 - beta2.powf(t)).sqrt();
                     let step_size = lr / bias1;
-                    for (((p, g), m), s) in theta.iter_mut().zip(&grad).zip(&mut self.m[k]).zip(&mut self.s[k]) {
+                    for (((p, g), m), s) in theta.iter_mut().zip(grad).zip(&mut self.m[k]).zip(&mut self.s[k]) {
                         *m += (1.0 - beta1) * (g - *m);
                         *s = *s * beta2 + (1.0 - beta2) * g * g;
                         let denom = s.sqrt() / bias2_sqrt + eps;
@@ -81,6 +94,23 @@ impl OptimizerState {
             if let Some(min) = l.clamp_min {
                 theta.iter_mut().for_each(|p| *p = p.max(min));
             }
+            if bad.is_none()
+                && let Some(i) = theta.iter().position(|p| !p.is_finite())
+            {
+                bad = Some((k, i));
+            }
         }
+        bad
+    }
+}
+
+/// The parameter buffer (mutable) and its gradient buffer, which are distinct.
+fn param_and_grad(data: &mut [Vec<f64>], param: usize, grad: usize) -> (&mut [f64], &[f64]) {
+    if param < grad {
+        let (lo, hi) = data.split_at_mut(grad);
+        (&mut lo[param], &hi[0])
+    } else {
+        let (lo, hi) = data.split_at_mut(param);
+        (&mut hi[0], &lo[grad])
     }
 }
