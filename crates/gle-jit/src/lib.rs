@@ -31,8 +31,8 @@ impl std::fmt::Display for JitError {
     }
 }
 
-/// The native signature of a compiled step: buffer pointers, constants, dt, time.
-type StepFn = extern "C" fn(*const *mut f64, *const f64, f64, f64);
+/// The native signature of a compiled step: buffer pointers, constants, dt, time, scratch.
+type StepFn = extern "C" fn(*const *mut f64, *const f64, f64, f64, *mut f64);
 
 /// A step program compiled to native code for a fixed batch size.
 pub struct CompiledStep {
@@ -45,6 +45,8 @@ pub struct CompiledStep {
     clif: String,
     /// Scratch space for the buffer pointers.
     ptrs: Vec<*mut f64>,
+    /// Scratch space for materialised function results (see the `Map` lowering).
+    scratch: Vec<f64>,
 }
 
 // The generated code only touches the buffers passed to each call; the module is owned.
@@ -85,8 +87,9 @@ impl StepKernel for CompiledStep {
         };
         // SAFETY: the code was generated for exactly these buffer lengths (checked above) and
         // only indexes buffers within them; constants are read at indices below the model's
-        // constant count, which `consts` holds.
-        (self.code)(self.ptrs.as_ptr(), consts, dt, time);
+        // constant count, which `consts` holds; the scratch area has the size the code was
+        // compiled for and is owned by `self`.
+        (self.code)(self.ptrs.as_ptr(), consts, dt, time, self.scratch.as_mut_ptr());
         Ok(())
     }
 }
@@ -109,7 +112,7 @@ pub fn compile(program: &Program, batch: usize) -> Result<CompiledStep, JitError
     let mut module = JITModule::new(jb);
     let ptr_ty = module.target_config().pointer_type();
     let mut ctx = module.make_context();
-    for ty in [ptr_ty, ptr_ty, types::F64, types::F64] {
+    for ty in [ptr_ty, ptr_ty, types::F64, types::F64, ptr_ty] {
         ctx.func.signature.params.push(AbiParam::new(ty));
     }
     let func_id = module
@@ -125,6 +128,7 @@ pub fn compile(program: &Program, batch: usize) -> Result<CompiledStep, JitError
         })
         .collect();
     let mut fctx = FunctionBuilderContext::new();
+    let scratch_len;
     {
         let mut fb = FunctionBuilder::new(&mut ctx.func, &mut fctx);
         let entry = fb.create_block();
@@ -143,6 +147,8 @@ pub fn compile(program: &Program, batch: usize) -> Result<CompiledStep, JitError
             consts: params[1],
             dt: params[2],
             time: params[3],
+            scratch: params[4],
+            scratch_len: 0,
             bases: HashMap::new(),
         };
         for stmt in &program.stmts {
@@ -153,6 +159,7 @@ pub fn compile(program: &Program, batch: usize) -> Result<CompiledStep, JitError
             e.copy(dst, src, n);
         }
         e.fb.ins().return_(&[]);
+        scratch_len = e.scratch_len;
         let config = e.module.target_config();
         e.fb.finalize(config);
     }
@@ -174,6 +181,7 @@ pub fn compile(program: &Program, batch: usize) -> Result<CompiledStep, JitError
         lens,
         clif,
         ptrs: Vec::with_capacity(n),
+        scratch: vec![0.0; scratch_len.max(1)],
     })
 }
 
@@ -190,8 +198,12 @@ struct Emitter<'a, 'f> {
     consts: Value,
     dt: Value,
     time: Value,
-    /// Base pointers of buffers, loaded once in the entry block.
+    /// Base pointers of buffers, loaded at the start of each statement.
     bases: HashMap<usize, Value>,
+    /// The scratch area for materialised function results.
+    scratch: Value,
+    /// Values of scratch the code needs.
+    scratch_len: usize,
 }
 
 impl Emitter<'_, '_> {
@@ -277,31 +289,70 @@ impl Emitter<'_, '_> {
                 let mut bufs: Vec<usize> = stmt_buffers(self.program, stmt);
                 bufs.sort_unstable();
                 bufs.dedup();
-                self.repeat(batch, &mut |e, b| {
-                    // Row pointers of this batch row, hoisted out of the element loop.
-                    let mut rows = HashMap::new();
-                    for &buf in &bufs {
-                        let base = e.base(buf);
-                        let decl = &e.program.buffers[buf];
-                        let ptr = if decl.layout == Layout::Batch {
-                            e.offset(base, b, decl.len)
-                        } else {
-                            base
-                        };
-                        rows.insert(buf, ptr);
-                    }
-                    e.repeat(len, &mut |e, i| {
-                        let mut memo = HashMap::new();
-                        let values: Vec<Value> = outs
-                            .iter()
-                            .map(|(_, id)| e.expr(*id, &rows, i, &mut memo))
-                            .collect::<Result<_, _>>()?;
-                        for ((buf, _), v) in outs.iter().zip(values) {
-                            e.store_at(rows[buf], i, v);
+                // Function calls are evaluated one loop each into scratch arrays, the way the
+                // interpreter evaluates them over whole vectors: around a call every live
+                // floating-point register is spilled, so a loop with one call and little else
+                // live is far cheaper than one fused loop with many calls. Arithmetic between
+                // calls is fused into the loops that need it; per element the operations are
+                // the interpreter's, so results are identical.
+                let roots: Vec<Id> = outs.iter().map(|o| o.1).collect();
+                let calls: Vec<Id> = self
+                    .program
+                    .graph
+                    .reachable(&roots)
+                    .into_iter()
+                    .filter(|id| matches!(self.program.graph.node(*id), Node::Call(..) | Node::Pow(..)))
+                    .collect();
+                let m = batch * len;
+                let slots: HashMap<Id, usize> = calls.iter().enumerate().map(|(k, id)| (*id, k * m)).collect();
+                self.scratch_len = self.scratch_len.max(calls.len() * m);
+                let mut phases: Vec<Option<Id>> = calls.iter().map(|c| Some(*c)).collect();
+                phases.push(None);
+                for phase in phases {
+                    self.repeat(batch, &mut |e, b| {
+                        let mut rows = HashMap::new();
+                        for &buf in &bufs {
+                            let base = e.base(buf);
+                            let decl = &e.program.buffers[buf];
+                            let ptr = if decl.layout == Layout::Batch {
+                                e.offset(base, b, decl.len)
+                            } else {
+                                base
+                            };
+                            rows.insert(buf, ptr);
                         }
-                        Ok(())
-                    })
-                })
+                        let scratch = e.scratch;
+                        let srow = e.offset(scratch, b, len);
+                        e.repeat(len, &mut |e, i| {
+                            let mut memo = HashMap::new();
+                            let ctx = Elem {
+                                rows: &rows,
+                                i,
+                                scratch_row: srow,
+                                slots: &slots,
+                                computing: phase,
+                            };
+                            match phase {
+                                Some(call) => {
+                                    let v = e.expr(call, &ctx, &mut memo)?;
+                                    let slot = e.fb.ins().iadd_imm_s(srow, (slots[&call] * 8) as i64);
+                                    e.store_at(slot, i, v);
+                                }
+                                None => {
+                                    let values: Vec<Value> = outs
+                                        .iter()
+                                        .map(|(_, id)| e.expr(*id, &ctx, &mut memo))
+                                        .collect::<Result<_, _>>()?;
+                                    for ((buf, _), v) in outs.iter().zip(values) {
+                                        e.store_at(rows[buf], i, v);
+                                    }
+                                }
+                            }
+                            Ok(())
+                        })
+                    })?;
+                }
+                Ok(())
             }
             &Stmt::MatVec {
                 out,
@@ -483,17 +534,20 @@ impl Emitter<'_, '_> {
         });
     }
 
-    /// The value of expression `id` at element `i`, with `rows` the current batch row's
-    /// pointer of every buffer the statement reads.
-    fn expr(
-        &mut self,
-        id: Id,
-        rows: &HashMap<usize, Value>,
-        i: Value,
-        memo: &mut HashMap<Id, Value>,
-    ) -> Result<Value, JitError> {
+    /// The value of expression `id` at one element (see [`Elem`]).
+    fn expr(&mut self, id: Id, ctx: &Elem, memo: &mut HashMap<Id, Value>) -> Result<Value, JitError> {
         if let Some(v) = memo.get(&id) {
             return Ok(*v);
+        }
+        let (rows, i) = (ctx.rows, ctx.i);
+        if ctx.computing != Some(id)
+            && let Some(slot) = ctx.slots.get(&id)
+        {
+            // A function result computed by an earlier loop of this statement.
+            let p = self.fb.ins().iadd_imm_s(ctx.scratch_row, (*slot * 8) as i64);
+            let v = self.load_at(p, i);
+            memo.insert(id, v);
+            return Ok(v);
         }
         let g = &self.program.graph;
         let v = match g.node(id).clone() {
@@ -508,23 +562,23 @@ impl Emitter<'_, '_> {
             Node::Leaf(Leaf::Time) => self.time,
             Node::Leaf(other) => return Err(JitError(format!("unbound symbol {other:?} in the step program"))),
             Node::Add(x, y) => {
-                let (x, y) = (self.expr(x, rows, i, memo)?, self.expr(y, rows, i, memo)?);
+                let (x, y) = (self.expr(x, ctx, memo)?, self.expr(y, ctx, memo)?);
                 self.fb.ins().fadd(x, y)
             }
             Node::Mul(x, y) => {
-                let (x, y) = (self.expr(x, rows, i, memo)?, self.expr(y, rows, i, memo)?);
+                let (x, y) = (self.expr(x, ctx, memo)?, self.expr(y, ctx, memo)?);
                 self.fb.ins().fmul(x, y)
             }
             Node::Div(x, y) => {
-                let (x, y) = (self.expr(x, rows, i, memo)?, self.expr(y, rows, i, memo)?);
+                let (x, y) = (self.expr(x, ctx, memo)?, self.expr(y, ctx, memo)?);
                 self.fb.ins().fdiv(x, y)
             }
             Node::Neg(x) => {
-                let x = self.expr(x, rows, i, memo)?;
+                let x = self.expr(x, ctx, memo)?;
                 self.fb.ins().fneg(x)
             }
             Node::Pow(x, y) => {
-                let (x, y) = (self.expr(x, rows, i, memo)?, self.expr(y, rows, i, memo)?);
+                let (x, y) = (self.expr(x, ctx, memo)?, self.expr(y, ctx, memo)?);
                 let f = self.shim("gle_pow");
                 let call = self.fb.ins().call(f, &[x, y]);
                 self.fb.inst_results(call)[0]
@@ -532,7 +586,7 @@ impl Emitter<'_, '_> {
             Node::Call(f, args) => {
                 let vals: Vec<Value> = args
                     .iter()
-                    .map(|a| self.expr(*a, rows, i, memo))
+                    .map(|a| self.expr(*a, ctx, memo))
                     .collect::<Result<_, _>>()?;
                 let name = shims::name(f, vals.len()).ok_or_else(|| JitError(format!("no shim for {}", f.name())))?;
                 let fref = self.shim(name);
@@ -543,6 +597,17 @@ impl Emitter<'_, '_> {
         memo.insert(id, v);
         Ok(v)
     }
+}
+
+/// Where an element of a `Map` is: the batch row's pointer of every buffer, the element
+/// index, the batch row's scratch pointer, the scratch offset of every materialised call, and
+/// the call this loop computes (`None` for the final loop that writes the outputs).
+struct Elem<'a> {
+    rows: &'a HashMap<usize, Value>,
+    i: Value,
+    scratch_row: Value,
+    slots: &'a HashMap<Id, usize>,
+    computing: Option<Id>,
 }
 
 /// Every buffer a statement reads or writes.
