@@ -365,29 +365,16 @@ impl Emitter<'_, '_> {
                 let (wb, xb, ob) = (e.base(w), e.base(x), e.base(out));
                 let xrow = e.offset(xb, b, cols);
                 let orow = e.offset(ob, b, rows);
-                e.repeat(rows, &mut |e, i| {
-                    let wrow = e.offset(wb, i, cols);
-                    let acc_var = e.fb.declare_var(types::F64);
-                    let zero = e.fb.ins().f64const(0.0);
-                    e.fb.def_var(acc_var, zero);
-                    e.repeat(cols, &mut |e, j| {
-                        let wv = e.load_at(wrow, j);
-                        let xv = e.load_at(xrow, j);
-                        let p = e.fb.ins().fmul(wv, xv);
-                        let acc = e.fb.use_var(acc_var);
-                        let s = e.fb.ins().fadd(acc, p);
-                        e.fb.def_var(acc_var, s);
-                        Ok(())
-                    })?;
-                    let acc = e.fb.use_var(acc_var);
-                    let v = if accumulate {
-                        let old = e.load_at(orow, i);
-                        e.fb.ins().fadd(old, acc)
-                    } else {
-                        acc
-                    };
-                    e.store_at(orow, i, v);
-                    Ok(())
+                // Rows in blocks of four: four independent in-order sums hide the latency of
+                // the additions and share each load of x; a single-row loop takes the rest.
+                let blocks = rows / 4;
+                e.repeat(blocks, &mut |e, block| {
+                    let first = e.fb.ins().imul_imm_s(block, 4);
+                    e.dot_rows(wb, xrow, orow, first, 4, cols, accumulate)
+                })?;
+                e.repeat(rows % 4, &mut |e, t| {
+                    let i = e.fb.ins().iadd_imm_s(t, (blocks * 4) as i64);
+                    e.dot_rows(wb, xrow, orow, i, 1, cols, accumulate)
                 })
             }),
             // Sums run over the same index in the same order as the interpreter's, so results
@@ -405,14 +392,7 @@ impl Emitter<'_, '_> {
                 e.repeat(rows, &mut |e, i| {
                     let xv = e.load_at(xrow, i);
                     let wrow = e.offset(wb, i, cols);
-                    e.repeat(cols, &mut |e, j| {
-                        let wv = e.load_at(wrow, j);
-                        let p = e.fb.ins().fmul(wv, xv);
-                        let old = e.load_at(orow, j);
-                        let s = e.fb.ins().fadd(old, p);
-                        e.store_at(orow, j, s);
-                        Ok(())
-                    })
+                    e.axpy(orow, wrow, xv, cols)
                 })
             }),
             &Stmt::Outer {
@@ -437,14 +417,7 @@ impl Emitter<'_, '_> {
                     e.repeat(rows, &mut |e, i| {
                         let av = e.load_at(arow, i);
                         let grow = e.offset(gb, i, cols);
-                        e.repeat(cols, &mut |e, j| {
-                            let xv = e.load_at(xrow, j);
-                            let p = e.fb.ins().fmul(av, xv);
-                            let old = e.load_at(grow, j);
-                            let s = e.fb.ins().fadd(old, p);
-                            e.store_at(grow, j, s);
-                            Ok(())
-                        })
+                        e.axpy(grow, xrow, av, cols)
                     })
                 })?;
                 self.repeat(total, &mut |e, k| {
@@ -518,6 +491,85 @@ impl Emitter<'_, '_> {
     }
 
     /// `±sum / batch`.
+    /// `out[first + r] (+)= Σ_j W[first + r][j]·x[j]` for `r < count`: one in-order sum per row,
+    /// the rows' sums interleaved in a single pass over `j`.
+    #[allow(clippy::too_many_arguments)]
+    fn dot_rows(
+        &mut self,
+        w: Value,
+        x: Value,
+        out: Value,
+        first: Value,
+        count: usize,
+        cols: usize,
+        accumulate: bool,
+    ) -> Result<(), JitError> {
+        let mut rows = Vec::with_capacity(count);
+        let mut accs = Vec::with_capacity(count);
+        for r in 0..count {
+            let i = self.fb.ins().iadd_imm_s(first, r as i64);
+            rows.push(self.offset(w, i, cols));
+            let acc = self.fb.declare_var(types::F64);
+            let zero = self.fb.ins().f64const(0.0);
+            self.fb.def_var(acc, zero);
+            accs.push(acc);
+        }
+        self.repeat(cols, &mut |e, j| {
+            let xv = e.load_at(x, j);
+            for (row, acc) in rows.iter().zip(&accs) {
+                let wv = e.load_at(*row, j);
+                let p = e.fb.ins().fmul(wv, xv);
+                let old = e.fb.use_var(*acc);
+                let s = e.fb.ins().fadd(old, p);
+                e.fb.def_var(*acc, s);
+            }
+            Ok(())
+        })?;
+        for (r, acc) in accs.iter().enumerate() {
+            let i = self.fb.ins().iadd_imm_s(first, r as i64);
+            let sum = self.fb.use_var(*acc);
+            let v = if accumulate {
+                let old = self.load_at(out, i);
+                self.fb.ins().fadd(old, sum)
+            } else {
+                sum
+            };
+            self.store_at(out, i, v);
+        }
+        Ok(())
+    }
+
+    /// `dst[j] += src[j]·scale` for `j < n`, two lanes at a time: per element the same
+    /// multiplication and addition as the scalar loop, so results stay bit-identical.
+    fn axpy(&mut self, dst: Value, src: Value, scale: Value, n: usize) -> Result<(), JitError> {
+        // Rows start at any multiple of 8 bytes, so vector accesses are not marked aligned.
+        let flags = MemFlagsData::new().with_notrap();
+        let pairs = n / 2;
+        if pairs > 0 {
+            let scale2 = self.fb.ins().splat(types::F64X2, scale);
+            self.repeat(pairs, &mut |e, k| {
+                let bytes = e.fb.ins().imul_imm_s(k, 16);
+                let s_at = e.fb.ins().iadd(src, bytes);
+                let d_at = e.fb.ins().iadd(dst, bytes);
+                let sv = e.fb.ins().load(types::F64X2, flags, s_at, 0);
+                let p = e.fb.ins().fmul(sv, scale2);
+                let old = e.fb.ins().load(types::F64X2, flags, d_at, 0);
+                let s = e.fb.ins().fadd(old, p);
+                e.fb.ins().store(flags, s, d_at, 0);
+                Ok(())
+            })?;
+        }
+        if n % 2 == 1 {
+            let last = self.fb.ins().iconst(types::I64, (n - 1) as i64);
+            let sv = self.load_at(src, last);
+            let p = self.fb.ins().fmul(sv, scale);
+            let old = self.load_at(dst, last);
+            let s = self.fb.ins().fadd(old, p);
+            self.store_at(dst, last, s);
+        }
+        Ok(())
+    }
+
     fn mean(&mut self, sum: Value, negate: bool) -> Value {
         let n = self.fb.ins().f64const(self.batch as f64);
         let m = self.fb.ins().fdiv(sum, n);
