@@ -1,16 +1,28 @@
-//! The JIT against the interpreter, in the same run: training steps per second of the LagLine
-//! and MNIST-1D 15k models at batch 1 and 100, and compile time of every bundled model.
+//! The JIT against the interpreter and the emitted Rust (`model!`), in the same run: training
+//! steps per second of the LagLine and MNIST-1D 15k models at batch 1 and 100, and compile time
+//! of every bundled model.
 
 use criterion::{Criterion, Throughput, criterion_main};
 use gle_runtime::Simulation;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+gle_macros::model!("../../models/gle_lagline.gle");
+gle_macros::model!("../../models/gle_mnist1d_15k.gle");
+
+/// Which backend runs the steps.
+#[derive(Clone, Copy)]
+enum Backend {
+    Interpreter,
+    Jit,
+    EmittedRust,
+}
+
 fn models_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models")
 }
 
-fn simulation(file: &str, batch: usize, jit: bool) -> Simulation {
+fn simulation(file: &str, batch: usize, backend: Backend) -> Simulation {
     let path = models_dir().join(file);
     let text = std::fs::read_to_string(&path).unwrap();
     let overrides = [("batch".to_string(), batch as f64)];
@@ -18,11 +30,16 @@ fn simulation(file: &str, batch: usize, jit: bool) -> Simulation {
     assert!(diags.is_empty(), "{diags:?}");
     let model = model.unwrap();
     let program = gle_derive::compile(&model).unwrap();
-    let kernel = jit.then(|| gle_jit::compile(&program, batch).unwrap());
+    let kernel: Option<Box<dyn gle_runtime::StepKernel>> = match backend {
+        Backend::Interpreter => None,
+        Backend::Jit => Some(Box::new(gle_jit::compile(&program, batch).unwrap())),
+        Backend::EmittedRust if file.starts_with("gle_lagline") => Some(gle_lagline::compiled_step(batch)),
+        Backend::EmittedRust => Some(gle_mnist1d_15k::compiled_step(batch)),
+    };
     let steps = Simulation::protocol_steps(&model).unwrap().min(1_000_000);
     let mut sim = Simulation::new(model, program, &models_dir(), steps).unwrap();
     if let Some(k) = kernel {
-        sim.set_kernel(Box::new(k));
+        sim.set_kernel(k);
     }
     if !sim.model.datasets.is_empty() {
         sim.begin_data_pass(0, false);
@@ -37,21 +54,25 @@ fn train_steps(c: &mut Criterion, name: &str, file: &str, batch: usize) {
         .measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_millis(500));
     group.throughput(Throughput::Elements(1));
-    for jit in [false, true] {
-        let mut sim = simulation(file, batch, jit);
+    for (backend, label) in [
+        (Backend::Interpreter, "interpreter"),
+        (Backend::Jit, "jit"),
+        (Backend::EmittedRust, "emitted_rust"),
+    ] {
+        let mut sim = simulation(file, batch, backend);
         let available = if sim.model.datasets.is_empty() {
             Simulation::protocol_steps(&sim.model).unwrap().min(1_000_000) as u64
         } else {
             u64::MAX
         };
-        group.bench_function(if jit { "jit" } else { "interpreter" }, |b| {
+        group.bench_function(label, |b| {
             b.iter_custom(|iters| {
                 let mut elapsed = Duration::ZERO;
                 let mut start = Instant::now();
                 for _ in 0..iters {
                     if sim.steps() + 1 >= available {
                         elapsed += start.elapsed();
-                        sim = simulation(file, batch, jit);
+                        sim = simulation(file, batch, backend);
                         start = Instant::now();
                     }
                     if !sim.model.datasets.is_empty() && sim.data_steps_left() == 0 {

@@ -10,40 +10,32 @@ use std::time::Duration;
 
 const N: usize = 1000;
 
-const MODEL: &str = "neuron Layer {
-    param tau_m = 10
-    param tau_r = 5
-    param gamma = 0
-    state u
-    let uhat = D[tau_r] u
-    rate r = tanh(uhat)
-    mismatch e = D[tau_m] u - input
-}
-const beta = 1
-input x[1000] = sin(0.01 * linspace(1, 1000, 1000) * t)
-input target[1000] = 0.5 * cos(0.02 * t)
-population y[1000] : Layer
-connect x -> y : dense(init: uniform(-0.03, 0.03)) learn
-energy E = mismatch(y) + beta * mse(y.r, target)
-learn {
-    errors instantaneous
-    optimizer sgd(lr: 1e-3 * 0.1)
-}
-run {
-    dt 0.1
-    steps 100000
-}
-";
+/// The layer (shared with the Rust-backend benchmark in gle-macros).
+const MODEL: &str = include_str!("plastic_layer.gle");
 
-fn simulation(jit: bool) -> Simulation {
+gle_macros::model!("benches/plastic_layer.gle");
+
+/// Which glec backend runs the steps.
+#[derive(Clone, Copy)]
+enum Backend {
+    Interpreter,
+    Jit,
+    EmittedRust,
+}
+
+fn simulation(backend: Backend) -> Simulation {
     let (model, diags) = gle_ir::check_source("plastic.gle", MODEL);
     assert!(diags.is_empty(), "{diags:?}");
     let model = model.unwrap();
     let program = gle_derive::compile(&model).unwrap();
-    let kernel = jit.then(|| gle_jit::compile(&program, 1).unwrap());
+    let kernel: Option<Box<dyn gle_runtime::StepKernel>> = match backend {
+        Backend::Interpreter => None,
+        Backend::Jit => Some(Box::new(gle_jit::compile(&program, 1).unwrap())),
+        Backend::EmittedRust => Some(plastic_layer::compiled_step(1)),
+    };
     let mut sim = Simulation::new(model, program, std::path::Path::new("."), 2000).unwrap();
     if let Some(k) = kernel {
-        sim.set_kernel(Box::new(k));
+        sim.set_kernel(k);
     }
     sim
 }
@@ -111,12 +103,16 @@ fn benches(c: &mut Criterion) {
             black_box(&fused.w);
         })
     });
-    for jit in [true, false] {
-        let mut sim = simulation(jit);
-        group.bench_function(if jit { "glec_jit" } else { "glec_interpreter" }, |b| {
+    for (backend, label) in [
+        (Backend::Jit, "glec_jit"),
+        (Backend::EmittedRust, "glec_emitted_rust"),
+        (Backend::Interpreter, "glec_interpreter"),
+    ] {
+        let mut sim = simulation(backend);
+        group.bench_function(label, |b| {
             b.iter(|| {
                 if sim.steps() + 1 >= 2000 {
-                    sim = simulation(jit);
+                    sim = simulation(backend);
                 }
                 sim.step().unwrap();
                 sim.optimizer_step().unwrap();

@@ -134,91 +134,90 @@ impl Machine<'_> {
             self.data[*buf][..m].copy_from_slice(&scratch[r * m..(r + 1) * m]);
         }
     }
+}
 
-    /// Runs a non-`Map` statement.
-    pub fn tensor(&mut self, stmt: &Stmt) {
-        let batch = self.batch;
-        match *stmt {
-            Stmt::MatVec {
-                out,
-                w,
-                rows,
-                cols,
-                x,
-                accumulate,
-            } => {
-                for b in 0..batch {
-                    for i in 0..rows {
-                        let mut acc = 0.0;
-                        for j in 0..cols {
-                            acc += self.data[w][i * cols + j] * self.data[x][b * cols + j];
-                        }
-                        let o = &mut self.data[out][b * rows + i];
-                        *o = if accumulate { *o + acc } else { acc };
-                    }
-                }
-            }
-            Stmt::MatTVec { out, w, rows, cols, x } => {
-                // out[b][j] = Σ_i W[i][j]·x[b][i], accumulated over i in order, row by row of W.
-                for b in 0..batch {
-                    let mut acc = vec![0.0; cols];
-                    for i in 0..rows {
-                        let xi = self.data[x][b * rows + i];
-                        let wrow = &self.data[w][i * cols..(i + 1) * cols];
-                        for (a, wij) in acc.iter_mut().zip(wrow) {
-                            *a += wij * xi;
-                        }
-                    }
-                    self.data[out][b * cols..(b + 1) * cols].copy_from_slice(&acc);
-                }
-            }
-            Stmt::Outer {
-                grad,
-                rows,
-                cols,
-                a,
-                x,
-                negate,
-            } => {
-                // Σ_b a[b][i]·x[b][j], accumulated over b in order.
-                let mut acc = vec![0.0; rows * cols];
-                for b in 0..batch {
-                    let xb = &self.data[x][b * cols..(b + 1) * cols];
-                    for i in 0..rows {
-                        let ai = self.data[a][b * rows + i];
-                        for (s, xj) in acc[i * cols..(i + 1) * cols].iter_mut().zip(xb) {
-                            *s += ai * xj;
-                        }
-                    }
-                }
-                let n = batch as f64;
-                for (g, s) in self.data[grad].iter_mut().zip(&acc) {
-                    let mean = s / n;
-                    *g = if negate { -mean } else { mean };
-                }
-            }
-            Stmt::Mean { grad, len, x, negate } => {
-                for i in 0..len {
+/// Runs a non-`Map` statement on `data` (buffers of `batch` rows).
+pub fn tensor(data: &mut [Vec<f64>], batch: usize, stmt: &Stmt) {
+    match *stmt {
+        Stmt::MatVec {
+            out,
+            w,
+            rows,
+            cols,
+            x,
+            accumulate,
+        } => {
+            for b in 0..batch {
+                for i in 0..rows {
                     let mut acc = 0.0;
-                    for b in 0..batch {
-                        acc += self.data[x][b * len + i];
+                    for j in 0..cols {
+                        acc += data[w][i * cols + j] * data[x][b * cols + j];
                     }
-                    let mean = acc / batch as f64;
-                    self.data[grad][i] = if negate { -mean } else { mean };
+                    let o = &mut data[out][b * rows + i];
+                    *o = if accumulate { *o + acc } else { acc };
                 }
             }
-            Stmt::Softmax { out, x, len } => {
-                for b in 0..batch {
-                    let row = &self.data[x][b * len..(b + 1) * len];
-                    let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    let exps: Vec<f64> = row.iter().map(|v| (v - max).exp()).collect();
-                    let total: f64 = exps.iter().sum();
-                    for (i, e) in exps.iter().enumerate() {
-                        self.data[out][b * len + i] = e / total;
-                    }
-                }
-            }
-            Stmt::Map { .. } => {}
         }
+        Stmt::MatTVec { out, w, rows, cols, x } => {
+            // out[b][j] = Σ_i W[i][j]·x[b][i], accumulated over i in order, row by row of W.
+            for b in 0..batch {
+                let mut acc = vec![0.0; cols];
+                for i in 0..rows {
+                    let xi = data[x][b * rows + i];
+                    let wrow = &data[w][i * cols..(i + 1) * cols];
+                    for (a, wij) in acc.iter_mut().zip(wrow) {
+                        *a += wij * xi;
+                    }
+                }
+                data[out][b * cols..(b + 1) * cols].copy_from_slice(&acc);
+            }
+        }
+        Stmt::Outer {
+            grad,
+            rows,
+            cols,
+            a,
+            x,
+            negate,
+        } => {
+            // Σ_b a[b][i]·x[b][j], accumulated over b in order.
+            let mut acc = vec![0.0; rows * cols];
+            for b in 0..batch {
+                let xb = &data[x][b * cols..(b + 1) * cols];
+                for i in 0..rows {
+                    let ai = data[a][b * rows + i];
+                    for (s, xj) in acc[i * cols..(i + 1) * cols].iter_mut().zip(xb) {
+                        *s += ai * xj;
+                    }
+                }
+            }
+            let n = batch as f64;
+            for (g, s) in data[grad].iter_mut().zip(&acc) {
+                let mean = s / n;
+                *g = if negate { -mean } else { mean };
+            }
+        }
+        Stmt::Mean { grad, len, x, negate } => {
+            for i in 0..len {
+                let mut acc = 0.0;
+                for b in 0..batch {
+                    acc += data[x][b * len + i];
+                }
+                let mean = acc / batch as f64;
+                data[grad][i] = if negate { -mean } else { mean };
+            }
+        }
+        Stmt::Softmax { out, x, len } => {
+            for b in 0..batch {
+                let row = &data[x][b * len..(b + 1) * len];
+                let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let exps: Vec<f64> = row.iter().map(|v| (v - max).exp()).collect();
+                let total: f64 = exps.iter().sum();
+                for (i, e) in exps.iter().enumerate() {
+                    data[out][b * len + i] = e / total;
+                }
+            }
+        }
+        Stmt::Map { .. } => {}
     }
 }

@@ -7,6 +7,7 @@
 
 mod checkpoint;
 pub mod data;
+pub mod embedded;
 pub mod inputs;
 pub mod interp;
 pub mod metrics;
@@ -327,18 +328,11 @@ impl Simulation {
         for (stmt, tape) in self.program.stmts.iter().zip(&self.tapes) {
             match tape {
                 Some(t) => m.map(t, &mut self.scratch),
-                None => m.tensor(stmt),
+                None => interp::tensor(m.data, m.batch, stmt),
             }
         }
         for &(dst, src) in &self.program.commits {
-            let (a, b) = if dst < src {
-                let (lo, hi) = self.data.split_at_mut(src);
-                (&mut lo[dst], &hi[0])
-            } else {
-                let (lo, hi) = self.data.split_at_mut(dst);
-                (&mut hi[0], &lo[src])
-            };
-            a.copy_from_slice(b);
+            embedded::commit(&mut self.data, dst, src);
         }
         self.step += 1;
         if self.feed.is_some() {

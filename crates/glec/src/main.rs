@@ -91,6 +91,8 @@ enum Emit {
     Ir,
     /// The Cranelift IR of the JIT-compiled step.
     Clif,
+    /// The Rust module that `model!("MODEL")` expands to (MODEL relative to the crate root).
+    Rust,
 }
 
 /// How steps are executed.
@@ -136,7 +138,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Emit {
-            what: Emit::Clif,
+            what: what @ (Emit::Clif | Emit::Rust),
             model,
         } => {
             let Some(m) = load(&model, Format::Human) else {
@@ -149,6 +151,19 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            if what == Emit::Rust {
+                let path = model.to_string_lossy().replace('\\', "/");
+                return match gle_codegen::emit_rust(&m, &program, &gle_codegen::Source::File(&path)) {
+                    Ok(code) => {
+                        print!("{code}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
             match gle_jit::compile(&program, m.protocol.batch) {
                 Ok(k) => {
                     print!("{}", k.clif());

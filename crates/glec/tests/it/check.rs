@@ -102,3 +102,15 @@ fn emit_ir_prints_the_dump() {
     assert!(text.starts_with("model le_chain\n"));
     assert!(text.contains("projection l4_l5 : l4.r -> l5  identity 1  fixed  feedback transpose"));
 }
+
+#[test]
+fn emit_rust_prints_the_model_macro_expansion() {
+    let out = glec(&["emit", "rust", "models/le_chain.gle"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("pub mod le_chain {"), "{text}");
+    assert!(text.contains(r#""/", "models/le_chain.gle""#), "{text}");
+    assert!(text.contains("fn step(data: &mut [Vec<f64>]"), "{text}");
+    let bad = glec(&["emit", "rust", "tests/invalid/no_such_file.gle"]);
+    assert_eq!(bad.status.code(), Some(1));
+}

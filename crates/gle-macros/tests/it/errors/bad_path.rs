@@ -1,0 +1,3 @@
+gle_macros::model!("models/no_such_model.gle");
+
+fn main() {}
