@@ -1,5 +1,5 @@
-//! `glec run`: runs a model's protocol with the reference interpreter, shows progress, prints a
-//! summary and writes the recorded variables.
+//! `glec run`: runs a model's protocol (JIT by default, or the reference interpreter), shows
+//! progress, prints a summary and writes the recorded variables.
 
 use gle_ir::{Model, Recorded};
 use gle_runtime::{RunError, Simulation, npy};

@@ -8,21 +8,10 @@ macro_rules! bundled {
     ($($name:ident => $path:literal),* $(,)?) => {
         $(gle_macros::model!($path);)*
         const BUNDLED: &[&str] = &[$(stringify!($name)),*];
-        /// Runs `steps` training steps of the compiled model `name` and of the interpreter.
-        fn compare_named(name: &str, steps: usize) {
+        /// The compiled step of model `name` for `batch` rows.
+        fn compiled_step(name: &str, batch: usize) -> Box<dyn gle_runtime::StepKernel> {
             $(if name == stringify!($name) {
-                let mut compiled = $name::Model::new().unwrap();
-                let mut interp = interpreter(name);
-                for n in 0..steps {
-                    compiled.step().unwrap();
-                    if !interp.model.datasets.is_empty() && interp.data_steps_left() == 0 {
-                        interp.begin_data_pass(0, false);
-                    }
-                    interp.step().unwrap();
-                    interp.optimizer_step().unwrap();
-                    assert_same(name, n, compiled.simulation(), &interp);
-                }
-                return;
+                return $name::compiled_step(batch);
             })*
             panic!("no model! invocation for `{name}`");
         }
@@ -47,16 +36,38 @@ fn models_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models")
 }
 
-/// The reference interpreter on the same model, seed and batch.
-fn interpreter(name: &str) -> Simulation {
+/// A simulation of bundled model `name` with a small batch (the dynamics do not depend on it),
+/// run by the reference interpreter or, with `compiled`, by the model's `model!` step.
+fn simulation(name: &str, batch: usize, compiled: bool) -> Simulation {
     let path = models_dir().join(format!("{name}.gle"));
     let text = std::fs::read_to_string(&path).unwrap();
-    let (model, diags) = gle_ir::check_source(&path.display().to_string(), &text);
+    let overrides = [("batch".to_string(), batch as f64)];
+    let (model, diags) = gle_ir::check_source_with(&path.display().to_string(), &text, &overrides);
     assert!(diags.is_empty(), "{diags:?}");
     let model = model.unwrap();
     let program = gle_derive::compile(&model).unwrap();
-    let steps = Simulation::protocol_steps(&model).unwrap();
-    Simulation::new(model, program, &models_dir(), steps).unwrap()
+    let steps = Simulation::protocol_steps(&model).unwrap().min(5000);
+    let mut sim = Simulation::new(model, program, &models_dir(), steps).unwrap();
+    if compiled {
+        sim.set_kernel(compiled_step(name, batch));
+    }
+    sim
+}
+
+/// Every buffer within 1e-12 relative after each of `steps` training steps.
+fn compare(name: &str, steps: usize, batch: usize) {
+    let mut a = simulation(name, batch, false);
+    let mut b = simulation(name, batch, true);
+    for n in 0..steps {
+        for s in [&mut a, &mut b] {
+            if !s.model.datasets.is_empty() && s.data_steps_left() == 0 {
+                s.begin_data_pass(0, false);
+            }
+            s.step().unwrap();
+            s.optimizer_step().unwrap();
+        }
+        assert_same(name, n, &b, &a);
+    }
 }
 
 fn assert_same(name: &str, step: usize, a: &Simulation, b: &Simulation) {
@@ -91,8 +102,20 @@ fn every_bundled_model_has_a_macro_invocation() {
 #[test]
 fn compiled_models_match_the_interpreter() {
     for name in BUNDLED {
-        let steps = if name.contains("mnist") { 200 } else { 1000 };
-        compare_named(name, steps);
+        compare(name, 1000, 4);
+    }
+}
+
+#[test]
+fn model_new_runs_the_declared_batch_like_the_interpreter() {
+    let mut net = gle_lagline::Model::new().unwrap();
+    let mut interp = simulation("gle_lagline", 100, false);
+    assert_eq!(net.simulation().batch(), 100);
+    for n in 0..200 {
+        net.step().unwrap();
+        interp.step().unwrap();
+        interp.optimizer_step().unwrap();
+        assert_same("gle_lagline", n, net.simulation(), &interp);
     }
 }
 
