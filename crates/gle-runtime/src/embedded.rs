@@ -59,9 +59,7 @@ pub fn layout_fingerprint(program: &Program) -> u64 {
         text.push_str(&format!("{}:{}:{:?};", b.name, b.len, b.layout));
     }
     text.push_str(&format!("{};{:?}", program.stmts.len(), program.commits));
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, byte| {
-        (h ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
+    crate::rng::name_hash(&text)
 }
 
 /// Runs a tensor statement (matrix products, means, softmax) exactly as the interpreter does.

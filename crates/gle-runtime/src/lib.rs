@@ -140,12 +140,15 @@ impl Simulation {
         let seed = model.protocol.seed;
         let mut data = Vec::with_capacity(program.buffers.len());
         let mut lens = Vec::with_capacity(program.buffers.len());
-        for (k, buf) in program.buffers.iter().enumerate() {
+        for buf in &program.buffers {
             let size = match buf.layout {
                 Layout::Batch => buf.len * batch,
                 Layout::Shared => buf.len,
             };
-            let mut rng = rng::Rng::new(seed, k as u64 + 1);
+            // One random stream per buffer, named by the buffer: a population's or projection's
+            // initial values depend on the seed and its name only, so model variants (e.g. GLE
+            // and instantaneous errors) start from the same student.
+            let mut rng = rng::Rng::new(seed, rng::name_hash(&buf.name));
             let values = match &buf.init {
                 BufInit::Zero | BufInit::Input(_) | BufInit::DataTarget { .. } => vec![0.0; size],
                 BufInit::NeuronParam { pop, param } => {

@@ -150,8 +150,11 @@ proptest! {
             if ra.is_err() {
                 break; // both blew up at the same step
             }
-            a.optimizer_step().unwrap();
-            b.optimizer_step().unwrap();
+            let (oa, ob) = (a.optimizer_step(), b.optimizer_step());
+            prop_assert_eq!(oa.is_ok(), ob.is_ok(), "optimiser step {}: {:?} vs {:?}", n, oa, ob);
+            if oa.is_err() {
+                break; // both blew up in the same optimiser step
+            }
         }
         for k in 0..a.program.buffers.len() {
             for (x, y) in a.buffer(k).iter().zip(b.buffer(k)) {

@@ -20,6 +20,7 @@ macro_rules! bundled {
 
 bundled!(
     gle_lagline => "../../models/gle_lagline.gle",
+    gle_lagline_bp => "../../models/gle_lagline_bp.gle",
     gle_lagline_golden => "../../models/gle_lagline_golden.gle",
     gle_lagnet => "../../models/gle_lagnet.gle",
     gle_mnist1d_15k => "../../models/gle_mnist1d_15k.gle",

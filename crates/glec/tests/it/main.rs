@@ -1,6 +1,7 @@
 //! End-to-end tests of the `glec` binary: exit codes, summaries, diagnostics, runs.
 
 mod check;
+mod experiments;
 mod run;
 
 use std::path::{Path, PathBuf};
