@@ -32,6 +32,40 @@ impl std::fmt::Display for JitError {
 }
 
 /// The native signature of a compiled step: buffer pointers, constants, dt, time, scratch.
+/// How [`Emitter::row_update`] starts and ends a row of sums.
+#[derive(Clone, Copy)]
+struct RowUpdate {
+    /// Start from 0.0 instead of the destination's value (the first term of a sum).
+    from_zero: bool,
+    /// Finish as `±sum / batch` (`Some(negate)`; the last term of a batch mean).
+    finish: Option<bool>,
+}
+
+impl RowUpdate {
+    const FIRST: RowUpdate = RowUpdate {
+        from_zero: true,
+        finish: None,
+    };
+    const MIDDLE: RowUpdate = RowUpdate {
+        from_zero: false,
+        finish: None,
+    };
+
+    fn last(negate: bool) -> RowUpdate {
+        RowUpdate {
+            from_zero: false,
+            finish: Some(negate),
+        }
+    }
+
+    fn only(negate: bool) -> RowUpdate {
+        RowUpdate {
+            from_zero: true,
+            finish: Some(negate),
+        }
+    }
+}
+
 type StepFn = extern "C" fn(*const *mut f64, *const f64, f64, f64, *mut f64);
 
 /// A step program compiled to native code for a fixed batch size.
@@ -384,15 +418,15 @@ impl Emitter<'_, '_> {
                 let (wb, xb, ob) = (e.base(w), e.base(x), e.base(out));
                 let orow = e.offset(ob, b, cols);
                 let xrow = e.offset(xb, b, rows);
-                e.repeat(cols, &mut |e, j| {
-                    let zero = e.fb.ins().f64const(0.0);
-                    e.store_at(orow, j, zero);
-                    Ok(())
-                })?;
-                e.repeat(rows, &mut |e, i| {
+                // Row 0 of W starts the sums from 0.0; the others add to them.
+                let zero = e.fb.ins().iconst(types::I64, 0);
+                let x0 = e.load_at(xrow, zero);
+                e.row_update(orow, wb, x0, cols, RowUpdate::FIRST)?;
+                e.repeat(rows.saturating_sub(1), &mut |e, t| {
+                    let i = e.fb.ins().iadd_imm_s(t, 1);
                     let xv = e.load_at(xrow, i);
                     let wrow = e.offset(wb, i, cols);
-                    e.axpy(orow, wrow, xv, cols)
+                    e.row_update(orow, wrow, xv, cols, RowUpdate::MIDDLE)
                 })
             }),
             &Stmt::Outer {
@@ -403,29 +437,29 @@ impl Emitter<'_, '_> {
                 x,
                 negate,
             } => {
-                let total = rows * cols;
-                let gb = self.base(grad);
-                self.repeat(total, &mut |e, k| {
-                    let zero = e.fb.ins().f64const(0.0);
-                    e.store_at(gb, k, zero);
-                    Ok(())
-                })?;
-                self.repeat(batch, &mut |e, b| {
+                // Σ_b a[b]·x[b]ᵀ over the batch rows in order, in one pass over the gradient per
+                // batch row: the first starts from 0.0, the last divides by the batch size.
+                let pass = |e: &mut Self, b: Value, update: RowUpdate| {
                     let (ab, xb, gb) = (e.base(a), e.base(x), e.base(grad));
                     let xrow = e.offset(xb, b, cols);
                     let arow = e.offset(ab, b, rows);
                     e.repeat(rows, &mut |e, i| {
                         let av = e.load_at(arow, i);
                         let grow = e.offset(gb, i, cols);
-                        e.axpy(grow, xrow, av, cols)
+                        e.row_update(grow, xrow, av, cols, update)
                     })
+                };
+                let first = self.fb.ins().iconst(types::I64, 0);
+                if batch == 1 {
+                    return pass(self, first, RowUpdate::only(negate));
+                }
+                pass(self, first, RowUpdate::FIRST)?;
+                self.repeat(batch - 2, &mut |e, t| {
+                    let b = e.fb.ins().iadd_imm_s(t, 1);
+                    pass(e, b, RowUpdate::MIDDLE)
                 })?;
-                self.repeat(total, &mut |e, k| {
-                    let sum = e.load_at(gb, k);
-                    let v = e.mean(sum, negate);
-                    e.store_at(gb, k, v);
-                    Ok(())
-                })
+                let last = self.fb.ins().iconst(types::I64, (batch - 1) as i64);
+                pass(self, last, RowUpdate::last(negate))
             }
             &Stmt::Mean { grad, len, x, negate } => {
                 let (gb, xb) = (self.base(grad), self.base(x));
@@ -539,22 +573,40 @@ impl Emitter<'_, '_> {
         Ok(())
     }
 
-    /// `dst[j] += src[j]·scale` for `j < n`, two lanes at a time: per element the same
-    /// multiplication and addition as the scalar loop, so results stay bit-identical.
-    fn axpy(&mut self, dst: Value, src: Value, scale: Value, n: usize) -> Result<(), JitError> {
+    /// `dst[j] = start + src[j]·scale` for `j < n` (`start` is `dst[j]`, or 0.0 for a first
+    /// update), then `±(…)/batch` for a last update; two lanes at a time. Per element these are
+    /// the interpreter's operations in its order, so results stay bit-identical.
+    fn row_update(
+        &mut self,
+        dst: Value,
+        src: Value,
+        scale: Value,
+        n: usize,
+        update: RowUpdate,
+    ) -> Result<(), JitError> {
         // Rows start at any multiple of 8 bytes, so vector accesses are not marked aligned.
         let flags = MemFlagsData::new().with_notrap();
+        let batch = self.batch as f64;
         let pairs = n / 2;
         if pairs > 0 {
             let scale2 = self.fb.ins().splat(types::F64X2, scale);
+            let zero = self.fb.ins().f64const(0.0);
+            let zero2 = self.fb.ins().splat(types::F64X2, zero);
+            let count = self.fb.ins().f64const(batch);
+            let count2 = self.fb.ins().splat(types::F64X2, count);
             self.repeat(pairs, &mut |e, k| {
                 let bytes = e.fb.ins().imul_imm_s(k, 16);
                 let s_at = e.fb.ins().iadd(src, bytes);
                 let d_at = e.fb.ins().iadd(dst, bytes);
                 let sv = e.fb.ins().load(types::F64X2, flags, s_at, 0);
                 let p = e.fb.ins().fmul(sv, scale2);
-                let old = e.fb.ins().load(types::F64X2, flags, d_at, 0);
+                let old = if update.from_zero {
+                    zero2
+                } else {
+                    e.fb.ins().load(types::F64X2, flags, d_at, 0)
+                };
                 let s = e.fb.ins().fadd(old, p);
+                let s = e.finish(s, count2, update);
                 e.fb.ins().store(flags, s, d_at, 0);
                 Ok(())
             })?;
@@ -563,11 +615,28 @@ impl Emitter<'_, '_> {
             let last = self.fb.ins().iconst(types::I64, (n - 1) as i64);
             let sv = self.load_at(src, last);
             let p = self.fb.ins().fmul(sv, scale);
-            let old = self.load_at(dst, last);
+            let old = if update.from_zero {
+                self.fb.ins().f64const(0.0)
+            } else {
+                self.load_at(dst, last)
+            };
             let s = self.fb.ins().fadd(old, p);
+            let count = self.fb.ins().f64const(batch);
+            let s = self.finish(s, count, update);
             self.store_at(dst, last, s);
         }
         Ok(())
+    }
+
+    /// The end of a [`RowUpdate`]: `±sum / count` for a last update, else `sum`.
+    fn finish(&mut self, sum: Value, count: Value, update: RowUpdate) -> Value {
+        match update.finish {
+            None => sum,
+            Some(negate) => {
+                let m = self.fb.ins().fdiv(sum, count);
+                if negate { self.fb.ins().fneg(m) } else { m }
+            }
+        }
     }
 
     fn mean(&mut self, sum: Value, negate: bool) -> Value {

@@ -180,22 +180,27 @@ pub fn tensor(data: &mut [Vec<f64>], batch: usize, stmt: &Stmt) {
             x,
             negate,
         } => {
-            // Σ_b a[b][i]·x[b][j], accumulated over b in order.
-            let mut acc = vec![0.0; rows * cols];
+            // Σ_b a[b][i]·x[b][j], accumulated over b in order in the gradient buffer itself:
+            // the first batch row starts the sums from 0.0, the last divides by the batch size.
+            let n = batch as f64;
+            let mut g = std::mem::take(&mut data[grad]);
             for b in 0..batch {
                 let xb = &data[x][b * cols..(b + 1) * cols];
                 for i in 0..rows {
                     let ai = data[a][b * rows + i];
-                    for (s, xj) in acc[i * cols..(i + 1) * cols].iter_mut().zip(xb) {
-                        *s += ai * xj;
+                    let row = g[i * cols..(i + 1) * cols].iter_mut().zip(xb);
+                    match (b == 0, b + 1 == batch) {
+                        (true, false) => row.for_each(|(s, xj)| *s = 0.0 + ai * xj),
+                        (false, false) => row.for_each(|(s, xj)| *s += ai * xj),
+                        (first, true) => row.for_each(|(s, xj)| {
+                            let start = if first { 0.0 } else { *s };
+                            let mean = (start + ai * xj) / n;
+                            *s = if negate { -mean } else { mean };
+                        }),
                     }
                 }
             }
-            let n = batch as f64;
-            for (g, s) in data[grad].iter_mut().zip(&acc) {
-                let mean = s / n;
-                *g = if negate { -mean } else { mean };
-            }
+            data[grad] = g;
         }
         Stmt::Mean { grad, len, x, negate } => {
             for i in 0..len {
