@@ -147,16 +147,36 @@ pub fn tensor(data: &mut [Vec<f64>], batch: usize, stmt: &Stmt) {
             x,
             accumulate,
         } => {
+            // One in-order sum per row; four rows at a time share the pass over x and keep four
+            // independent additions in flight (the same sums, so the same bits).
+            let mut sums = std::mem::take(&mut data[out]);
+            let (wm, xm) = (&data[w], &data[x]);
             for b in 0..batch {
-                for i in 0..rows {
-                    let mut acc = 0.0;
-                    for j in 0..cols {
-                        acc += data[w][i * cols + j] * data[x][b * cols + j];
+                let xb = &xm[b * cols..(b + 1) * cols];
+                let ob = &mut sums[b * rows..(b + 1) * rows];
+                let mut i = 0;
+                while i + 4 <= rows {
+                    let r = |k: usize| &wm[(i + k) * cols..(i + k + 1) * cols];
+                    let (r0, r1, r2, r3) = (r(0), r(1), r(2), r(3));
+                    let mut acc = [0.0; 4];
+                    for (j, xj) in xb.iter().enumerate() {
+                        acc[0] += r0[j] * xj;
+                        acc[1] += r1[j] * xj;
+                        acc[2] += r2[j] * xj;
+                        acc[3] += r3[j] * xj;
                     }
-                    let o = &mut data[out][b * rows + i];
-                    *o = if accumulate { *o + acc } else { acc };
+                    for (k, a) in acc.into_iter().enumerate() {
+                        ob[i + k] = if accumulate { ob[i + k] + a } else { a };
+                    }
+                    i += 4;
+                }
+                for i in i..rows {
+                    let row = &wm[i * cols..(i + 1) * cols];
+                    let acc = row.iter().zip(xb).fold(0.0, |acc, (wij, xj)| acc + wij * xj);
+                    ob[i] = if accumulate { ob[i] + acc } else { acc };
                 }
             }
+            data[out] = sums;
         }
         Stmt::MatTVec { out, w, rows, cols, x } => {
             // out[b][j] = Σ_i W[i][j]·x[b][i], accumulated over i in order, row by row of W.
