@@ -31,7 +31,7 @@ pub fn emit_rust(model: &Model, program: &Program, source: &Source) -> Result<St
     Ok(prettyplease::unparse(&file))
 }
 
-/// The generated module as one line of Rust source per item (what the macro parses).
+/// The generated module, unformatted (what the macro parses).
 pub fn emit_unformatted(model: &Model, program: &Program, source: &Source) -> Result<String, String> {
     let mut out = String::new();
     let name = ident(&model.name);
