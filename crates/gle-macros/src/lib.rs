@@ -88,8 +88,14 @@ fn from_inline(input: TokenStream) -> Result<TokenStream, TokenStream> {
         }
         starts.push((text.len(), *span));
         text.push_str(piece);
-        col += piece.chars().count();
-        line += piece.matches('\n').count();
+        match piece.rsplit_once('\n') {
+            // A token spanning lines (a multi-line string): continue after its last line.
+            Some((before, after)) => {
+                line += before.matches('\n').count() + 1;
+                col = after.chars().count() + 1;
+            }
+            None => col += piece.chars().count(),
+        }
     }
     let at = |offset: usize| {
         starts
