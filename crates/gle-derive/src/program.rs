@@ -957,7 +957,7 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
             })
         };
         let mut factors_of = |b: &mut Builder, e: &Expr| -> Result<(Id, Id), DeriveError> {
-            let whole = rule_expr(b, e, &mut leaf_of)?;
+            let whole = elementwise_expr(b, e, "a rule", &mut leaf_of)?;
             split_outer(&mut b.g, whole, pre).ok_or_else(|| {
                 DeriveError::new(
                     format!(
@@ -1009,7 +1009,7 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
             });
         }
         if let (Some(db), Some(bias)) = (&rule.bias, bias) {
-            let value = rule_expr(&mut b, db, &mut leaf_of)?;
+            let value = elementwise_expr(&mut b, db, "a rule", &mut leaf_of)?;
             let tmp = b.buf(format!("{}.rule_bias", pr.name), rows, Layout::Batch, BufInit::Zero);
             b.stmts.push(Stmt::Map {
                 len: rows,
@@ -1280,45 +1280,11 @@ fn cost_density(
 
 /// A user function's body with its parameters bound to already-converted arguments.
 fn inline_args(body: &Expr, args: &[Id], b: &mut Builder) -> Result<Id, DeriveError> {
-    Ok(match body {
-        Expr::Num(v) => b.g.num(*v),
-        Expr::Ref(Ref::Arg(i)) => args[*i],
-        Expr::Ref(Ref::Const(i)) => b.g.leaf(Leaf::Const(*i)),
-        Expr::Neg(a) => {
-            let a = inline_args(a, args, b)?;
-            b.g.neg(a)
-        }
-        Expr::Binary(op, x, y) => {
-            let (x, y) = (inline_args(x, args, b)?, inline_args(y, args, b)?);
-            match op {
-                BinOp::Add => b.g.add(x, y),
-                BinOp::Sub => b.g.sub(x, y),
-                BinOp::Mul => b.g.mul(x, y),
-                BinOp::Div => b.g.div(x, y),
-                BinOp::Pow => b.g.pow(x, y),
-            }
-        }
-        Expr::Call(Callee::Builtin(f), xs) if f.is_elementwise() => {
-            let xs = xs
-                .iter()
-                .map(|x| inline_args(x, args, b))
-                .collect::<Result<Vec<_>, _>>()?;
-            b.g.call(Fun::B(*f), xs)
-        }
-        Expr::Call(Callee::User(f), xs) => {
-            let xs = xs
-                .iter()
-                .map(|x| inline_args(x, args, b))
-                .collect::<Result<Vec<_>, _>>()?;
-            let body = b.model.functions[*f].body.clone();
-            inline_args(&body, &xs, b)?
-        }
-        _ => {
-            return Err(DeriveError::new(
-                "a user function in the energy uses something other than arithmetic and elementwise built-ins".into(),
-                gle_syntax::Span::default(),
-            ));
-        }
+    const WHAT: &str = "a user function in the energy";
+    elementwise_expr(b, body, WHAT, &mut |g, r| match r {
+        Ref::Arg(i) => Ok(args[i]),
+        Ref::Const(i) => Ok(g.leaf(Leaf::Const(i))),
+        _ => Err(not_elementwise(WHAT)),
     })
 }
 
@@ -1405,21 +1371,31 @@ fn var_buffer(model: &Model, pb: &PopulationBuffers, comps: &[BufId], var: Neuro
     }
 }
 
-/// Converts a rule's expression, with `leaf` binding its references.
-fn rule_expr(
+/// The error for an expression that is not arithmetic over elementwise built-ins.
+fn not_elementwise(what: &str) -> DeriveError {
+    DeriveError::new(
+        format!("{what} uses something other than arithmetic and elementwise built-ins"),
+        gle_syntax::Span::default(),
+    )
+}
+
+/// Converts arithmetic over elementwise built-ins and user functions (a rule, a user function's
+/// body; `what` names it in errors), with `leaf` binding its references.
+fn elementwise_expr(
     b: &mut Builder,
     e: &Expr,
+    what: &str,
     leaf: &mut dyn FnMut(&mut Graph, Ref) -> Result<Id, DeriveError>,
 ) -> Result<Id, DeriveError> {
     Ok(match e {
         Expr::Num(v) => b.g.num(*v),
         Expr::Ref(r) => leaf(&mut b.g, *r)?,
         Expr::Neg(a) => {
-            let a = rule_expr(b, a, leaf)?;
+            let a = elementwise_expr(b, a, what, leaf)?;
             b.g.neg(a)
         }
         Expr::Binary(op, x, y) => {
-            let (x, y) = (rule_expr(b, x, leaf)?, rule_expr(b, y, leaf)?);
+            let (x, y) = (elementwise_expr(b, x, what, leaf)?, elementwise_expr(b, y, what, leaf)?);
             match op {
                 BinOp::Add => b.g.add(x, y),
                 BinOp::Sub => b.g.sub(x, y),
@@ -1431,24 +1407,19 @@ fn rule_expr(
         Expr::Call(Callee::Builtin(f), xs) if f.is_elementwise() => {
             let xs = xs
                 .iter()
-                .map(|x| rule_expr(b, x, leaf))
+                .map(|x| elementwise_expr(b, x, what, leaf))
                 .collect::<Result<Vec<_>, _>>()?;
             b.g.call(Fun::B(*f), xs)
         }
         Expr::Call(Callee::User(f), xs) => {
             let xs = xs
                 .iter()
-                .map(|x| rule_expr(b, x, leaf))
+                .map(|x| elementwise_expr(b, x, what, leaf))
                 .collect::<Result<Vec<_>, _>>()?;
             let body = b.model.functions[*f].body.clone();
             inline_args(&body, &xs, b)?
         }
-        _ => {
-            return Err(DeriveError::new(
-                "a rule uses something other than arithmetic and elementwise built-ins".into(),
-                gle_syntax::Span::default(),
-            ));
-        }
+        _ => return Err(not_elementwise(what)),
     })
 }
 
