@@ -4,11 +4,12 @@
 //! the tensor statements and commits — the interpreter's own code — and [`apply`] for every
 //! elementwise function, as the interpreter and the JIT do.
 
+pub use crate::interp::tensor;
 pub use gle_derive::program::Stmt;
 pub use gle_derive::sym::{Fun, apply};
 pub use gle_ir::builtins::Builtin;
 
-use crate::{RunError, Simulation, interp};
+use crate::{RunError, Simulation};
 use gle_derive::program::Program;
 use gle_syntax::{SourceFile, has_errors};
 use std::path::Path;
@@ -60,11 +61,6 @@ pub fn layout_fingerprint(program: &Program) -> u64 {
     }
     text.push_str(&format!("{};{:?}", program.stmts.len(), program.commits));
     crate::rng::name_hash(&text)
-}
-
-/// Runs a tensor statement (matrix products, means, softmax) exactly as the interpreter does.
-pub fn tensor(data: &mut [Vec<f64>], batch: usize, stmt: &Stmt) {
-    interp::tensor(data, batch, stmt);
 }
 
 /// Copies buffer `src` into buffer `dst` (a commit: the staged value becomes the state).
