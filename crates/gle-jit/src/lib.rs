@@ -12,7 +12,7 @@
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{AbiParam, BlockArg, FuncRef, InstBuilder, MemFlagsData, Signature, Value, types};
 use cranelift_codegen::settings::{self, Configurable};
-use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
 use gle_derive::program::{Layout, Program, Stmt};
@@ -32,40 +32,6 @@ impl std::fmt::Display for JitError {
 }
 
 /// The native signature of a compiled step: buffer pointers, constants, dt, time, scratch.
-/// How [`Emitter::row_update`] starts and ends a row of sums.
-#[derive(Clone, Copy)]
-struct RowUpdate {
-    /// Start from 0.0 instead of the destination's value (the first term of a sum).
-    from_zero: bool,
-    /// Finish as `±sum / batch` (`Some(negate)`; the last term of a batch mean).
-    finish: Option<bool>,
-}
-
-impl RowUpdate {
-    const FIRST: RowUpdate = RowUpdate {
-        from_zero: true,
-        finish: None,
-    };
-    const MIDDLE: RowUpdate = RowUpdate {
-        from_zero: false,
-        finish: None,
-    };
-
-    fn last(negate: bool) -> RowUpdate {
-        RowUpdate {
-            from_zero: false,
-            finish: Some(negate),
-        }
-    }
-
-    fn only(negate: bool) -> RowUpdate {
-        RowUpdate {
-            from_zero: true,
-            finish: Some(negate),
-        }
-    }
-}
-
 type StepFn = extern "C" fn(*const *mut f64, *const f64, f64, f64, *mut f64);
 
 /// A step program compiled to native code for a fixed batch size.
@@ -395,38 +361,43 @@ impl Emitter<'_, '_> {
                 cols,
                 x,
                 accumulate,
-            } => self.repeat(batch, &mut |e, b| {
-                let (wb, xb, ob) = (e.base(w), e.base(x), e.base(out));
-                let xrow = e.offset(xb, b, cols);
-                let orow = e.offset(ob, b, rows);
+            } => {
+                // Batch rows in pairs, one per lane: each W row is loaded once for both, and
+                // every lane's sum runs in the interpreter's order. An odd last row runs alone.
+                self.scratch_len = self.scratch_len.max(2 * cols);
+                self.repeat(batch / 2, &mut |e, pair| {
+                    let b = e.fb.ins().imul_imm_s(pair, 2);
+                    e.paired_dot_rows(w, x, out, b, rows, cols, accumulate)
+                })?;
+                if batch.is_multiple_of(2) {
+                    return Ok(());
+                }
+                let b = self.fb.ins().iconst(types::I64, (batch - 1) as i64);
+                let (wb, xb, ob) = (self.base(w), self.base(x), self.base(out));
+                let xrow = self.offset(xb, b, cols);
+                let orow = self.offset(ob, b, rows);
                 // Rows in blocks of four: four independent in-order sums hide the latency of
                 // the additions and share each load of x; a single-row loop takes the rest.
                 let blocks = rows / 4;
-                e.repeat(blocks, &mut |e, block| {
+                self.repeat(blocks, &mut |e, block| {
                     let first = e.fb.ins().imul_imm_s(block, 4);
                     e.dot_rows(wb, xrow, orow, first, 4, cols, accumulate)
                 })?;
-                e.repeat(rows % 4, &mut |e, t| {
+                self.repeat(rows % 4, &mut |e, t| {
                     let i = e.fb.ins().iadd_imm_s(t, (blocks * 4) as i64);
                     e.dot_rows(wb, xrow, orow, i, 1, cols, accumulate)
                 })
-            }),
+            }
             // Sums run over the same index in the same order as the interpreter's, so results
-            // agree bit for bit; the loops walk memory contiguously (W and the outer product
-            // row by row), accumulating in the output buffer.
+            // agree bit for bit; each strip of output columns stays in registers while the sum
+            // walks the rows (of W, or of the batch).
             &Stmt::MatTVec { out, w, rows, cols, x } => self.repeat(batch, &mut |e, b| {
                 let (wb, xb, ob) = (e.base(w), e.base(x), e.base(out));
                 let orow = e.offset(ob, b, cols);
                 let xrow = e.offset(xb, b, rows);
-                // Row 0 of W starts the sums from 0.0; the others add to them.
-                let zero = e.fb.ins().iconst(types::I64, 0);
-                let x0 = e.load_at(xrow, zero);
-                e.row_update(orow, wb, x0, cols, RowUpdate::FIRST)?;
-                e.repeat(rows.saturating_sub(1), &mut |e, t| {
-                    let i = e.fb.ins().iadd_imm_s(t, 1);
+                e.column_sums(rows, cols, orow, None, &mut |e, i| {
                     let xv = e.load_at(xrow, i);
-                    let wrow = e.offset(wb, i, cols);
-                    e.row_update(orow, wrow, xv, cols, RowUpdate::MIDDLE)
+                    (e.offset(wb, i, cols), xv)
                 })
             }),
             &Stmt::Outer {
@@ -437,29 +408,17 @@ impl Emitter<'_, '_> {
                 x,
                 negate,
             } => {
-                // Σ_b a[b]·x[b]ᵀ over the batch rows in order, in one pass over the gradient per
-                // batch row: the first starts from 0.0, the last divides by the batch size.
-                let pass = |e: &mut Self, b: Value, update: RowUpdate| {
+                // ±Σ_b a[b][i]·x[b]ᵀ / batch, row i of the gradient at a time.
+                self.repeat(rows, &mut |e, i| {
                     let (ab, xb, gb) = (e.base(a), e.base(x), e.base(grad));
-                    let xrow = e.offset(xb, b, cols);
-                    let arow = e.offset(ab, b, rows);
-                    e.repeat(rows, &mut |e, i| {
-                        let av = e.load_at(arow, i);
-                        let grow = e.offset(gb, i, cols);
-                        e.row_update(grow, xrow, av, cols, update)
+                    let grow = e.offset(gb, i, cols);
+                    let acol = e.offset(ab, i, 1);
+                    e.column_sums(batch, cols, grow, Some(negate), &mut |e, b| {
+                        let at = e.offset(acol, b, rows);
+                        let av = e.fb.ins().load(types::F64, MemFlagsData::trusted(), at, 0);
+                        (e.offset(xb, b, cols), av)
                     })
-                };
-                let first = self.fb.ins().iconst(types::I64, 0);
-                if batch == 1 {
-                    return pass(self, first, RowUpdate::only(negate));
-                }
-                pass(self, first, RowUpdate::FIRST)?;
-                self.repeat(batch - 2, &mut |e, t| {
-                    let b = e.fb.ins().iadd_imm_s(t, 1);
-                    pass(e, b, RowUpdate::MIDDLE)
-                })?;
-                let last = self.fb.ins().iconst(types::I64, (batch - 1) as i64);
-                pass(self, last, RowUpdate::last(negate))
+                })
             }
             &Stmt::Mean { grad, len, x, negate } => {
                 let (gb, xb) = (self.base(grad), self.base(x));
@@ -573,70 +532,159 @@ impl Emitter<'_, '_> {
         Ok(())
     }
 
-    /// `dst[j] = start + src[j]·scale` for `j < n` (`start` is `dst[j]`, or 0.0 for a first
-    /// update), then `±(…)/batch` for a last update; two lanes at a time. Per element these are
-    /// the interpreter's operations in its order, so results stay bit-identical.
-    fn row_update(
+    /// `out[b + l][i] (+)= Σ_j W[i][j]·x[b + l][j]` for lanes `l` 0 and 1 and every row `i`:
+    /// the two x rows are interleaved into scratch, then rows of W in blocks of four (and one
+    /// at a time for the rest) sum `splat(W[i][j])·(x[b][j], x[b+1][j])` in order over `j`.
+    #[allow(clippy::too_many_arguments)]
+    fn paired_dot_rows(
         &mut self,
+        w: usize,
+        x: usize,
+        out: usize,
+        b: Value,
+        rows: usize,
+        cols: usize,
+        accumulate: bool,
+    ) -> Result<(), JitError> {
+        let flags = MemFlagsData::new().with_notrap();
+        let (wb, xb, ob) = (self.base(w), self.base(x), self.base(out));
+        let x0 = self.offset(xb, b, cols);
+        let x1 = self.fb.ins().iadd_imm_s(x0, (cols * 8) as i64);
+        let pairs = self.scratch;
+        self.repeat(cols, &mut |e, j| {
+            let a = e.load_at(x0, j);
+            let c = e.load_at(x1, j);
+            let at = e.offset(pairs, j, 2);
+            e.fb.ins().store(flags, a, at, 0);
+            e.fb.ins().store(flags, c, at, 8);
+            Ok(())
+        })?;
+        let o0 = self.offset(ob, b, rows);
+        let o1 = self.fb.ins().iadd_imm_s(o0, (rows * 8) as i64);
+        let block = |e: &mut Self, first: Value, count: usize| -> Result<(), JitError> {
+            let mut wrows = Vec::with_capacity(count);
+            let mut accs = Vec::with_capacity(count);
+            for r in 0..count {
+                let i = e.fb.ins().iadd_imm_s(first, r as i64);
+                wrows.push(e.offset(wb, i, cols));
+                let acc = e.fb.declare_var(types::F64X2);
+                let zero = e.fb.ins().f64const(0.0);
+                let zero2 = e.fb.ins().splat(types::F64X2, zero);
+                e.fb.def_var(acc, zero2);
+                accs.push(acc);
+            }
+            e.repeat(cols, &mut |e, j| {
+                let at = e.offset(pairs, j, 2);
+                let xv = e.fb.ins().load(types::F64X2, flags, at, 0);
+                for (row, acc) in wrows.iter().zip(&accs) {
+                    let wv = e.load_at(*row, j);
+                    let w2 = e.fb.ins().splat(types::F64X2, wv);
+                    let p = e.fb.ins().fmul(w2, xv);
+                    let old = e.fb.use_var(*acc);
+                    let s = e.fb.ins().fadd(old, p);
+                    e.fb.def_var(*acc, s);
+                }
+                Ok(())
+            })?;
+            for (r, acc) in accs.iter().enumerate() {
+                let i = e.fb.ins().iadd_imm_s(first, r as i64);
+                let sums = e.fb.use_var(*acc);
+                for (lane, orow) in [o0, o1].into_iter().enumerate() {
+                    let sum = e.fb.ins().extractlane(sums, lane as u8);
+                    let v = if accumulate {
+                        let old = e.load_at(orow, i);
+                        e.fb.ins().fadd(old, sum)
+                    } else {
+                        sum
+                    };
+                    e.store_at(orow, i, v);
+                }
+            }
+            Ok(())
+        };
+        let blocks = rows / 4;
+        self.repeat(blocks, &mut |e, k| {
+            let first = e.fb.ins().imul_imm_s(k, 4);
+            block(e, first, 4)
+        })?;
+        self.repeat(rows % 4, &mut |e, t| {
+            let i = e.fb.ins().iadd_imm_s(t, (blocks * 4) as i64);
+            block(e, i, 1)
+        })
+    }
+
+    /// `dst[j] = fin(Σ_k src_k[j]·scale_k)` for `j < cols`, the sum over `k < terms` in order
+    /// from 0.0, where `term(k)` gives the row `src_k` and its factor; `fin` is `±sum / batch`
+    /// when `mean` is `Some(negate)`, else the sum. Columns go in strips of eight (four F64X2
+    /// registers), then pairs, then a last odd column, so each strip is summed in registers.
+    fn column_sums(
+        &mut self,
+        terms: usize,
+        cols: usize,
         dst: Value,
-        src: Value,
-        scale: Value,
-        n: usize,
-        update: RowUpdate,
+        mean: Option<bool>,
+        term: &mut dyn FnMut(&mut Self, Value) -> (Value, Value),
     ) -> Result<(), JitError> {
         // Rows start at any multiple of 8 bytes, so vector accesses are not marked aligned.
         let flags = MemFlagsData::new().with_notrap();
-        let batch = self.batch as f64;
-        let pairs = n / 2;
-        if pairs > 0 {
-            let scale2 = self.fb.ins().splat(types::F64X2, scale);
-            let zero = self.fb.ins().f64const(0.0);
-            let zero2 = self.fb.ins().splat(types::F64X2, zero);
-            let count = self.fb.ins().f64const(batch);
-            let count2 = self.fb.ins().splat(types::F64X2, count);
-            self.repeat(pairs, &mut |e, k| {
-                let bytes = e.fb.ins().imul_imm_s(k, 16);
-                let s_at = e.fb.ins().iadd(src, bytes);
-                let d_at = e.fb.ins().iadd(dst, bytes);
-                let sv = e.fb.ins().load(types::F64X2, flags, s_at, 0);
-                let p = e.fb.ins().fmul(sv, scale2);
-                let old = if update.from_zero {
-                    zero2
-                } else {
-                    e.fb.ins().load(types::F64X2, flags, d_at, 0)
-                };
-                let s = e.fb.ins().fadd(old, p);
-                let s = e.finish(s, count2, update);
-                e.fb.ins().store(flags, s, d_at, 0);
+        let strips = cols / 8;
+        let pairs = (cols % 8) / 2;
+        let mut strip = |e: &mut Self, first: Value, lanes: usize| -> Result<(), JitError> {
+            let ty = if lanes == 1 { types::F64 } else { types::F64X2 };
+            let vectors = lanes.div_ceil(2);
+            let zero = e.fb.ins().f64const(0.0);
+            let zero = if lanes == 1 { zero } else { e.fb.ins().splat(ty, zero) };
+            let accs: Vec<Variable> = (0..vectors)
+                .map(|_| {
+                    let acc = e.fb.declare_var(ty);
+                    e.fb.def_var(acc, zero);
+                    acc
+                })
+                .collect();
+            let first_byte = e.fb.ins().imul_imm_s(first, 8);
+            e.repeat(terms, &mut |e, k| {
+                let (row, scale) = term(e, k);
+                let scale = if lanes == 1 { scale } else { e.fb.ins().splat(ty, scale) };
+                let at = e.fb.ins().iadd(row, first_byte);
+                for (v, acc) in accs.iter().enumerate() {
+                    let sv = e.fb.ins().load(ty, flags, at, (16 * v) as i32);
+                    let p = e.fb.ins().fmul(sv, scale);
+                    let old = e.fb.use_var(*acc);
+                    let s = e.fb.ins().fadd(old, p);
+                    e.fb.def_var(*acc, s);
+                }
                 Ok(())
             })?;
-        }
-        if n % 2 == 1 {
-            let last = self.fb.ins().iconst(types::I64, (n - 1) as i64);
-            let sv = self.load_at(src, last);
-            let p = self.fb.ins().fmul(sv, scale);
-            let old = if update.from_zero {
-                self.fb.ins().f64const(0.0)
-            } else {
-                self.load_at(dst, last)
-            };
-            let s = self.fb.ins().fadd(old, p);
-            let count = self.fb.ins().f64const(batch);
-            let s = self.finish(s, count, update);
-            self.store_at(dst, last, s);
+            let at = e.fb.ins().iadd(dst, first_byte);
+            let count = e.fb.ins().f64const(e.batch as f64);
+            let count = if lanes == 1 { count } else { e.fb.ins().splat(ty, count) };
+            for (v, acc) in accs.iter().enumerate() {
+                let sum = e.fb.use_var(*acc);
+                let value = match mean {
+                    None => sum,
+                    Some(negate) => {
+                        let m = e.fb.ins().fdiv(sum, count);
+                        if negate { e.fb.ins().fneg(m) } else { m }
+                    }
+                };
+                e.fb.ins().store(flags, value, at, (16 * v) as i32);
+            }
+            Ok(())
+        };
+        self.repeat(strips, &mut |e, k| {
+            let first = e.fb.ins().imul_imm_s(k, 8);
+            strip(e, first, 8)
+        })?;
+        self.repeat(pairs, &mut |e, k| {
+            let first = e.fb.ins().imul_imm_s(k, 2);
+            let first = e.fb.ins().iadd_imm_s(first, (strips * 8) as i64);
+            strip(e, first, 2)
+        })?;
+        if cols % 2 == 1 {
+            let first = self.fb.ins().iconst(types::I64, (cols - 1) as i64);
+            strip(self, first, 1)?;
         }
         Ok(())
-    }
-
-    /// The end of a [`RowUpdate`]: `±sum / count` for a last update, else `sum`.
-    fn finish(&mut self, sum: Value, count: Value, update: RowUpdate) -> Value {
-        match update.finish {
-            None => sum,
-            Some(negate) => {
-                let m = self.fb.ins().fdiv(sum, count);
-                if negate { self.fb.ins().fneg(m) } else { m }
-            }
-        }
     }
 
     fn mean(&mut self, sum: Value, negate: bool) -> Value {
