@@ -6,6 +6,7 @@ use gle_syntax::{Diagnostic, SourceFile, has_errors};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod plot;
 mod run;
 
 /// Compile and check neuron models written in the .gle language.
@@ -26,7 +27,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
-    /// Run a model's protocol with the reference interpreter.
+    /// Run a model's protocol (JIT by default) and write what it records.
     Run {
         /// The .gle file.
         model: PathBuf,
@@ -48,6 +49,17 @@ enum Command {
         /// Execute steps with the Cranelift JIT or the reference interpreter.
         #[arg(long, value_enum, default_value_t = Backend::Jit)]
         backend: Backend,
+    },
+    /// Plot what `glec run --out DIR` wrote: every recorded trace and the learning curves.
+    Plot {
+        /// The directory a run wrote (`--out` of `glec run`).
+        dir: PathBuf,
+        /// Where the images go (default: DIR/plots).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Image format.
+        #[arg(long, value_enum, default_value_t = plot::ImageFormat::Both)]
+        format: plot::ImageFormat,
     },
     /// Print the equations glec derives from a model's energy.
     Explain {
@@ -117,6 +129,18 @@ fn main() -> ExitCode {
             resume,
             backend,
         } => run_command(&model, &sets, steps, out, seed, resume, backend),
+        Command::Plot { dir, out, format } => match plot::plot_dir(&dir, out.as_deref(), format) {
+            Ok(files) => {
+                for f in files {
+                    println!("wrote {}", f.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Explain { model, format } => {
             let Some(m) = load(&model, Format::Human) else {
                 return ExitCode::FAILURE;

@@ -67,6 +67,7 @@ pub fn run(model: Model, base_dir: &Path, opts: &RunOptions) -> Result<Vec<Strin
         std::fs::create_dir_all(out).map_err(|e| RunError::new(format!("cannot create `{}`: {e}", out.display())))?;
     }
     let checkpoint_path = opts.out.as_ref().map(|o| o.join("checkpoint.npz"));
+    let metrics_path = opts.out.as_ref().map(|o| o.join("metrics.csv"));
     let mut save = |_step: u64, bytes: Vec<u8>| -> Result<(), RunError> {
         match &checkpoint_path {
             Some(p) => write_atomic(p, &bytes),
@@ -99,7 +100,11 @@ pub fn run(model: Model, base_dir: &Path, opts: &RunOptions) -> Result<Vec<Strin
             println!("{}", phase_line(r));
         }
         reports.push(r.clone());
-        Ok(())
+        // Written after every phase, so an interrupted run keeps the curves it has.
+        match &metrics_path {
+            Some(path) if show_phases => write_atomic(path, metrics_csv(&reports).as_bytes()),
+            _ => Ok(()),
+        }
     };
     let result = sim.run_protocol_with(&mut gle_runtime::Hooks {
         observe: &mut observe,
@@ -134,24 +139,11 @@ pub fn run(model: Model, base_dir: &Path, opts: &RunOptions) -> Result<Vec<Strin
         lines.push(format!("  {} = [{}{more}]", l.name, shown.join(", ")));
     }
     if let Some(out) = &opts.out {
-        if show_phases {
-            let mut csv = String::from("phase,name,steps,end_step,loss,accuracy,lr_scale\n");
-            for (k, r) in reports.iter().enumerate() {
-                let opt = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x}"));
-                csv.push_str(&format!(
-                    "{k},{},{},{},{},{},{}\n",
-                    r.name,
-                    r.steps,
-                    r.end_step,
-                    opt(r.loss),
-                    opt(r.accuracy),
-                    r.lr_scale
-                ));
-            }
-            let path = out.join("metrics.csv");
-            write_atomic(&path, csv.as_bytes())?;
-            lines.push(format!("  wrote {}", path.display()));
+        if show_phases && !reports.is_empty() {
+            lines.push(format!("  wrote {}", out.join("metrics.csv").display()));
         }
+        let meta = run_meta(&sim, &recordings);
+        write_atomic(&out.join("run.json"), meta.as_bytes())?;
         for r in &recordings {
             let mut shape = vec![r.samples];
             shape.extend(&r.per_sample);
@@ -196,6 +188,66 @@ fn recordings(sim: &Simulation) -> Vec<Recording> {
         }
     }
     out
+}
+
+/// `metrics.csv`: one row per finished phase.
+fn metrics_csv(reports: &[gle_runtime::PhaseReport]) -> String {
+    let mut csv = String::from("phase,name,steps,end_step,loss,accuracy,lr_scale\n");
+    for (k, r) in reports.iter().enumerate() {
+        let opt = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x}"));
+        csv.push_str(&format!(
+            "{k},{},{},{},{},{},{}\n",
+            r.name,
+            r.steps,
+            r.end_step,
+            opt(r.loss),
+            opt(r.accuracy),
+            r.lr_scale
+        ));
+    }
+    csv
+}
+
+/// `run.json`: what `glec plot` needs to put recorded samples on a time axis and name the
+/// columns of the weight recordings.
+fn run_meta(sim: &Simulation, recordings: &[Recording]) -> String {
+    let mut records = serde_json::Map::new();
+    for r in recordings {
+        let columns: Vec<String> = match r.target {
+            Recorded::AllWeights => sim.program.learnables.iter().flat_map(|l| labels(sim, l)).collect(),
+            Recorded::Weights(k) => {
+                let name = format!("{}.W", sim.model.projections[k].name);
+                sim.program
+                    .learnables
+                    .iter()
+                    .filter(|l| l.name == name)
+                    .flat_map(|l| labels(sim, l))
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        records.insert(
+            format!("{}.npy", r.name),
+            serde_json::json!({ "every": r.every, "columns": columns }),
+        );
+    }
+    let meta = serde_json::json!({
+        "model": sim.model.name,
+        "dt": sim.model.protocol.dt,
+        "batch": sim.model.protocol.batch,
+        "records": records,
+    });
+    format!("{meta:#}\n")
+}
+
+/// Column labels of a learnable parameter: its name, indexed when it has several values.
+fn labels(sim: &Simulation, l: &gle_derive::program::Learnable) -> Vec<String> {
+    let n = sim.buffer(l.param).len();
+    if n == 1 {
+        vec![l.name.clone()]
+    } else {
+        (0..n).map(|i| format!("{}[{i}]", l.name)).collect()
+    }
 }
 
 /// One line per phase: its name, steps, loss and accuracy.

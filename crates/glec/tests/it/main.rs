@@ -2,6 +2,7 @@
 
 mod check;
 mod experiments;
+mod plot;
 mod run;
 
 use std::path::{Path, PathBuf};

@@ -16,7 +16,7 @@ fn every_bundled_model_runs_and_explains() {
     }
 }
 
-fn temp_dir(tag: &str) -> std::path::PathBuf {
+pub fn temp_dir(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("glec-run-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
