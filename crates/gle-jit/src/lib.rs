@@ -32,6 +32,10 @@ impl std::fmt::Display for JitError {
 }
 
 /// The native signature of a compiled step: buffer pointers, constants, dt, time, scratch.
+/// Output columns summed in registers at once by [`Emitter::column_sums`] (sixteen spill
+/// registers and run 40 % slower on MNIST-1D 15k at batch 100).
+const STRIP: usize = 8;
+
 type StepFn = extern "C" fn(*const *mut f64, *const f64, f64, f64, *mut f64);
 
 /// A step program compiled to native code for a fixed batch size.
@@ -615,7 +619,7 @@ impl Emitter<'_, '_> {
 
     /// `dst[j] = fin(Σ_k src_k[j]·scale_k)` for `j < cols`, the sum over `k < terms` in order
     /// from 0.0, where `term(k)` gives the row `src_k` and its factor; `fin` is `±sum / batch`
-    /// when `mean` is `Some(negate)`, else the sum. Columns go in strips of eight (four F64X2
+    /// when `mean` is `Some(negate)`, else the sum. Columns go in strips of [`STRIP`] (F64X2
     /// registers), then pairs, then a last odd column, so each strip is summed in registers.
     fn column_sums(
         &mut self,
@@ -627,8 +631,8 @@ impl Emitter<'_, '_> {
     ) -> Result<(), JitError> {
         // Rows start at any multiple of 8 bytes, so vector accesses are not marked aligned.
         let flags = MemFlagsData::new().with_notrap();
-        let strips = cols / 8;
-        let pairs = (cols % 8) / 2;
+        let strips = cols / STRIP;
+        let pairs = (cols % STRIP) / 2;
         let mut strip = |e: &mut Self, first: Value, lanes: usize| -> Result<(), JitError> {
             let ty = if lanes == 1 { types::F64 } else { types::F64X2 };
             let vectors = lanes.div_ceil(2);
@@ -672,12 +676,12 @@ impl Emitter<'_, '_> {
             Ok(())
         };
         self.repeat(strips, &mut |e, k| {
-            let first = e.fb.ins().imul_imm_s(k, 8);
-            strip(e, first, 8)
+            let first = e.fb.ins().imul_imm_s(k, STRIP as i64);
+            strip(e, first, STRIP)
         })?;
         self.repeat(pairs, &mut |e, k| {
             let first = e.fb.ins().imul_imm_s(k, 2);
-            let first = e.fb.ins().iadd_imm_s(first, (strips * 8) as i64);
+            let first = e.fb.ins().iadd_imm_s(first, (strips * STRIP) as i64);
             strip(e, first, 2)
         })?;
         if cols % 2 == 1 {
