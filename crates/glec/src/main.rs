@@ -60,6 +60,9 @@ enum Command {
         /// Image format.
         #[arg(long, value_enum, default_value_t = plot::ImageFormat::Both)]
         format: plot::ImageFormat,
+        /// Draw the single-column traces together in one figure (`traces`).
+        #[arg(long)]
+        combine: bool,
     },
     /// Print the equations glec derives from a model's energy.
     Explain {
@@ -129,7 +132,12 @@ fn main() -> ExitCode {
             resume,
             backend,
         } => run_command(&model, &sets, steps, out, seed, resume, backend),
-        Command::Plot { dir, out, format } => match plot::plot_dir(&dir, out.as_deref(), format) {
+        Command::Plot {
+            dir,
+            out,
+            format,
+            combine,
+        } => match plot::plot_dir(&dir, out.as_deref(), format, combine) {
             Ok(files) => {
                 for f in files {
                     println!("wrote {}", f.display());

@@ -6,7 +6,7 @@ use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
 /// The most series drawn in one plot; wider traces show their first columns.
-const MAX_SERIES: usize = 8;
+const MAX_SERIES: usize = 12;
 
 /// Which image formats to write.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -37,14 +37,15 @@ struct Figure {
     series: Vec<Series>,
 }
 
-/// Plots everything in `dir` into `out` (default `dir/plots`); returns the files written.
-pub fn plot_dir(dir: &Path, out: Option<&Path>, format: ImageFormat) -> Result<Vec<PathBuf>, String> {
+/// Plots everything in `dir` into `out` (default `dir/plots`); returns the files written. With
+/// `combine`, the single-column traces are drawn together in one figure, `traces`.
+pub fn plot_dir(dir: &Path, out: Option<&Path>, format: ImageFormat, combine: bool) -> Result<Vec<PathBuf>, String> {
     let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read `{}`: {e}", dir.display()))?;
     let mut npys: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "npy"))
         .collect();
-    npys.sort();
+    npys.sort_by_key(|p| natural_key(&p.to_string_lossy()));
     let meta = read_meta(dir)?;
     let mut figures = Vec::new();
     for path in &npys {
@@ -57,6 +58,25 @@ pub fn plot_dir(dir: &Path, out: Option<&Path>, format: ImageFormat) -> Result<V
         let array = gle_runtime::npy::read(path)?;
         let record = meta.records.get(&file).cloned().unwrap_or_default();
         figures.push((name.clone(), trace_figure(&name, &array, &record, meta.dt)));
+    }
+    if combine {
+        let (single, wide): (Vec<_>, Vec<_>) = figures.into_iter().partition(|(_, f)| f.series.len() == 1);
+        figures = wide;
+        if !single.is_empty() {
+            let x_label = single[0].1.x_label.clone();
+            let series: Vec<Series> = single
+                .into_iter()
+                .flat_map(|(_, f)| f.series)
+                .take(MAX_SERIES)
+                .collect();
+            let figure = Figure {
+                title: "recorded traces".into(),
+                x_label,
+                y_label: "value".into(),
+                series,
+            };
+            figures.insert(0, ("traces".into(), figure));
+        }
     }
     let metrics = dir.join("metrics.csv");
     if metrics.exists() {
@@ -90,6 +110,21 @@ pub fn plot_dir(dir: &Path, out: Option<&Path>, format: ImageFormat) -> Result<V
         }
     }
     Ok(written)
+}
+
+/// Orders names with numbers by value: `l2` before `l10`.
+fn natural_key(name: &str) -> Vec<(String, u64)> {
+    let mut key = Vec::new();
+    let mut rest = name;
+    while !rest.is_empty() {
+        let text_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let (text, tail) = rest.split_at(text_len);
+        let digits = tail.find(|c: char| !c.is_ascii_digit()).unwrap_or(tail.len());
+        let (number, tail) = tail.split_at(digits);
+        key.push((text.to_string(), number.parse().unwrap_or(0)));
+        rest = tail;
+    }
+    key
 }
 
 /// The run's time step and per-file recording metadata.
