@@ -441,7 +441,7 @@ fn a7_gle_error_phase_equals_the_adjoint() {
 }
 
 /// C2: an LE chain with identity weights and matched τ passes a step through with exactly
-/// L − 1 steps of delay (the bundled `le_chain`, L = 5), and C3: with γ = 1, ŭ_n = I_n + e_n.
+/// L − 1 steps of delay (the bundled `le_chain`, L = 1…10), and C3: with γ = 1, ŭ_n = I_n + e_n.
 #[test]
 fn c2_le_chain_delay_and_c3_le_exactness_with_errors() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/le_chain.gle");
@@ -451,9 +451,12 @@ fn c2_le_chain_delay_and_c3_le_exactness_with_errors() {
     for n in 0..400 {
         s.step().unwrap();
         xs.push(buf(&s, "x")[0]);
-        if n >= 4 {
-            // ŭ = u + τ·(I − u)/τ equals I up to rounding (observed 2.2e-16).
-            assert!(close(buf(&s, "l5.r")[0], xs[n - 4], 1e-12), "step {n}");
+        for layer in 1..=10 {
+            if n + 1 >= layer {
+                // ŭ = u + τ·(I − u)/τ equals I up to rounding (observed 2.2e-16).
+                let r = buf(&s, &format!("l{layer}.r"))[0];
+                assert!(close(r, xs[n + 1 - layer], 1e-12), "l{layer} at step {n}");
+            }
         }
     }
     let src = format!(
@@ -499,10 +502,10 @@ fn c4_le_sine_through_a_chain() {
 /// `P(NegBin(l, a) ≤ n − l)` with `a = dt/τ`; the crossing times t50, t90, t99 of the bundled
 /// five-layer chain are compared with the continuous table after removing the one step per
 /// layer. The discrete law is checked exactly (1e-12); against the continuous Erlang table the
-/// tolerance is 6e-3 τ instead of the brief's 2e-3 τ, for a stated reason: forward Euler turns
-/// the Erlang law (variance lτ²) into a negative binomial with variance lτ²(1 − a), which pulls
-/// the upper quantiles in by about t·a/2 — 2.3e-3 τ at t99 of one layer, 5.8e-3 τ at t99 of five
-/// — while the mean delay l·τ is exact.
+/// tolerance is 1e-3 τ + t·a/2 instead of the brief's 2e-3 τ, for a stated reason: forward Euler
+/// turns the Erlang law (variance lτ²) into a negative binomial with variance lτ²(1 − a), which
+/// pulls the upper quantiles in by about t·a/2 — 2.3e-3 τ at t99 of one layer, 5.8e-3 τ at t99
+/// of five, 9.4e-3 τ at t99 of ten — while the mean delay l·τ is exact.
 #[test]
 #[allow(
     clippy::approx_constant,
@@ -511,7 +514,7 @@ fn c4_le_sine_through_a_chain() {
 fn d1_erlang_lag_of_the_non_prospective_chain() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/le_chain_nonprospective.gle");
     let src = std::fs::read_to_string(path).unwrap();
-    let steps = 14_000;
+    let steps = 19_000;
     let mut s = sim(&src, steps);
     let (tau, dt, onset): (f64, f64, usize) = (10.0, 0.01, 100);
     let a = dt / tau;
@@ -520,6 +523,7 @@ fn d1_erlang_lag_of_the_non_prospective_chain() {
         ("l2.r", 2, [1.6783, 3.8897, 6.6384]),
         ("l3.r", 3, [2.6741, 5.3223, 8.4059]),
         ("l5.r", 5, [4.6709, 7.9936, 11.6046]),
+        ("l10.r", 10, [9.6687, 14.2060, 18.7831]),
     ];
     let mut crossed = vec![[None; 3]; table.len()];
     let mut prev = vec![0.0; table.len()];
@@ -563,7 +567,7 @@ fn d1_erlang_lag_of_the_non_prospective_chain() {
             let n = crossed[k][q].unwrap_or_else(|| panic!("{name} never crossed"));
             let t = (n - onset as f64 - *layers as f64 + 1.0) * dt;
             assert!(
-                (t / tau - times[q]).abs() <= 6e-3,
+                (t / tau - times[q]).abs() <= 1e-3 + a / 2.0 * times[q],
                 "{name}: t = {} τ, table {} τ",
                 t / tau,
                 times[q]
@@ -617,7 +621,7 @@ fn c2_sequential_schedule_has_no_forward_delay() {
     for n in 0..300 {
         s.step().unwrap();
         let x = buf(&s, "x")[0];
-        assert!(close(buf(&s, "l5.r")[0], x, 1e-12), "step {n}");
+        assert!(close(buf(&s, "l10.r")[0], x, 1e-12), "step {n}");
     }
 }
 
