@@ -6,6 +6,23 @@ use gle_syntax::{Diagnostic, SourceFile, has_errors};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// `println!` that ignores a closed stdout (`glec run … | head`): the run goes on and still
+/// writes its files instead of panicking on the broken pipe.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` that ignores a closed stdout, like [`say!`].
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod plot;
 mod run;
 
@@ -140,7 +157,7 @@ fn main() -> ExitCode {
         } => match plot::plot_dir(&dir, out.as_deref(), format, combine) {
             Ok(files) => {
                 for f in files {
-                    println!("wrote {}", f.display());
+                    say!("wrote {}", f.display());
                 }
                 ExitCode::SUCCESS
             }
@@ -160,7 +177,7 @@ fn main() -> ExitCode {
                         ExplainFormat::Markdown => gle_derive::explain::Format::Markdown,
                         ExplainFormat::Latex => gle_derive::explain::Format::Latex,
                     };
-                    print!("{}", gle_derive::explain::explain(&m, &program, f));
+                    say_raw!("{}", gle_derive::explain::explain(&m, &program, f));
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -187,7 +204,7 @@ fn main() -> ExitCode {
                 let path = model.to_string_lossy().replace('\\', "/");
                 return match gle_codegen::emit_rust(&m, &program, &gle_codegen::Source::File(&path)) {
                     Ok(code) => {
-                        print!("{code}");
+                        say_raw!("{code}");
                         ExitCode::SUCCESS
                     }
                     Err(e) => {
@@ -198,7 +215,7 @@ fn main() -> ExitCode {
             }
             match gle_jit::compile(&program, m.protocol.batch) {
                 Ok(k) => {
-                    print!("{}", k.clif());
+                    say_raw!("{}", k.clif());
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -209,7 +226,7 @@ fn main() -> ExitCode {
         }
         Command::Emit { what: Emit::Ir, model } => match load(&model, Format::Human) {
             Some(m) => {
-                print!("{}", m.dump());
+                say_raw!("{}", m.dump());
                 ExitCode::SUCCESS
             }
             None => ExitCode::FAILURE,
@@ -252,7 +269,7 @@ fn read(path: &Path) -> Result<SourceFile, String> {
 fn report_io(path: &Path, msg: &str, format: Format) {
     match format {
         Format::Human => eprintln!("error: cannot read `{}`: {msg}", path.display()),
-        Format::Json => println!(
+        Format::Json => say!(
             "{}",
             serde_json::json!({ "file": path.display().to_string(), "ok": false, "error": format!("cannot read: {msg}"), "diagnostics": [] })
         ),
@@ -288,7 +305,7 @@ fn report(file: &SourceFile, diags: &[Diagnostic], format: Format, model: Option
                     "learnable": s.learnable,
                 })
             });
-            println!(
+            say!(
                 "{}",
                 serde_json::json!({
                     "file": file.name(),
@@ -306,7 +323,7 @@ fn check(path: &Path, format: Format) -> ExitCode {
         Some(m) => {
             if format == Format::Human {
                 let s = m.summary();
-                println!(
+                say!(
                     "{}: ok: model `{}`: {}, {}, {}, {}",
                     path.display(),
                     m.name,
@@ -386,7 +403,7 @@ fn run_command(
     ) {
         Ok(lines) => {
             for l in lines {
-                println!("{l}");
+                say!("{l}");
             }
             ExitCode::SUCCESS
         }

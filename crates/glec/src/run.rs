@@ -97,7 +97,7 @@ pub fn run(model: Model, base_dir: &Path, opts: &RunOptions) -> Result<Vec<Strin
             if progress {
                 let _ = write!(std::io::stderr(), "\r{}\r", " ".repeat(40));
             }
-            println!("{}", phase_line(r));
+            say!("{}", phase_line(r));
         }
         reports.push(r.clone());
         // Written after every phase, so an interrupted run keeps the curves it has.

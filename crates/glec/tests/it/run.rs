@@ -211,3 +211,24 @@ fn resume_from_a_checkpoint_via_the_cli() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("written for a different model"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A reader that stops early (`glec run … | head -1`) does not make glec panic, and the run
+/// still writes its files.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    let dir = temp_dir("pipe");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_glec"))
+        .args(["run", "models/le_fourier.gle", "--steps", "2000", "--out"])
+        .arg(&dir)
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("panicked"), "{err}");
+    assert!(dir.join("target.npy").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
