@@ -1,5 +1,6 @@
 //! End-to-end tests of the `glec` binary: exit codes, summaries, diagnostics, runs.
 
+mod backprop;
 mod check;
 mod experiments;
 mod plot;
