@@ -297,15 +297,16 @@ where
         .map_err(fail)?;
     for (k, (label, points)) in figure.series.iter().enumerate() {
         let color = Palette99::pick(k).to_rgba();
-        // Non-finite values (a blown-up run) break the line instead of the plot.
+        // Non-finite values (a blown-up run) break the line instead of the plot. Lines are one
+        // pixel wide: plotters does not clip thicker vertical segments to the chart area.
         for segment in points.split(|(x, y)| !x.is_finite() || !y.is_finite()) {
             let drawn = chart
-                .draw_series(LineSeries::new(segment.iter().copied(), color.stroke_width(2)))
+                .draw_series(LineSeries::new(segment.iter().copied(), color.stroke_width(1)))
                 .map_err(fail)?;
             if std::ptr::eq(segment.as_ptr(), points.as_ptr()) {
                 drawn
                     .label(label.as_str())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(1)));
             }
         }
     }
