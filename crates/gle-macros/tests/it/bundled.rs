@@ -24,6 +24,7 @@ bundled!(
     gle_lagline_golden => "../../models/gle_lagline_golden.gle",
     gle_lagnet => "../../models/gle_lagnet.gle",
     gle_mnist1d_15k => "../../models/gle_mnist1d_15k.gle",
+    gle_mnist1d_lagnet_le => "../../models/gle_mnist1d_lagnet_le.gle",
     gle_single_neuron => "../../models/gle_single_neuron.gle",
     le_chain => "../../models/le_chain.gle",
     le_chain_nonprospective => "../../models/le_chain_nonprospective.gle",
