@@ -162,9 +162,19 @@ pub struct Learnable {
     pub lr_factor: f64,
     /// Lower clamp applied after every optimiser step.
     pub clamp_min: Option<f64>,
-    /// Set for parameters learned by an explicit rule instead of the optimiser: the rule's
-    /// rate η and clip range; the update is `θ ← clip(θ + dt·η·grad)`.
-    pub rule: Option<(f64, Option<(f64, f64)>)>,
+    /// Set for parameters learned by an explicit rule instead of the optimiser.
+    pub rule: Option<RuleStep>,
+}
+
+/// How an explicit plasticity rule steps its parameter: `θ ← clip(θ + dt·η·grad)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RuleStep {
+    /// The rate η as checked.
+    pub lr: f64,
+    /// The constant η is read from at run time, when the rule names one (phase overrides).
+    pub lr_const: Option<usize>,
+    /// Clip range applied after the update.
+    pub clip: Option<(f64, f64)>,
 }
 
 /// Buffers of one population, for read-outs and records.
@@ -1005,7 +1015,11 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
                 grad,
                 lr_factor: 1.0,
                 clamp_min: None,
-                rule: Some((rule.lr, rule.clip)),
+                rule: Some(RuleStep {
+                    lr: rule.lr,
+                    lr_const: rule.lr_const,
+                    clip: rule.clip,
+                }),
             });
         }
         if let (Some(db), Some(bias)) = (&rule.bias, bias) {
@@ -1028,7 +1042,11 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
                 grad,
                 lr_factor: 1.0,
                 clamp_min: None,
-                rule: Some((rule.lr, None)),
+                rule: Some(RuleStep {
+                    lr: rule.lr,
+                    lr_const: rule.lr_const,
+                    clip: None,
+                }),
             });
         }
     }

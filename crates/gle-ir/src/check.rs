@@ -1552,6 +1552,7 @@ impl Checker {
         }
         let mut clip = None;
         let mut lr = 1.0;
+        let mut lr_const = None;
         for s in &r.settings {
             match s.key.node.as_str() {
                 "clip" => {
@@ -1583,6 +1584,20 @@ impl Checker {
                             );
                         }
                         lr = v;
+                        if let [
+                            ast::Expr {
+                                node: ExprKind::Path(path),
+                                ..
+                            },
+                        ] = s.values.as_slice()
+                            && let [name] = path.as_slice()
+                        {
+                            lr_const = consts
+                                .symbols
+                                .get(&name.node)
+                                .filter(|sym| sym.kind == SymKind::Const)
+                                .map(|sym| sym.index);
+                        }
                     }
                 }
                 _ => self.unknown_setting(s, &["clip", "lr"], "a rule"),
@@ -1594,6 +1609,7 @@ impl Checker {
             bias,
             clip,
             lr,
+            lr_const,
             span: r.span,
         })
     }

@@ -396,6 +396,9 @@ pub struct PlasticityRule {
     pub clip: Option<(f64, f64)>,
     /// Learning rate η.
     pub lr: f64,
+    /// The constant `lr` names, when it is written as one (`lr eta`): a phase that overrides
+    /// that constant changes the rule's rate for the phase.
+    pub lr_const: Option<usize>,
     /// Declaration span.
     pub span: Span,
 }

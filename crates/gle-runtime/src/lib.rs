@@ -427,6 +427,7 @@ impl Simulation {
         let bad = self.optim.step(
             &self.model.learning.optimizer,
             self.model.protocol.dt,
+            &self.consts,
             &self.program,
             &mut self.data,
         );

@@ -40,6 +40,7 @@ impl OptimizerState {
         &mut self,
         opt: &Optimizer,
         dt: f64,
+        consts: &[f64],
         program: &Program,
         data: &mut [Vec<f64>],
     ) -> Option<(usize, usize)> {
@@ -47,8 +48,10 @@ impl OptimizerState {
         let mut bad = None;
         for (k, l) in program.learnables.iter().enumerate() {
             let (theta, grad) = param_and_grad(data, l.param, l.grad);
-            if let Some((eta, clip)) = l.rule {
-                // An explicit rule: θ ← clip(θ + dt·η·Δ).
+            if let Some(rule) = l.rule {
+                // An explicit rule: θ ← clip(θ + dt·η·Δ), η read from its constant if it names one.
+                let eta = rule.lr_const.map_or(rule.lr, |c| consts[c]);
+                let clip = rule.clip;
                 let step = dt * eta * self.lr_scale;
                 for (p, g) in theta.iter_mut().zip(grad) {
                     *p += step * g;
