@@ -32,6 +32,7 @@ bundled!(
     le_fourier_nonprospective => "../../models/le_fourier_nonprospective.gle",
     le_microcircuit_bars => "../../models/le_microcircuit_bars.gle",
     le_microcircuit_bars_original => "../../models/le_microcircuit_bars_original.gle",
+    le_microcircuit_mimic => "../../models/le_microcircuit_mimic.gle",
     le_mnist1d_mlp => "../../models/le_mnist1d_mlp.gle",
     le_mnist1d_mlp_fa => "../../models/le_mnist1d_mlp_fa.gle",
 );
