@@ -916,7 +916,7 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
                     name: format!("{}.{pname}", pop.name),
                     param: pb.params[i],
                     grad,
-                    lr_factor: 1.0,
+                    lr_factor: pv.lr_factor,
                     clamp_min,
                     rule: None,
                 });

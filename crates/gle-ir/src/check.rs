@@ -172,7 +172,7 @@ struct Decls<'a> {
 }
 
 /// A parameter value as written: the initialiser, the span of a `learn` mark, the value's span.
-type Given = Option<(Init, Option<Span>, Span)>;
+type Given = Option<(Init, Option<(Span, f64)>, Span)>;
 
 /// A projection's name as used in symbols: explicit, or `pre_post`.
 fn projection_name(c: &ast::ConnectDecl) -> (String, Span) {
@@ -1065,8 +1065,10 @@ impl Checker {
             let Some(i) = self.param_index(v, nt, &param_names, &mut set_at) else {
                 continue;
             };
-            if let Some(init) = self.ok(param_init(&v.value, consts, size)) {
-                whole[i] = Some((init, v.learn, v.value.span));
+            if let (Some(init), Some(learn)) =
+                (self.ok(param_init(&v.value, consts, size)), self.param_learn(v, consts))
+            {
+                whole[i] = Some((init, learn, v.value.span));
             }
         }
         // Groups.
@@ -1095,8 +1097,11 @@ impl Checker {
                     );
                     continue;
                 }
-                if let Some(init) = self.ok(param_init(&v.value, consts, count)) {
-                    vals[i] = Some((init, v.learn, v.value.span));
+                if let (Some(init), Some(learn)) = (
+                    self.ok(param_init(&v.value, consts, count)),
+                    self.param_learn(v, consts),
+                ) {
+                    vals[i] = Some((init, learn, v.value.span));
                 }
             }
             group_segments.push((count, vals));
@@ -1171,6 +1176,7 @@ impl Checker {
             params.push(ParamValue {
                 segments: merged,
                 learn: learn.is_some(),
+                lr_factor: learn.map_or(1.0, |(_, f)| f),
                 span,
             });
         }
@@ -1186,6 +1192,29 @@ impl Checker {
             role: Role::Fixed,
             span: p.span,
         })
+    }
+
+    /// The `learn` mark of a population value: `None` on an error, else `Some(None)` when the
+    /// value is not learned and `Some(Some((span, lr factor)))` when it is.
+    #[allow(clippy::option_option)]
+    fn param_learn(&mut self, v: &ast::PopValue, consts: &Consts) -> Option<Option<(Span, f64)>> {
+        let Some(span) = v.learn else {
+            return Some(None);
+        };
+        let lr = self.ok(named_number_args(
+            &Ident::new("learn".into(), span),
+            &v.learn_args,
+            &[("lr", Some(1.0))],
+            consts,
+        ))?;
+        if lr[0] <= 0.0 {
+            self.err(
+                Diagnostic::error("E0504", "a learning-rate factor must be positive", span)
+                    .with_label(format!("this is {}", lr[0])),
+            );
+            return None;
+        }
+        Some(Some((span, lr[0])))
     }
 
     fn param_index(

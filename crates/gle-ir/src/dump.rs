@@ -184,7 +184,13 @@ fn segments(pv: &ParamValue) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    if pv.learn { format!("{s} learn") } else { s }
+    if !pv.learn {
+        s
+    } else if pv.lr_factor == 1.0 {
+        format!("{s} learn")
+    } else {
+        format!("{s} learn(lr: {})", pv.lr_factor)
+    }
 }
 
 fn duration(m: &Model, d: &Duration) -> String {

@@ -259,6 +259,8 @@ pub struct ParamValue {
     pub segments: Vec<(usize, Init)>,
     /// Whether the parameter is learned.
     pub learn: bool,
+    /// Learning-rate factor of a learned parameter (`learn(lr: factor)`; 1 otherwise).
+    pub lr_factor: f64,
     /// Where the value was written (the neuron type's default when not set).
     pub span: Span,
 }

@@ -183,7 +183,7 @@ pub struct PopulationDecl {
     pub span: Span,
 }
 
-/// `name: expr [learn]` inside a population.
+/// `name: expr [learn[(lr: factor)]]` inside a population.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PopValue {
     /// The parameter being set.
@@ -192,6 +192,8 @@ pub struct PopValue {
     pub value: Expr,
     /// The span of a `learn` mark, if present.
     pub learn: Option<Span>,
+    /// The arguments of `learn(lr: factor)` (empty for a bare `learn`).
+    pub learn_args: Vec<Arg>,
 }
 
 /// `group n { values }`.

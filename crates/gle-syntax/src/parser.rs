@@ -499,8 +499,20 @@ impl Converter {
         let mut it = pair.into_inner();
         let name = self.ident(child(&mut it));
         let value = self.expr(child(&mut it))?;
-        let learn = it.next().map(|p| self.span(&p));
-        Ok(PopValue { name, value, learn })
+        let mut learn = None;
+        let mut learn_args = Vec::new();
+        if let Some(mark) = it.next() {
+            learn = Some(self.span(&mark));
+            for a in self.body(mark) {
+                learn_args = self.args(a)?;
+            }
+        }
+        Ok(PopValue {
+            name,
+            value,
+            learn,
+            learn_args,
+        })
     }
 
     fn endpoint(&self, pair: Pair<Rule>) -> Endpoint {
