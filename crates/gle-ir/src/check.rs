@@ -456,6 +456,30 @@ impl Checker {
                     );
                     return None;
                 }
+                // A generator (`smooth`, `ou`, `npy`) produces the whole stream; it cannot be a
+                // part of a larger expression.
+                let generator = |e: &Expr| {
+                    matches!(e, Expr::Call(Callee::Builtin(Builtin::Smooth | Builtin::Ou | Builtin::Npy), _))
+                };
+                let mut nested = false;
+                match &source {
+                    Expr::Call(_, args) if generator(&source) => {
+                        args.iter().for_each(|a| visit(a, &mut |e| nested |= generator(e)))
+                    }
+                    _ => visit(&source, &mut |e| nested |= generator(e)),
+                }
+                if nested {
+                    self.err(
+                        Diagnostic::error(
+                            "E0420",
+                            "`smooth`, `ou` and `npy` must be the whole input source",
+                            i.source.span,
+                        )
+                        .with_label("a generator inside a larger expression")
+                        .with_help("make the generator the whole source (`input noise[1] = ou(tau: 1, sigma: 1)`); `smooth` takes the expression to smooth as its argument (`smooth(1 + square(t), sigma_steps: 5)`)"),
+                    );
+                    return None;
+                }
                 Some(Input {
                     name: i.name.node.clone(),
                     size,
