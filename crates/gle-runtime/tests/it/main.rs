@@ -4,4 +4,5 @@
 mod data;
 mod facts;
 mod golden;
+mod lagnet;
 mod resume;
