@@ -45,7 +45,7 @@ pub struct Hooks<'a> {
 pub struct PhaseReport {
     /// Phase name.
     pub name: String,
-    /// Steps run.
+    /// Steps of the phase run so far (before and after a resume).
     pub steps: usize,
     /// Total steps of the run at the phase's end.
     pub end_step: u64,
@@ -566,7 +566,6 @@ impl Simulation {
         for (c, v) in &phase.overrides {
             self.consts[*c] = *v;
         }
-        let mut done = 0;
         while self.step < start + n {
             if self.limit.is_some_and(|l| self.step >= l) {
                 break;
@@ -579,7 +578,6 @@ impl Simulation {
             if phase.learn {
                 self.optimizer_step()?;
             }
-            done += 1;
             if let Some(every) = self.checkpoint_every
                 && self.step.is_multiple_of(every)
             {
@@ -596,9 +594,11 @@ impl Simulation {
         self.consts = saved_consts;
         self.feed = None;
         let metrics = std::mem::take(&mut self.metrics);
+        // Counted from the phase's start, so a phase resumed from a checkpoint reports the
+        // steps its loss and accuracy cover (the metric accumulators are checkpointed).
         let r = PhaseReport {
             name: phase.name.clone(),
-            steps: done,
+            steps: (self.step - start) as usize,
             end_step: self.step,
             loss: metrics.loss(),
             accuracy: metrics.accuracy(),

@@ -61,8 +61,14 @@ pub fn run(model: Model, base_dir: &Path, opts: &RunOptions) -> Result<Vec<Strin
     // The progress line goes to stderr, and only when a person is watching.
     let progress = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
     let mut last_shown = Instant::now();
-    let mut reports: Vec<gle_runtime::PhaseReport> = Vec::new();
     let show_phases = sim.model.protocol.readout.is_some() || !sim.program.costs.is_empty();
+    // A resumed run continues the learning curves its directory already holds, up to the
+    // checkpoint's step.
+    let mut reports: Vec<gle_runtime::PhaseReport> = match (&opts.resume, &opts.out) {
+        (Some(_), Some(out)) => earlier_reports(&out.join("metrics.csv"), resumed_at),
+        _ => Vec::new(),
+    };
+    let mut continuing = opts.resume.is_some();
     if let Some(out) = &opts.out {
         std::fs::create_dir_all(out).map_err(|e| RunError::new(format!("cannot create `{}`: {e}", out.display())))?;
     }
@@ -99,7 +105,15 @@ pub fn run(model: Model, base_dir: &Path, opts: &RunOptions) -> Result<Vec<Strin
             }
             say!("{}", phase_line(r));
         }
-        reports.push(r.clone());
+        if r.steps > 0 {
+            // The first phase after a resume is the one in progress at the checkpoint, whole
+            // (its loss and accuracy cover all its steps): a carried row that ended at the
+            // checkpoint was that phase, or a fragment of it cut by `--steps`.
+            if std::mem::take(&mut continuing) && reports.last().is_some_and(|l| l.end_step == resumed_at) {
+                reports.pop();
+            }
+            reports.push(r.clone());
+        }
         // Written after every phase, so an interrupted run keeps the curves it has.
         match &metrics_path {
             Some(path) if show_phases => write_atomic(path, metrics_csv(&reports).as_bytes()),
@@ -188,6 +202,40 @@ fn recordings(sim: &Simulation) -> Vec<Recording> {
         }
     }
     out
+}
+
+/// The rows of an earlier run's `metrics.csv` that ended at or before step `until` (none if the
+/// file is missing or not ours).
+fn earlier_reports(path: &Path, until: u64) -> Vec<gle_runtime::PhaseReport> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let mut lines = text.lines();
+    if lines.next() != Some("phase,name,steps,end_step,loss,accuracy,lr_scale") {
+        return Vec::new();
+    }
+    let parse = |line: &str| -> Option<gle_runtime::PhaseReport> {
+        let f: Vec<&str> = line.split(',').collect();
+        let opt = |v: &str| {
+            if v.is_empty() {
+                Some(None)
+            } else {
+                v.parse().ok().map(Some)
+            }
+        };
+        Some(gle_runtime::PhaseReport {
+            name: f.get(1)?.to_string(),
+            steps: f.get(2)?.parse().ok()?,
+            end_step: f.get(3)?.parse().ok()?,
+            loss: opt(f.get(4)?)?,
+            accuracy: opt(f.get(5)?)?,
+            lr_scale: f.get(6)?.parse().ok()?,
+        })
+    };
+    lines
+        .map_while(parse)
+        .filter(|r| r.steps > 0 && r.end_step <= until)
+        .collect()
 }
 
 /// `metrics.csv`: one row per finished phase.
