@@ -501,39 +501,68 @@ impl Emitter<'_, '_> {
         cols: usize,
         accumulate: bool,
     ) -> Result<(), JitError> {
-        let mut rows = Vec::with_capacity(count);
-        let mut accs = Vec::with_capacity(count);
-        for r in 0..count {
-            let i = self.fb.ins().iadd_imm_s(first, r as i64);
-            rows.push(self.offset(w, i, cols));
-            let acc = self.fb.declare_var(types::F64);
-            let zero = self.fb.ins().f64const(0.0);
-            self.fb.def_var(acc, zero);
-            accs.push(acc);
-        }
+        let (rows, accs) = self.row_sums(w, first, count, cols, types::F64);
         self.repeat(cols, &mut |e, j| {
             let xv = e.load_at(x, j);
             for (row, acc) in rows.iter().zip(&accs) {
                 let wv = e.load_at(*row, j);
-                let p = e.fb.ins().fmul(wv, xv);
-                let old = e.fb.use_var(*acc);
-                let s = e.fb.ins().fadd(old, p);
-                e.fb.def_var(*acc, s);
+                e.add_product(*acc, wv, xv);
             }
             Ok(())
         })?;
         for (r, acc) in accs.iter().enumerate() {
             let i = self.fb.ins().iadd_imm_s(first, r as i64);
             let sum = self.fb.use_var(*acc);
-            let v = if accumulate {
-                let old = self.load_at(out, i);
-                self.fb.ins().fadd(old, sum)
-            } else {
-                sum
-            };
-            self.store_at(out, i, v);
+            self.store_sum(out, i, sum, accumulate);
         }
         Ok(())
+    }
+
+    /// For rows `first..first + count` of the `cols`-wide matrix at `w`: each row's address and
+    /// an accumulator of type `ty` (F64 or F64X2) set to zero.
+    fn row_sums(
+        &mut self,
+        w: Value,
+        first: Value,
+        count: usize,
+        cols: usize,
+        ty: types::Type,
+    ) -> (Vec<Value>, Vec<Variable>) {
+        let mut rows = Vec::with_capacity(count);
+        let mut accs = Vec::with_capacity(count);
+        for r in 0..count {
+            let i = self.fb.ins().iadd_imm_s(first, r as i64);
+            rows.push(self.offset(w, i, cols));
+            let acc = self.fb.declare_var(ty);
+            let zero = self.fb.ins().f64const(0.0);
+            let zero = if ty == types::F64 {
+                zero
+            } else {
+                self.fb.ins().splat(ty, zero)
+            };
+            self.fb.def_var(acc, zero);
+            accs.push(acc);
+        }
+        (rows, accs)
+    }
+
+    /// `acc += a·b` (a multiplication, then an addition: never fused, as in the interpreter).
+    fn add_product(&mut self, acc: Variable, a: Value, b: Value) {
+        let p = self.fb.ins().fmul(a, b);
+        let old = self.fb.use_var(acc);
+        let s = self.fb.ins().fadd(old, p);
+        self.fb.def_var(acc, s);
+    }
+
+    /// `row[i] = sum`, or `row[i] += sum` when `accumulate`.
+    fn store_sum(&mut self, row: Value, i: Value, sum: Value, accumulate: bool) {
+        let v = if accumulate {
+            let old = self.load_at(row, i);
+            self.fb.ins().fadd(old, sum)
+        } else {
+            sum
+        };
+        self.store_at(row, i, v);
     }
 
     /// `out[b + l][i] (+)= Σ_j W[i][j]·x[b + l][j]` for lanes `l` 0 and 1 and every row `i`:
@@ -566,27 +595,14 @@ impl Emitter<'_, '_> {
         let o0 = self.offset(ob, b, rows);
         let o1 = self.fb.ins().iadd_imm_s(o0, (rows * 8) as i64);
         let block = |e: &mut Self, first: Value, count: usize| -> Result<(), JitError> {
-            let mut wrows = Vec::with_capacity(count);
-            let mut accs = Vec::with_capacity(count);
-            for r in 0..count {
-                let i = e.fb.ins().iadd_imm_s(first, r as i64);
-                wrows.push(e.offset(wb, i, cols));
-                let acc = e.fb.declare_var(types::F64X2);
-                let zero = e.fb.ins().f64const(0.0);
-                let zero2 = e.fb.ins().splat(types::F64X2, zero);
-                e.fb.def_var(acc, zero2);
-                accs.push(acc);
-            }
+            let (wrows, accs) = e.row_sums(wb, first, count, cols, types::F64X2);
             e.repeat(cols, &mut |e, j| {
                 let at = e.offset(pairs, j, 2);
                 let xv = e.fb.ins().load(types::F64X2, flags, at, 0);
                 for (row, acc) in wrows.iter().zip(&accs) {
                     let wv = e.load_at(*row, j);
                     let w2 = e.fb.ins().splat(types::F64X2, wv);
-                    let p = e.fb.ins().fmul(w2, xv);
-                    let old = e.fb.use_var(*acc);
-                    let s = e.fb.ins().fadd(old, p);
-                    e.fb.def_var(*acc, s);
+                    e.add_product(*acc, w2, xv);
                 }
                 Ok(())
             })?;
@@ -595,13 +611,7 @@ impl Emitter<'_, '_> {
                 let sums = e.fb.use_var(*acc);
                 for (lane, orow) in [o0, o1].into_iter().enumerate() {
                     let sum = e.fb.ins().extractlane(sums, lane as u8);
-                    let v = if accumulate {
-                        let old = e.load_at(orow, i);
-                        e.fb.ins().fadd(old, sum)
-                    } else {
-                        sum
-                    };
-                    e.store_at(orow, i, v);
+                    e.store_sum(orow, i, sum, accumulate);
                 }
             }
             Ok(())
@@ -652,10 +662,7 @@ impl Emitter<'_, '_> {
                 let at = e.fb.ins().iadd(row, first_byte);
                 for (v, acc) in accs.iter().enumerate() {
                     let sv = e.fb.ins().load(ty, flags, at, (16 * v) as i32);
-                    let p = e.fb.ins().fmul(sv, scale);
-                    let old = e.fb.use_var(*acc);
-                    let s = e.fb.ins().fadd(old, p);
-                    e.fb.def_var(*acc, s);
+                    e.add_product(*acc, sv, scale);
                 }
                 Ok(())
             })?;
