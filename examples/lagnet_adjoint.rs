@@ -5,6 +5,8 @@
 //! frequencies: the phase of e should equal that of λ, and |e|/|λ| should be the product of
 //! (1 + ω²τᵐ²)/(1 + ω²τʳ²) along each neuron's path (1 for the fast neuron, the square of the
 //! A7 ratio for the slow one, whose path runs through the slow neuron of the second layer).
+//! Then it trains the figure's adjoint ("AM") student: after the warm-up, every 300 steps the
+//! exact λ of the window just run moves the input weights by 7e-2 · ∫ λ x dt.
 //!
 //! ```text
 //! cargo run --release -p gle-runtime --example lagnet_adjoint
@@ -51,66 +53,132 @@ fn main() -> Result<(), String> {
             r.predicted_ratio
         );
     }
+    // The adjoint student: λ over every window of 300 steps after the 8000-step warm-up, lr 7e-2.
+    let am = adjoint_student(STEPS, 8000, 300, 7e-2)?;
+    println!("\nadjoint (AM) student, W₁ every 30,000 steps after the warm-up (teacher: −0.5, 1):\n");
+    println!("| step | W₁[0] (fast) | W₁[1] (slow) |");
+    println!("| --- | --- | --- |");
+    let last = am.last().map_or(0, |l| l.0);
+    for (n, w) in am.iter().filter(|(n, _)| (n - 8000) % 30_000 == 0 || *n == last) {
+        println!("| {n} | {:+.4} | {:+.4} |", w[0], w[1]);
+    }
     Ok(())
+}
+
+/// The LagNet student as a simulation, with what the adjoint needs of it.
+struct LagNet {
+    sim: Simulation,
+    dt: f64,
+    /// Buffers read every step: x, h1.e, h1.slope, h2.slope, out.slope, out.r, tout.r.
+    ids: [usize; 7],
+    /// The learned input weights x → h1.
+    w1: usize,
+    /// The fixed weights h1 → h2 (diagonal) and h2 → out.
+    d12: Vec<f64>,
+    w23: Vec<f64>,
+    /// τᵐ and τʳ of h1 and h2.
+    tau_m: [Vec<f64>; 2],
+    tau_r: [Vec<f64>; 2],
+}
+
+/// One step of the forward trajectory.
+struct Sample {
+    x: f64,
+    e1: Vec<f64>,
+    slope1: Vec<f64>,
+    slope2: Vec<f64>,
+    /// The output's instantaneous error ε = φ'·β(target − r) (linear output, β = 1).
+    eps: f64,
+}
+
+impl LagNet {
+    fn new(steps: usize) -> Result<Self, String> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/gle_lagnet.gle");
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let (model, diags) = gle_ir::check_source(&path.display().to_string(), &text);
+        let model = model.ok_or_else(|| format!("{diags:?}"))?;
+        let program = gle_derive::compile(&model).map_err(|e| e.message)?;
+        let dt = model.protocol.dt;
+        let sim = Simulation::new(model, program, Path::new("."), steps).map_err(|e| e.message)?;
+        let id = |name: &str| sim.buffer_id(name).ok_or(format!("no buffer `{name}`"));
+        let ids = [
+            id("x")?,
+            id("h1.e")?,
+            id("h1.slope")?,
+            id("h2.slope")?,
+            id("out.slope")?,
+            id("out.r")?,
+            id("tout.r")?,
+        ];
+        let param = |name: &str| -> Result<Vec<f64>, String> { Ok(sim.buffer(id(name)?).to_vec()) };
+        Ok(LagNet {
+            dt,
+            ids,
+            w1: id("x_h1.W")?,
+            d12: param("h1_h2.W")?,
+            w23: param("h2_out.W")?,
+            tau_m: [param("h1.tau_m")?, param("h2.tau_m")?],
+            tau_r: [param("h1.tau_r")?, param("h2.tau_r")?],
+            sim,
+        })
+    }
+
+    /// One step without learning; what the adjoint needs of it.
+    fn step(&mut self) -> Result<Sample, String> {
+        self.sim.step().map_err(|e| e.message)?;
+        let b = |k: usize| self.sim.buffer(self.ids[k]);
+        Ok(Sample {
+            x: b(0)[0],
+            e1: b(1).to_vec(),
+            slope1: b(2).to_vec(),
+            slope2: b(3).to_vec(),
+            eps: b(4)[0] * (b(6)[0] - b(5)[0]),
+        })
+    }
+
+    /// The exact adjoint λ of each first-layer neuron over `samples`, integrated backwards from
+    /// λ = 0 after the last: λ(t) = e^{−dt/τᵐ} λ(t+dt) + dt/τᵐ · α̃(t+dt), with
+    /// α̃(t+dt) = α(t+dt) − τʳ/dt · (α(t+dt) − α(t)) and α the error arriving from above.
+    fn adjoint(&self, samples: &[Sample]) -> [Vec<f64>; 2] {
+        let dt = self.dt;
+        let back = |alpha: &dyn Fn(usize) -> f64, tm: f64, tr: f64| -> Vec<f64> {
+            let mut lam = vec![0.0; samples.len()];
+            for n in (0..samples.len().saturating_sub(1)).rev() {
+                let (a1, a0) = (alpha(n + 1), alpha(n));
+                let tilde = a1 - tr / dt * (a1 - a0);
+                lam[n] = (-dt / tm).exp() * lam[n + 1] + dt / tm * tilde;
+            }
+            lam
+        };
+        // The output is instantaneous (τᵐ = τʳ = 1).
+        let lam3 = back(&|n| samples[n].eps, 1.0, 1.0);
+        let first_layer = |k: usize| {
+            let lam2 = back(
+                &|n| samples[n].slope2[k] * self.w23[k] * lam3[n],
+                self.tau_m[1][k],
+                self.tau_r[1][k],
+            );
+            back(
+                &|n| samples[n].slope1[k] * self.d12[k] * lam2[n],
+                self.tau_m[0][k],
+                self.tau_r[0][k],
+            )
+        };
+        [first_layer(0), first_layer(1)]
+    }
 }
 
 /// Runs the LagNet for `steps` steps with its student frozen and compares e with λ.
 pub fn compare(steps: usize) -> Result<Vec<Row>, String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/gle_lagnet.gle");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let (model, diags) = gle_ir::check_source(&path.display().to_string(), &text);
-    let model = model.ok_or_else(|| format!("{diags:?}"))?;
-    let program = gle_derive::compile(&model).map_err(|e| e.message)?;
-    let dt = model.protocol.dt;
-    let mut sim = Simulation::new(model, program, Path::new("."), steps).map_err(|e| e.message)?;
-    let id = |name: &str| sim.buffer_id(name).ok_or(format!("no buffer `{name}`"));
-    let ids = [
-        id("h1.e")?,
-        id("h1.slope")?,
-        id("h2.slope")?,
-        id("out.slope")?,
-        id("out.r")?,
-        id("tout.r")?,
-    ];
-    let param = |name: &str| -> Result<Vec<f64>, String> { Ok(sim.buffer(id(name)?).to_vec()) };
-    let (d12, w23) = (param("h1_h2.W")?, param("h2_out.W")?);
-    let tau_m = [param("h1.tau_m")?, param("h2.tau_m")?];
-    let tau_r = [param("h1.tau_r")?, param("h2.tau_r")?];
-    let beta = 1.0;
-    // The forward trajectory, one row per step (learning off: no optimiser step is applied).
-    let mut e1 = Vec::with_capacity(steps);
-    let mut slope1 = Vec::with_capacity(steps);
-    let mut slope2 = Vec::with_capacity(steps);
-    let mut eps = Vec::with_capacity(steps);
-    for _ in 0..steps {
-        sim.step().map_err(|e| e.message)?;
-        let b = |k: usize| sim.buffer(ids[k]).to_vec();
-        e1.push(b(0));
-        slope1.push(b(1));
-        slope2.push(b(2));
-        // The output's instantaneous error ε = φ'·β(target − r) (linear output, φ' = 1).
-        eps.push(b(3)[0] * beta * (b(5)[0] - b(4)[0]));
-    }
-    // λ backwards from the end, λ = 0 there: λ(t) = e^{−dt/τᵐ} λ(t+dt) + dt/τᵐ · α̃(t+dt), with
-    // α̃(t+dt) = α(t+dt) − τʳ/dt · (α(t+dt) − α(t)), α the error arriving from above.
-    let back = |alpha: &dyn Fn(usize) -> f64, tm: f64, tr: f64| -> Vec<f64> {
-        let mut lam = vec![0.0; steps];
-        for n in (0..steps - 1).rev() {
-            let (a1, a0) = (alpha(n + 1), alpha(n));
-            let tilde = a1 - tr / dt * (a1 - a0);
-            lam[n] = (-dt / tm).exp() * lam[n + 1] + dt / tm * tilde;
-        }
-        lam
-    };
-    // The output is instantaneous (τᵐ = τʳ = 1).
-    let lam3 = back(&|n| eps[n], 1.0, 1.0);
+    let mut net = LagNet::new(steps)?;
+    let samples = (0..steps).map(|_| net.step()).collect::<Result<Vec<_>, _>>()?;
+    let lam = net.adjoint(&samples);
+    let (dt, tau_m, tau_r) = (net.dt, &net.tau_m, &net.tau_r);
     let mut rows = Vec::new();
-    for k in 0..2 {
-        let lam2 = back(&|n| slope2[n][k] * w23[k] * lam3[n], tau_m[1][k], tau_r[1][k]);
-        let lam1 = back(&|n| slope1[n][k] * d12[k] * lam2[n], tau_m[0][k], tau_r[0][k]);
-        let e: Vec<f64> = e1.iter().map(|row| row[k]).collect();
+    for (k, lam1) in lam.iter().enumerate() {
+        let e: Vec<f64> = samples.iter().map(|s| s.e1[k]).collect();
         for omega in OMEGAS {
-            let (fe, fl) = (fourier(&e, omega, dt), fourier(&lam1, omega, dt));
+            let (fe, fl) = (fourier(&e, omega, dt), fourier(lam1, omega, dt));
             let mut dphase = (fe.1.atan2(fe.0) - fl.1.atan2(fl.0)) % std::f64::consts::TAU;
             if dphase > std::f64::consts::PI {
                 dphase -= std::f64::consts::TAU;
@@ -131,6 +199,32 @@ pub fn compare(steps: usize) -> Result<Vec<Row>, String> {
         }
     }
     Ok(rows)
+}
+
+/// The adjoint ("AM") student of the figure: from step `start` on, every `window` steps the
+/// exact λ over the window just run updates the input weights, W₁ += lr · Σ λ₁ x dt (plain
+/// steps of lr). Returns W₁ after every window.
+pub fn adjoint_student(steps: usize, start: usize, window: usize, lr: f64) -> Result<Vec<(usize, [f64; 2])>, String> {
+    let mut net = LagNet::new(steps)?;
+    let mut trajectory = Vec::new();
+    let mut samples = Vec::with_capacity(window);
+    for n in 1..=steps {
+        let s = net.step()?;
+        if n > start {
+            samples.push(s);
+        }
+        if samples.len() == window {
+            let lam = net.adjoint(&samples);
+            let mut w = net.sim.buffer(net.w1).to_vec();
+            for (k, wk) in w.iter_mut().enumerate() {
+                *wk += lr * samples.iter().zip(&lam[k]).map(|(s, l)| l * s.x * net.dt).sum::<f64>();
+            }
+            net.sim.set_buffer(net.w1, &w);
+            trajectory.push((n, [w[0], w[1]]));
+            samples.clear();
+        }
+    }
+    Ok(trajectory)
 }
 
 /// The Fourier coefficient (re, im) of `s` at angular frequency `omega` over t ≥ [`SKIP`].
