@@ -57,7 +57,10 @@ pub fn plot_dir(dir: &Path, out: Option<&Path>, format: ImageFormat, combine: bo
             .map_or(String::new(), |s| s.to_string_lossy().into_owned());
         let array = gle_runtime::npy::read(path)?;
         let record = meta.records.get(&file).cloned().unwrap_or_default();
-        figures.push((name.clone(), trace_figure(&name, &array, &record, meta.dt)));
+        figures.push((
+            name.clone(),
+            trace_figure(&name, &array, &record, meta.dt, meta.start_step),
+        ));
     }
     if combine {
         let (single, wide): (Vec<_>, Vec<_>) = figures.into_iter().partition(|(_, f)| f.series.len() == 1);
@@ -127,9 +130,10 @@ fn natural_key(name: &str) -> Vec<(String, u64)> {
     key
 }
 
-/// The run's time step and per-file recording metadata.
+/// The run's time step, the step it started (or resumed) at, and per-file recording metadata.
 struct Meta {
     dt: Option<f64>,
+    start_step: usize,
     records: std::collections::HashMap<String, RecordMeta>,
 }
 
@@ -138,6 +142,7 @@ fn read_meta(dir: &Path) -> Result<Meta, String> {
     let path = dir.join("run.json");
     let mut meta = Meta {
         dt: None,
+        start_step: 0,
         records: Default::default(),
     };
     let Ok(text) = std::fs::read_to_string(&path) else {
@@ -146,6 +151,7 @@ fn read_meta(dir: &Path) -> Result<Meta, String> {
     let bad = |why: &str| format!("`{}`: {why}", path.display());
     let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(&e.to_string()))?;
     meta.dt = json["dt"].as_f64();
+    meta.start_step = json["start_step"].as_u64().unwrap_or(0) as usize;
     if let Some(records) = json["records"].as_object() {
         for (file, r) in records {
             let every = r["every"].as_u64().ok_or_else(|| bad("a record lacks `every`"))? as usize;
@@ -160,12 +166,26 @@ fn read_meta(dir: &Path) -> Result<Meta, String> {
 }
 
 /// A recorded trace `[samples, …]` as up to [`MAX_SERIES`] lines over time.
-fn trace_figure(name: &str, array: &gle_runtime::npy::Array, record: &RecordMeta, dt: Option<f64>) -> Figure {
+fn trace_figure(
+    name: &str,
+    array: &gle_runtime::npy::Array,
+    record: &RecordMeta,
+    dt: Option<f64>,
+    start_step: usize,
+) -> Figure {
     let samples = array.shape.first().copied().unwrap_or(0);
     let width = array.data.len().checked_div(samples).unwrap_or(0);
     let shown = width.min(MAX_SERIES);
     let (x_label, x_of): (String, Box<dyn Fn(usize) -> f64>) = match (dt, record.every) {
-        (Some(dt), every) if every > 0 => ("time".into(), Box::new(move |k| ((k * every) as f64 + 1.0) * dt)),
+        (Some(dt), every) if every > 0 => {
+            // Samples are taken after steps n with (n − 1) a multiple of `every`, from the first
+            // such step after `start_step`.
+            let first = start_step.div_ceil(every) * every;
+            (
+                "time".into(),
+                Box::new(move |k| ((first + k * every) as f64 + 1.0) * dt),
+            )
+        }
         _ => ("sample".into(), Box::new(|k| k as f64)),
     };
     let series = (0..shown)

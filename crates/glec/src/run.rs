@@ -156,7 +156,7 @@ pub fn run(model: Model, base_dir: &Path, opts: &RunOptions) -> Result<Vec<Strin
         if show_phases && !reports.is_empty() {
             lines.push(format!("  wrote {}", out.join("metrics.csv").display()));
         }
-        let meta = run_meta(&sim, &recordings);
+        let meta = run_meta(&sim, &recordings, resumed_at);
         write_atomic(&out.join("run.json"), meta.as_bytes())?;
         for r in &recordings {
             let mut shape = vec![r.samples];
@@ -211,7 +211,7 @@ fn earlier_reports(path: &Path, until: u64) -> Vec<gle_runtime::PhaseReport> {
         return Vec::new();
     };
     let mut lines = text.lines();
-    if lines.next() != Some("phase,name,steps,end_step,loss,accuracy,lr_scale") {
+    if lines.next() != Some(METRICS_HEADER) {
         return Vec::new();
     }
     let parse = |line: &str| -> Option<gle_runtime::PhaseReport> {
@@ -238,9 +238,12 @@ fn earlier_reports(path: &Path, until: u64) -> Vec<gle_runtime::PhaseReport> {
         .collect()
 }
 
+/// The header line of `metrics.csv`.
+const METRICS_HEADER: &str = "phase,name,steps,end_step,loss,accuracy,lr_scale";
+
 /// `metrics.csv`: one row per finished phase.
 fn metrics_csv(reports: &[gle_runtime::PhaseReport]) -> String {
-    let mut csv = String::from("phase,name,steps,end_step,loss,accuracy,lr_scale\n");
+    let mut csv = format!("{METRICS_HEADER}\n");
     for (k, r) in reports.iter().enumerate() {
         let opt = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x}"));
         csv.push_str(&format!(
@@ -256,9 +259,10 @@ fn metrics_csv(reports: &[gle_runtime::PhaseReport]) -> String {
     csv
 }
 
-/// `run.json`: what `glec plot` needs to put recorded samples on a time axis and name the
-/// columns of the weight recordings.
-fn run_meta(sim: &Simulation, recordings: &[Recording]) -> String {
+/// `run.json`: what `glec plot` needs to put recorded samples on a time axis (dt, the step the
+/// run started or resumed at, each recording's interval) and name the columns of the weight
+/// recordings.
+fn run_meta(sim: &Simulation, recordings: &[Recording], start_step: u64) -> String {
     let mut records = serde_json::Map::new();
     for r in recordings {
         let columns: Vec<String> = match r.target {
@@ -282,6 +286,7 @@ fn run_meta(sim: &Simulation, recordings: &[Recording]) -> String {
     let meta = serde_json::json!({
         "model": sim.model.name,
         "dt": sim.model.protocol.dt,
+        "start_step": start_step,
         "batch": sim.model.protocol.batch,
         "records": records,
     });
