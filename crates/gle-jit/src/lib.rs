@@ -20,6 +20,8 @@ use gle_derive::sym::{Fun, Id, Leaf, Node, apply};
 use gle_ir::builtins::Builtin;
 use gle_runtime::{RunError, StepKernel};
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 /// Why a program could not be compiled.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,19 +40,156 @@ const STRIP: usize = 8;
 
 type StepFn = extern "C" fn(*const *mut f64, *const f64, f64, f64, *mut f64);
 
+/// The signature of a step compiled for several threads: [`StepFn`]'s arguments, then the
+/// calling thread's index and the barrier the threads meet at between statements.
+type ThreadedStepFn = extern "C" fn(*const *mut f64, *const f64, f64, f64, *mut f64, i64, *const Barrier);
+
+/// The compiled function: for one thread, or for a team of threads that share each statement.
+#[derive(Clone, Copy)]
+enum Code {
+    Single(StepFn),
+    Threaded(ThreadedStepFn),
+}
+
 /// A step program compiled to native code for a fixed batch size.
 pub struct CompiledStep {
     /// Keeps the code alive.
     _module: JITModule,
-    code: StepFn,
+    code: Code,
     /// Expected length of every buffer.
     lens: Vec<usize>,
     /// The function's Cranelift IR, for inspection and snapshots.
     clif: String,
     /// Scratch space for the buffer pointers.
     ptrs: Vec<*mut f64>,
-    /// Scratch space for materialised function results (see the `Map` lowering).
+    /// Scratch space for materialised function results (see the `Map` lowering) of the calling
+    /// thread; each helper thread owns its own.
     scratch: Vec<f64>,
+    /// The helper threads of a team (none for a single thread).
+    helpers: Option<Helpers>,
+}
+
+/// The helper threads of a team: they live as long as the compiled step and run their share
+/// of every step the calling thread starts.
+struct Helpers {
+    shared: Arc<TeamState>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// What the calling thread hands its helpers for each step. The fields are written before
+/// `start` and read after it: the barrier orders them.
+struct TeamState {
+    /// Every thread meets here to begin a step (or to stop).
+    start: Barrier,
+    /// The barrier the generated code meets at between statements and at the end of a step.
+    statements: Barrier,
+    stop: AtomicBool,
+    ptrs: AtomicPtr<*mut f64>,
+    consts: AtomicPtr<f64>,
+    dt: AtomicU64,
+    time: AtomicU64,
+}
+
+impl Helpers {
+    fn start(code: ThreadedStepFn, threads: usize, scratch_len: usize) -> Self {
+        let shared = Arc::new(TeamState {
+            start: Barrier::new(threads),
+            statements: Barrier::new(threads),
+            stop: AtomicBool::new(false),
+            ptrs: AtomicPtr::new(std::ptr::null_mut()),
+            consts: AtomicPtr::new(std::ptr::null_mut()),
+            dt: AtomicU64::new(0),
+            time: AtomicU64::new(0),
+        });
+        let handles = (1..threads)
+            .map(|t| {
+                let shared = Arc::clone(&shared);
+                std::thread::spawn(move || {
+                    let mut scratch = vec![0.0; scratch_len.max(1)];
+                    loop {
+                        shared.start.wait();
+                        if shared.stop.load(Ordering::Acquire) {
+                            return;
+                        }
+                        let ptrs = shared.ptrs.load(Ordering::Acquire);
+                        let consts = shared.consts.load(Ordering::Acquire);
+                        let dt = f64::from_bits(shared.dt.load(Ordering::Acquire));
+                        let time = f64::from_bits(shared.time.load(Ordering::Acquire));
+                        code(
+                            ptrs,
+                            consts,
+                            dt,
+                            time,
+                            scratch.as_mut_ptr(),
+                            t as i64,
+                            &shared.statements,
+                        );
+                    }
+                })
+            })
+            .collect();
+        Helpers { shared, handles }
+    }
+}
+
+impl Drop for CompiledStep {
+    fn drop(&mut self) {
+        if let Some(h) = self.helpers.take() {
+            h.shared.stop.store(true, Ordering::Release);
+            h.shared.start.wait();
+            for handle in h.handles {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+/// Where the threads of a step meet between statements. They spin (then yield) rather than
+/// sleep: a step has dozens of statements, and waking a sleeping thread costs more than most.
+struct Barrier {
+    threads: usize,
+    arrived: AtomicUsize,
+    generation: AtomicUsize,
+}
+
+impl Barrier {
+    fn new(threads: usize) -> Self {
+        Barrier {
+            threads,
+            arrived: AtomicUsize::new(0),
+            generation: AtomicUsize::new(0),
+        }
+    }
+
+    /// Returns once every thread of the team has called it; what each thread wrote before is
+    /// visible to all after.
+    fn wait(&self) {
+        let generation = self.generation.load(Ordering::Acquire);
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.threads {
+            self.arrived.store(0, Ordering::Relaxed);
+            self.generation.fetch_add(1, Ordering::Release);
+        } else {
+            // Spin briefly, then yield: with more threads than free cores (tests in parallel,
+            // other programs) the thread being waited for may need this core to run.
+            let mut spins = 0u32;
+            while self.generation.load(Ordering::Acquire) == generation {
+                if spins < 2000 {
+                    spins += 1;
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+        }
+    }
+}
+
+/// The barrier shim the generated code calls between statements when run by a team.
+#[allow(unsafe_code)]
+extern "C" fn gle_barrier(barrier: *const Barrier) {
+    // SAFETY: the generated code passes the pointer it was called with, which
+    // `CompiledStep::run` made from a `Barrier` that outlives every thread of the step.
+    unsafe { (*barrier).wait() };
 }
 
 // The generated code only touches the buffers passed to each call; the module is owned.
@@ -91,15 +230,41 @@ impl StepKernel for CompiledStep {
         };
         // SAFETY: the code was generated for exactly these buffer lengths (checked above) and
         // only indexes buffers within them; constants are read at indices below the model's
-        // constant count, which `consts` holds; the scratch area has the size the code was
-        // compiled for and is owned by `self`.
-        (self.code)(self.ptrs.as_ptr(), consts, dt, time, self.scratch.as_mut_ptr());
+        // constant count, which `consts` holds; each scratch area has the size the code was
+        // compiled for and is owned by its thread. With helpers, every thread writes disjoint
+        // parts of each statement's output and all meet at the barrier after each statement
+        // and at the end of the step, so no element is written by one thread while another
+        // reads or writes it, and the helpers are done with the buffers when this returns.
+        let ptrs = self.ptrs.as_ptr();
+        match (self.code, &self.helpers) {
+            (Code::Single(code), _) => code(ptrs, consts, dt, time, self.scratch.as_mut_ptr()),
+            (Code::Threaded(code), Some(h)) => {
+                let team = &h.shared;
+                team.ptrs.store(ptrs.cast_mut(), Ordering::Release);
+                team.consts.store(consts.cast_mut(), Ordering::Release);
+                team.dt.store(dt.to_bits(), Ordering::Release);
+                team.time.store(time.to_bits(), Ordering::Release);
+                team.start.wait();
+                code(ptrs, consts, dt, time, self.scratch.as_mut_ptr(), 0, &team.statements);
+            }
+            (Code::Threaded(_), None) => unreachable!("a team's step is compiled with its helpers"),
+        }
         Ok(())
     }
 }
 
-/// Compiles `program` for `batch` rows.
+/// Compiles `program` for `batch` rows, run by the calling thread.
 pub fn compile(program: &Program, batch: usize) -> Result<CompiledStep, JitError> {
+    compile_for_threads(program, batch, 1)
+}
+
+/// Compiles `program` for `batch` rows, each step run by `threads` threads together: every
+/// statement's rows (of the batch, or of a gradient) are split between them, and they meet at a
+/// barrier after each statement. Per element the operations and their order are those of
+/// [`compile`], so results are identical; worth it when a step is long (large batches or
+/// layers), since each step starts its helper threads afresh.
+pub fn compile_for_threads(program: &Program, batch: usize, threads: usize) -> Result<CompiledStep, JitError> {
+    let threads = threads.max(1);
     let err = |e: &dyn std::fmt::Display| JitError(e.to_string());
     let mut flags = settings::builder();
     flags.set("use_colocated_libcalls", "false").map_err(|e| err(&e))?;
@@ -113,16 +278,27 @@ pub fn compile(program: &Program, batch: usize) -> Result<CompiledStep, JitError
     for (name, ptr) in shims::SYMBOLS {
         jb.symbol(*name, *ptr);
     }
+    jb.symbol("gle_barrier", gle_barrier as *const u8);
     let mut module = JITModule::new(jb);
     let ptr_ty = module.target_config().pointer_type();
     let mut ctx = module.make_context();
     for ty in [ptr_ty, ptr_ty, types::F64, types::F64, ptr_ty] {
         ctx.func.signature.params.push(AbiParam::new(ty));
     }
+    if threads > 1 {
+        for ty in [types::I64, ptr_ty] {
+            ctx.func.signature.params.push(AbiParam::new(ty));
+        }
+    }
     let func_id = module
         .declare_function("glec_step_program", Linkage::Export, &ctx.func.signature)
         .map_err(|e| err(&e))?;
     let shim_ids = declare_shims(&mut module).map_err(|e| err(&e))?;
+    let mut barrier_sig = module.make_signature();
+    barrier_sig.params.push(AbiParam::new(ptr_ty));
+    let barrier_id = module
+        .declare_function("gle_barrier", Linkage::Import, &barrier_sig)
+        .map_err(|e| err(&e))?;
     let lens: Vec<usize> = program
         .buffers
         .iter()
@@ -154,14 +330,27 @@ pub fn compile(program: &Program, batch: usize) -> Result<CompiledStep, JitError
             scratch: params[4],
             scratch_len: 0,
             bases: HashMap::new(),
+            team: None,
         };
+        if threads > 1 {
+            let meet = e.module.declare_func_in_func(barrier_id, e.fb.func);
+            e.team = Some(Team {
+                threads,
+                thread: params[5],
+                barrier: params[6],
+                meet,
+            });
+        }
         for stmt in &program.stmts {
             e.stmt(stmt)?;
+            e.meet();
         }
         for &(dst, src) in &program.commits {
             let n = lens[dst];
             e.copy(dst, src, n);
         }
+        // A team's threads all finish the step before the calling thread returns.
+        e.meet();
         e.fb.ins().return_(&[]);
         scratch_len = e.scratch_len;
         let config = e.module.target_config();
@@ -175,10 +364,19 @@ pub fn compile(program: &Program, batch: usize) -> Result<CompiledStep, JitError
     module.finalize_definitions().map_err(|e| err(&e))?;
     let raw = module.get_finalized_function(func_id);
     // SAFETY: `raw` is the entry of the function just defined with the `StepFn` signature
-    // (two pointers, two f64, no return) and the platform's default calling convention.
+    // (three pointers, two f64, no return) or, for a team, the `ThreadedStepFn` one (those, an
+    // i64 and a pointer), and the platform's default calling convention.
     #[allow(unsafe_code)]
-    let code = unsafe { std::mem::transmute::<*const u8, StepFn>(raw) };
+    let code = if threads == 1 {
+        Code::Single(unsafe { std::mem::transmute::<*const u8, StepFn>(raw) })
+    } else {
+        Code::Threaded(unsafe { std::mem::transmute::<*const u8, ThreadedStepFn>(raw) })
+    };
     let n = lens.len();
+    let helpers = match code {
+        Code::Threaded(code) => Some(Helpers::start(code, threads, scratch_len)),
+        Code::Single(_) => None,
+    };
     Ok(CompiledStep {
         _module: module,
         code,
@@ -186,6 +384,7 @@ pub fn compile(program: &Program, batch: usize) -> Result<CompiledStep, JitError
         clif,
         ptrs: Vec::with_capacity(n),
         scratch: vec![0.0; scratch_len.max(1)],
+        helpers,
     })
 }
 
@@ -208,6 +407,19 @@ struct Emitter<'a, 'f> {
     scratch: Value,
     /// Values of scratch the code needs.
     scratch_len: usize,
+    /// Set when the code is run by several threads together.
+    team: Option<Team>,
+}
+
+/// The threads that run one compiled step together.
+struct Team {
+    threads: usize,
+    /// This thread's index, a function parameter.
+    thread: Value,
+    /// The barrier's address, a function parameter.
+    barrier: Value,
+    /// The barrier shim.
+    meet: FuncRef,
 }
 
 impl Emitter<'_, '_> {
@@ -280,6 +492,72 @@ impl Emitter<'_, '_> {
         Ok(())
     }
 
+    /// Waits at the team's barrier (nothing for a single thread).
+    fn meet(&mut self) {
+        if let Some(team) = &self.team {
+            let (meet, barrier) = (team.meet, team.barrier);
+            self.fb.ins().call(meet, &[barrier]);
+        }
+    }
+
+    /// [`Self::repeat`] over this thread's share of `0..n`: all of it for a single thread, else
+    /// the contiguous part `n·t/T .. n·(t+1)/T` of thread t of T.
+    fn repeat_part(
+        &mut self,
+        n: usize,
+        body: &mut dyn FnMut(&mut Self, Value) -> Result<(), JitError>,
+    ) -> Result<(), JitError> {
+        let Some(team) = &self.team else {
+            return self.repeat(n, body);
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        let (thread, threads) = (team.thread, team.threads as i64);
+        let share = |e: &mut Self, t: Value| {
+            let scaled = e.fb.ins().imul_imm_s(t, n as i64);
+            let count = e.fb.ins().iconst(types::I64, threads);
+            e.fb.ins().udiv(scaled, count)
+        };
+        let start = share(self, thread);
+        let next_thread = self.fb.ins().iadd_imm_s(thread, 1);
+        let end = share(self, next_thread);
+        let inner = self.fb.create_block();
+        let exit = self.fb.create_block();
+        self.fb.append_block_param(inner, types::I64);
+        let any = self.fb.ins().icmp(IntCC::SignedLessThan, start, end);
+        self.fb.ins().brif(any, inner, &[BlockArg::from(start)], exit, &[]);
+        self.fb.switch_to_block(inner);
+        let i = self.fb.block_params(inner)[0];
+        body(self, i)?;
+        let next = self.fb.ins().iadd_imm_s(i, 1);
+        let more = self.fb.ins().icmp(IntCC::SignedLessThan, next, end);
+        self.fb.ins().brif(more, inner, &[BlockArg::from(next)], exit, &[]);
+        self.fb.seal_block(inner);
+        self.fb.switch_to_block(exit);
+        self.fb.seal_block(exit);
+        Ok(())
+    }
+
+    /// Runs `body` on the team's last thread only (on the only thread when alone).
+    fn on_last_thread(&mut self, body: &mut dyn FnMut(&mut Self) -> Result<(), JitError>) -> Result<(), JitError> {
+        let Some(team) = &self.team else {
+            return body(self);
+        };
+        let last = team.threads as i64 - 1;
+        let is_last = self.fb.ins().icmp_imm_s(IntCC::Equal, team.thread, last);
+        let then = self.fb.create_block();
+        let exit = self.fb.create_block();
+        self.fb.ins().brif(is_last, then, &[], exit, &[]);
+        self.fb.switch_to_block(then);
+        self.fb.seal_block(then);
+        body(self)?;
+        self.fb.ins().jump(exit, &[]);
+        self.fb.switch_to_block(exit);
+        self.fb.seal_block(exit);
+        Ok(())
+    }
+
     fn stmt(&mut self, stmt: &Stmt) -> Result<(), JitError> {
         self.bases.clear();
         for b in stmt_buffers(self.program, stmt) {
@@ -313,7 +591,7 @@ impl Emitter<'_, '_> {
                 let mut phases: Vec<Option<Id>> = calls.iter().map(|c| Some(*c)).collect();
                 phases.push(None);
                 for phase in phases {
-                    self.repeat(batch, &mut |e, b| {
+                    self.repeat_part(batch, &mut |e, b| {
                         let mut rows = HashMap::new();
                         for &buf in &bufs {
                             let base = e.base(buf);
@@ -369,33 +647,35 @@ impl Emitter<'_, '_> {
                 // Batch rows in pairs, one per lane: each W row is loaded once for both, and
                 // every lane's sum runs in the interpreter's order. An odd last row runs alone.
                 self.scratch_len = self.scratch_len.max(2 * cols);
-                self.repeat(batch / 2, &mut |e, pair| {
+                self.repeat_part(batch / 2, &mut |e, pair| {
                     let b = e.fb.ins().imul_imm_s(pair, 2);
                     e.paired_dot_rows(w, x, out, b, rows, cols, accumulate)
                 })?;
                 if batch.is_multiple_of(2) {
                     return Ok(());
                 }
-                let b = self.fb.ins().iconst(types::I64, (batch - 1) as i64);
-                let (wb, xb, ob) = (self.base(w), self.base(x), self.base(out));
-                let xrow = self.offset(xb, b, cols);
-                let orow = self.offset(ob, b, rows);
-                // Rows in blocks of four: four independent in-order sums hide the latency of
-                // the additions and share each load of x; a single-row loop takes the rest.
-                let blocks = rows / 4;
-                self.repeat(blocks, &mut |e, block| {
-                    let first = e.fb.ins().imul_imm_s(block, 4);
-                    e.dot_rows(wb, xrow, orow, first, 4, cols, accumulate)
-                })?;
-                self.repeat(rows % 4, &mut |e, t| {
-                    let i = e.fb.ins().iadd_imm_s(t, (blocks * 4) as i64);
-                    e.dot_rows(wb, xrow, orow, i, 1, cols, accumulate)
+                self.on_last_thread(&mut |e| {
+                    let b = e.fb.ins().iconst(types::I64, (batch - 1) as i64);
+                    let (wb, xb, ob) = (e.base(w), e.base(x), e.base(out));
+                    let xrow = e.offset(xb, b, cols);
+                    let orow = e.offset(ob, b, rows);
+                    // Rows in blocks of four: four independent in-order sums hide the latency
+                    // of the additions and share each load of x; a single-row loop takes the rest.
+                    let blocks = rows / 4;
+                    e.repeat(blocks, &mut |e, block| {
+                        let first = e.fb.ins().imul_imm_s(block, 4);
+                        e.dot_rows(wb, xrow, orow, first, 4, cols, accumulate)
+                    })?;
+                    e.repeat(rows % 4, &mut |e, t| {
+                        let i = e.fb.ins().iadd_imm_s(t, (blocks * 4) as i64);
+                        e.dot_rows(wb, xrow, orow, i, 1, cols, accumulate)
+                    })
                 })
             }
             // Sums run over the same index in the same order as the interpreter's, so results
             // agree bit for bit; each strip of output columns stays in registers while the sum
             // walks the rows (of W, or of the batch).
-            &Stmt::MatTVec { out, w, rows, cols, x } => self.repeat(batch, &mut |e, b| {
+            &Stmt::MatTVec { out, w, rows, cols, x } => self.repeat_part(batch, &mut |e, b| {
                 let (wb, xb, ob) = (e.base(w), e.base(x), e.base(out));
                 let orow = e.offset(ob, b, cols);
                 let xrow = e.offset(xb, b, rows);
@@ -413,7 +693,7 @@ impl Emitter<'_, '_> {
                 negate,
             } => {
                 // ±Σ_b a[b][i]·x[b]ᵀ / batch, row i of the gradient at a time.
-                self.repeat(rows, &mut |e, i| {
+                self.repeat_part(rows, &mut |e, i| {
                     let (ab, xb, gb) = (e.base(a), e.base(x), e.base(grad));
                     let grow = e.offset(gb, i, cols);
                     let acol = e.offset(ab, i, 1);
@@ -426,7 +706,7 @@ impl Emitter<'_, '_> {
             }
             &Stmt::Mean { grad, len, x, negate } => {
                 let (gb, xb) = (self.base(grad), self.base(x));
-                self.repeat(len, &mut |e, i| {
+                self.repeat_part(len, &mut |e, i| {
                     let acc = e.fb.declare_var(types::F64);
                     let zero = e.fb.ins().f64const(0.0);
                     e.fb.def_var(acc, zero);
@@ -444,7 +724,7 @@ impl Emitter<'_, '_> {
                     Ok(())
                 })
             }
-            &Stmt::Softmax { out, x, len } => self.repeat(batch, &mut |e, b| {
+            &Stmt::Softmax { out, x, len } => self.repeat_part(batch, &mut |e, b| {
                 let (xb, ob) = (e.base(x), e.base(out));
                 let xrow = e.offset(xb, b, len);
                 let orow = e.offset(ob, b, len);
@@ -707,7 +987,7 @@ impl Emitter<'_, '_> {
     fn copy(&mut self, dst: usize, src: usize, n: usize) {
         self.bases.clear();
         let (d, s) = (self.base(dst), self.base(src));
-        let _ = self.repeat(n, &mut |e, k| {
+        let _ = self.repeat_part(n, &mut |e, k| {
             let v = e.load_at(s, k);
             e.store_at(d, k, v);
             Ok(())

@@ -66,6 +66,10 @@ enum Command {
         /// Execute steps with the Cranelift JIT or the reference interpreter.
         #[arg(long, value_enum, default_value_t = Backend::Jit)]
         backend: Backend,
+        /// Threads that share each JIT step (worth it for large batches: each step starts its
+        /// helper threads afresh).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: u16,
     },
     /// Plot what `glec run --out DIR` wrote: every recorded trace and the learning curves.
     Plot {
@@ -148,7 +152,21 @@ fn main() -> ExitCode {
             seed,
             resume,
             backend,
-        } => run_command(&model, &sets, steps, out, seed, resume, backend),
+            threads,
+        } => {
+            if threads > 1 && backend == Backend::Interp {
+                eprintln!("error: `--threads` applies to the JIT backend only");
+                return ExitCode::from(2);
+            }
+            let opts = run::RunOptions {
+                max_steps: steps,
+                out,
+                resume,
+                backend,
+                threads: threads.into(),
+            };
+            run_command(&model, &sets, seed, opts)
+        }
         Command::Plot {
             dir,
             out,
@@ -347,15 +365,7 @@ fn report_late(path: &Path, d: &Diagnostic) {
     }
 }
 
-fn run_command(
-    path: &Path,
-    sets: &[String],
-    steps: Option<usize>,
-    out: Option<PathBuf>,
-    seed: Option<u64>,
-    resume: Option<PathBuf>,
-    backend: Backend,
-) -> ExitCode {
+fn run_command(path: &Path, sets: &[String], seed: Option<u64>, opts: run::RunOptions) -> ExitCode {
     let mut overrides = Vec::new();
     for s in sets {
         let parsed = s
@@ -391,16 +401,7 @@ fn run_command(
         }
     }
     let base = path.parent().unwrap_or(Path::new("."));
-    match run::run(
-        model,
-        base,
-        &run::RunOptions {
-            max_steps: steps,
-            out,
-            resume,
-            backend,
-        },
-    ) {
+    match run::run(model, base, &opts) {
         Ok(lines) => {
             for l in lines {
                 say!("{l}");

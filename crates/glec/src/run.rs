@@ -17,6 +17,8 @@ pub struct RunOptions {
     pub resume: Option<std::path::PathBuf>,
     /// The step executor.
     pub backend: crate::Backend,
+    /// Threads sharing each JIT step.
+    pub threads: usize,
 }
 
 /// One `record` target being collected: its file name, shape per sample, and values.
@@ -37,7 +39,8 @@ pub fn run(model: Model, base_dir: &Path, opts: &RunOptions) -> Result<Vec<Strin
     let checkpoint_every = model.protocol.checkpoint_every;
     let kernel = match opts.backend {
         crate::Backend::Jit => {
-            Some(gle_jit::compile(&program, model.protocol.batch).map_err(|e| RunError::new(e.to_string()))?)
+            let step = gle_jit::compile_for_threads(&program, model.protocol.batch, opts.threads);
+            Some(step.map_err(|e| RunError::new(e.to_string()))?)
         }
         crate::Backend::Interp => None,
     };

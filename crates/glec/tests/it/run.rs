@@ -259,3 +259,33 @@ fn resume_continues_the_learning_curves() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `--threads 2` shares each JIT step between two threads and prints the same results; it is a
+/// usage error with the interpreter or below 1.
+#[test]
+fn two_threads_print_the_same_results() {
+    let run = |threads: &str| {
+        let out = glec(&[
+            "run",
+            "models/le_mnist1d_mlp.gle",
+            "--steps",
+            "1500",
+            "--threads",
+            threads,
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        // Everything but the timing line.
+        stdout
+            .lines()
+            .filter(|l| !l.starts_with("ran "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(run("1"), run("2"));
+    let out = glec(&["run", "models/le_chain.gle", "--threads", "2", "--backend", "interp"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("applies to the JIT backend only"));
+    let out = glec(&["run", "models/le_chain.gle", "--threads", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+}
