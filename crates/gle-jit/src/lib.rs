@@ -144,8 +144,9 @@ impl Drop for CompiledStep {
     }
 }
 
-/// Where the threads of a step meet between statements. They spin (then yield) rather than
-/// sleep: a step has dozens of statements, and waking a sleeping thread costs more than most.
+/// Where the threads of a step meet between statements. They spin (then yield, then nap)
+/// rather than sleep on a lock: a step has dozens of statements, and waking a sleeping thread
+/// costs more than most of them.
 struct Barrier {
     threads: usize,
     arrived: AtomicUsize,
@@ -169,15 +170,18 @@ impl Barrier {
             self.arrived.store(0, Ordering::Relaxed);
             self.generation.fetch_add(1, Ordering::Release);
         } else {
-            // Spin briefly, then yield: with more threads than free cores (tests in parallel,
-            // other programs) the thread being waited for may need this core to run.
-            let mut spins = 0u32;
+            // Spin briefly, then yield (with more threads than free cores the thread being
+            // waited for may need this core), then nap: a helper waiting for the next step
+            // while the caller does other work should not hold a core.
+            let mut waits = 0u32;
             while self.generation.load(Ordering::Acquire) == generation {
-                if spins < 2000 {
-                    spins += 1;
+                waits = waits.saturating_add(1);
+                if waits < 2_000 {
                     std::hint::spin_loop();
-                } else {
+                } else if waits < 20_000 {
                     std::thread::yield_now();
+                } else {
+                    std::thread::sleep(std::time::Duration::from_micros(50));
                 }
             }
         }
