@@ -268,6 +268,20 @@ impl Builder<'_> {
     fn leaf(&mut self, b: BufId) -> Id {
         self.g.leaf(Leaf::Buf(b))
     }
+
+    /// `input = term` for the first projection into a population, else `input += term`.
+    fn add_to_input(&mut self, input: BufId, term: Id, first: bool, n: usize) {
+        let value = if first {
+            term
+        } else {
+            let il = self.leaf(input);
+            self.g.add(il, term)
+        };
+        self.stmts.push(Stmt::Map {
+            len: n,
+            outs: vec![(input, value)],
+        });
+    }
 }
 
 /// Compiles a checked model into its step program.
@@ -551,16 +565,7 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
                         outs: vec![(z, pre_act)],
                     });
                     let term = apply_callee(&mut b, *f, zl)?;
-                    let value = if first {
-                        term
-                    } else {
-                        let il = b.leaf(input);
-                        b.g.add(il, term)
-                    };
-                    b.stmts.push(Stmt::Map {
-                        len: n,
-                        outs: vec![(input, value)],
-                    });
+                    b.add_to_input(input, term, first, n);
                     pre_activation[k] = Some(z);
                 }
                 Connectivity::Dense { .. } => {
@@ -589,16 +594,7 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
                     } else {
                         al
                     };
-                    let value = if first {
-                        term
-                    } else {
-                        let il = b.leaf(input);
-                        b.g.add(il, term)
-                    };
-                    b.stmts.push(Stmt::Map {
-                        len: n,
-                        outs: vec![(input, value)],
-                    });
+                    b.add_to_input(input, term, first, n);
                 }
             }
         }
