@@ -459,14 +459,30 @@ impl Emitter<'_, '_> {
 
     /// Loads element `index` of the f64 array at `ptr`.
     fn load_at(&mut self, ptr: Value, index: Value) -> Value {
-        let a = self.offset(ptr, index, 1);
-        self.fb.ins().load(types::F64, MemFlagsData::trusted(), a, 0)
+        self.load_typed(ptr, index, types::F64)
     }
 
-    /// Stores `v` as element `index` of the f64 array at `ptr`.
-    fn store_at(&mut self, ptr: Value, index: Value, v: Value) {
+    /// Loads element `index` (F64) or elements `index, index + 1` (F64X2) of the f64 array at
+    /// `ptr`.
+    fn load_typed(&mut self, ptr: Value, index: Value, ty: types::Type) -> Value {
         let a = self.offset(ptr, index, 1);
-        self.fb.ins().store(MemFlagsData::trusted(), v, a, 0);
+        self.fb.ins().load(ty, Self::element_flags(ty), a, 0)
+    }
+
+    /// Stores `v` (F64, or F64X2 for two elements) at element `index` of the f64 array at `ptr`.
+    fn store_at(&mut self, ptr: Value, index: Value, v: Value) {
+        let ty = self.fb.func.dfg.value_type(v);
+        let a = self.offset(ptr, index, 1);
+        self.fb.ins().store(Self::element_flags(ty), v, a, 0);
+    }
+
+    /// Memory flags of an access: scalars are aligned; vectors start at any multiple of 8 bytes.
+    fn element_flags(ty: types::Type) -> MemFlagsData {
+        if ty == types::F64 {
+            MemFlagsData::trusted()
+        } else {
+            MemFlagsData::new().with_notrap()
+        }
     }
 
     /// `for i in 0..n { body(i) }` as a rotated loop (`n ≥ 1` is known when compiling): one
@@ -609,11 +625,12 @@ impl Emitter<'_, '_> {
                         }
                         let scratch = e.scratch;
                         let srow = e.offset(scratch, b, len);
-                        e.repeat(len, &mut |e, i| {
+                        let element = |e: &mut Self, i: Value, ty: types::Type| -> Result<(), JitError> {
                             let mut memo = HashMap::new();
                             let ctx = Elem {
                                 rows: &rows,
                                 i,
+                                ty,
                                 scratch_row: srow,
                                 slots: &slots,
                                 computing: phase,
@@ -635,7 +652,22 @@ impl Emitter<'_, '_> {
                                 }
                             }
                             Ok(())
-                        })
+                        };
+                        if phase.is_some() {
+                            // One call per element: the loop stays scalar.
+                            return e.repeat(len, &mut |e, i| element(e, i, types::F64));
+                        }
+                        // The arithmetic runs on two elements at once, one per lane (lane-wise
+                        // IEEE operations: the same results), and an odd last element alone.
+                        e.repeat(len / 2, &mut |e, k| {
+                            let i = e.fb.ins().imul_imm_s(k, 2);
+                            element(e, i, types::F64X2)
+                        })?;
+                        if len % 2 == 1 {
+                            let i = e.fb.ins().iconst(types::I64, (len - 1) as i64);
+                            element(e, i, types::F64)?;
+                        }
+                        Ok(())
                     })?;
                 }
                 Ok(())
@@ -998,6 +1030,36 @@ impl Emitter<'_, '_> {
         });
     }
 
+    /// `v` as a value of type `ty`: itself, or splatted into both lanes of an F64X2.
+    fn widen(&mut self, v: Value, ty: types::Type) -> Value {
+        if ty == types::F64 {
+            v
+        } else {
+            self.fb.ins().splat(ty, v)
+        }
+    }
+
+    /// Calls the scalar shim `f` on `args`: once for F64 arguments, once per lane for F64X2
+    /// ones (lane results put back together).
+    fn call_lanes(&mut self, f: FuncRef, args: &[Value]) -> Value {
+        let ty = self.fb.func.dfg.value_type(args[0]);
+        if ty == types::F64 {
+            let call = self.fb.ins().call(f, args);
+            return self.fb.inst_results(call)[0];
+        }
+        let mut out = None;
+        for lane in 0..2u8 {
+            let scalars: Vec<Value> = args.iter().map(|a| self.fb.ins().extractlane(*a, lane)).collect();
+            let call = self.fb.ins().call(f, &scalars);
+            let r = self.fb.inst_results(call)[0];
+            out = Some(match out {
+                None => self.fb.ins().splat(ty, r),
+                Some(v) => self.fb.ins().insertlane(v, r, lane),
+            });
+        }
+        out.expect("two lanes")
+    }
+
     /// The value of expression `id` at one element (see [`Elem`]).
     fn expr(&mut self, id: Id, ctx: &Elem, memo: &mut HashMap<Id, Value>) -> Result<Value, JitError> {
         if let Some(v) = memo.get(&id) {
@@ -1009,21 +1071,26 @@ impl Emitter<'_, '_> {
         {
             // A function result computed by an earlier loop of this statement.
             let p = self.fb.ins().iadd_imm_s(ctx.scratch_row, (*slot * 8) as i64);
-            let v = self.load_at(p, i);
+            let v = self.load_typed(p, i, ctx.ty);
             memo.insert(id, v);
             return Ok(v);
         }
         let g = &self.program.graph;
         let v = match g.node(id).clone() {
-            Node::Num(bits) => self.fb.ins().f64const(f64::from_bits(bits)),
-            Node::Leaf(Leaf::Buf(buf)) => self.load_at(rows[&buf], i),
-            Node::Leaf(Leaf::Const(c)) => {
-                self.fb
-                    .ins()
-                    .load(types::F64, MemFlagsData::trusted(), self.consts, (c * 8) as i32)
+            Node::Num(bits) => {
+                let v = self.fb.ins().f64const(f64::from_bits(bits));
+                self.widen(v, ctx.ty)
             }
-            Node::Leaf(Leaf::Dt) => self.dt,
-            Node::Leaf(Leaf::Time) => self.time,
+            Node::Leaf(Leaf::Buf(buf)) => self.load_typed(rows[&buf], i, ctx.ty),
+            Node::Leaf(Leaf::Const(c)) => {
+                let v = self
+                    .fb
+                    .ins()
+                    .load(types::F64, MemFlagsData::trusted(), self.consts, (c * 8) as i32);
+                self.widen(v, ctx.ty)
+            }
+            Node::Leaf(Leaf::Dt) => self.widen(self.dt, ctx.ty),
+            Node::Leaf(Leaf::Time) => self.widen(self.time, ctx.ty),
             Node::Leaf(other) => return Err(JitError(format!("unbound symbol {other:?} in the step program"))),
             Node::Add(x, y) => {
                 let (x, y) = (self.expr(x, ctx, memo)?, self.expr(y, ctx, memo)?);
@@ -1044,8 +1111,7 @@ impl Emitter<'_, '_> {
             Node::Pow(x, y) => {
                 let (x, y) = (self.expr(x, ctx, memo)?, self.expr(y, ctx, memo)?);
                 let f = self.shim("gle_pow");
-                let call = self.fb.ins().call(f, &[x, y]);
-                self.fb.inst_results(call)[0]
+                self.call_lanes(f, &[x, y])
             }
             Node::Call(f, args) => {
                 let vals: Vec<Value> = args
@@ -1054,8 +1120,7 @@ impl Emitter<'_, '_> {
                     .collect::<Result<_, _>>()?;
                 let name = shims::name(f, vals.len()).ok_or_else(|| JitError(format!("no shim for {}", f.name())))?;
                 let fref = self.shim(name);
-                let call = self.fb.ins().call(fref, &vals);
-                self.fb.inst_results(call)[0]
+                self.call_lanes(fref, &vals)
             }
         };
         memo.insert(id, v);
@@ -1069,6 +1134,8 @@ impl Emitter<'_, '_> {
 struct Elem<'a> {
     rows: &'a HashMap<usize, Value>,
     i: Value,
+    /// F64 for element `i`, F64X2 for elements `i` and `i + 1` in the two lanes.
+    ty: types::Type,
     scratch_row: Value,
     slots: &'a HashMap<Id, usize>,
     computing: Option<Id>,
