@@ -152,7 +152,7 @@ pub fn apply(b: Builtin, a: &[f64]) -> f64 {
     let x = a.first().copied().unwrap_or(0.0);
     match b {
         Builtin::Linear => x,
-        Builtin::Tanh => x.tanh(),
+        Builtin::Tanh => crate::math::tanh(x),
         Builtin::Sigmoid => 1.0 / (1.0 + (-x).exp()),
         Builtin::HardSigmoid => x.clamp(0.0, 1.0),
         Builtin::Relu => x.max(0.0),

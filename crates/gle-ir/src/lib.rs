@@ -14,6 +14,7 @@ mod diag;
 pub mod dump;
 pub mod eval;
 pub mod ir;
+pub mod math;
 mod resolve;
 pub mod suggest;
 pub mod symbols;

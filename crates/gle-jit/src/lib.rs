@@ -9,8 +9,10 @@
 //!
 //! This is the only crate of the workspace that depends on Cranelift.
 
-use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{AbiParam, BlockArg, FuncRef, InstBuilder, MemFlagsData, Signature, Value, types};
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{
+    AbiParam, BlockArg, Endianness, FuncRef, InstBuilder, MemFlagsData, Signature, Value, types,
+};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::{JITBuilder, JITModule};
@@ -603,7 +605,11 @@ impl Emitter<'_, '_> {
                     .graph
                     .reachable(&roots)
                     .into_iter()
-                    .filter(|id| matches!(self.program.graph.node(*id), Node::Call(..) | Node::Pow(..)))
+                    .filter(|id| match self.program.graph.node(*id) {
+                        Node::Call(f, _) => !inlined(*f),
+                        Node::Pow(..) => true,
+                        _ => false,
+                    })
                     .collect();
                 let m = batch * len;
                 let slots: HashMap<Id, usize> = calls.iter().enumerate().map(|(k, id)| (*id, k * m)).collect();
@@ -1030,6 +1036,119 @@ impl Emitter<'_, '_> {
         });
     }
 
+    /// `gle_ir::math::tanh` of `x` (F64, or F64X2 lane by lane), operation for operation: both
+    /// branches are computed and the right one selected, so the lanes need no branches.
+    fn tanh(&mut self, x: Value) -> Value {
+        use gle_ir::math::{
+            EXP_TAYLOR, LN2_HI, LN2_LO, LOG2_E, ROUND_MAGIC, TANH_P, TANH_Q, TANH_SATURATE, TANH_SMALL,
+        };
+        let ty = self.fb.func.dfg.value_type(x);
+        let c = |e: &mut Self, v: f64| {
+            let s = e.fb.ins().f64const(v);
+            e.widen(s, ty)
+        };
+        let a = self.fb.ins().fabs(x);
+        // The rational branch.
+        let z = self.fb.ins().fmul(a, a);
+        let p0 = c(self, TANH_P[0]);
+        let p = self.fb.ins().fmul(p0, z);
+        let p1 = c(self, TANH_P[1]);
+        let p = self.fb.ins().fadd(p, p1);
+        let p = self.fb.ins().fmul(p, z);
+        let p2 = c(self, TANH_P[2]);
+        let p = self.fb.ins().fadd(p, p2);
+        let q0 = c(self, TANH_Q[0]);
+        let q = self.fb.ins().fadd(z, q0);
+        let q = self.fb.ins().fmul(q, z);
+        let q1 = c(self, TANH_Q[1]);
+        let q = self.fb.ins().fadd(q, q1);
+        let q = self.fb.ins().fmul(q, z);
+        let q2 = c(self, TANH_Q[2]);
+        let q = self.fb.ins().fadd(q, q2);
+        let zp = self.fb.ins().fmul(z, p);
+        let ratio = self.fb.ins().fdiv(zp, q);
+        let prod = self.fb.ins().fmul(a, ratio);
+        let small = self.fb.ins().fadd(a, prod);
+        // The exponential branch.
+        let limit = c(self, TANH_SATURATE);
+        let over = self.fb.ins().fcmp(FloatCC::GreaterThan, a, limit);
+        let clamped = self.select_lanes(over, limit, a);
+        let w = self.fb.ins().fadd(clamped, clamped);
+        let log2e = c(self, LOG2_E);
+        let magic = c(self, ROUND_MAGIC);
+        let t = self.fb.ins().fmul(w, log2e);
+        let t = self.fb.ins().fadd(t, magic);
+        let k = self.fb.ins().fsub(t, magic);
+        let hi = c(self, LN2_HI);
+        let lo = c(self, LN2_LO);
+        let khi = self.fb.ins().fmul(k, hi);
+        let r = self.fb.ins().fsub(w, khi);
+        let klo = self.fb.ins().fmul(k, lo);
+        let r = self.fb.ins().fsub(r, klo);
+        let mut s = c(self, EXP_TAYLOR[0]);
+        for coef in &EXP_TAYLOR[1..] {
+            let sr = self.fb.ins().fmul(s, r);
+            let cv = c(self, *coef);
+            s = self.fb.ins().fadd(sr, cv);
+        }
+        let one = c(self, 1.0);
+        let sr = self.fb.ins().fmul(s, r);
+        let er = self.fb.ins().fadd(sr, one);
+        let er = self.fb.ins().fmul(er, r);
+        let er = self.fb.ins().fadd(er, one);
+        // 2ᵏ from the bits of t: (bits(t) − bits(magic) + 1023) << 52.
+        let (int_ty, flags) = if ty == types::F64 {
+            (types::I64, MemFlagsData::new())
+        } else {
+            (types::I64X2, MemFlagsData::new().with_endianness(Endianness::Little))
+        };
+        let bits = self.fb.ins().bitcast(int_ty, flags, t);
+        let offset = self
+            .fb
+            .ins()
+            .iconst(types::I64, 1023i64.wrapping_sub(ROUND_MAGIC.to_bits() as i64));
+        let offset = if ty == types::F64 {
+            offset
+        } else {
+            self.fb.ins().splat(int_ty, offset)
+        };
+        let bits = self.fb.ins().iadd(bits, offset);
+        let bits = self.fb.ins().ishl_imm_u(bits, 52);
+        let scale = self.fb.ins().bitcast(ty, flags, bits);
+        let e = self.fb.ins().fmul(er, scale);
+        let two = c(self, 2.0);
+        let e1 = self.fb.ins().fadd(e, one);
+        let q = self.fb.ins().fdiv(two, e1);
+        let large = self.fb.ins().fsub(one, q);
+        let small_limit = c(self, TANH_SMALL);
+        let is_small = self.fb.ins().fcmp(FloatCC::LessThan, a, small_limit);
+        let magnitude = self.select_lanes(is_small, small, large);
+        // copysign(magnitude, x) on the bits (x64 has no vector fcopysign).
+        let m = self.fb.ins().bitcast(int_ty, flags, magnitude);
+        let sign = self.fb.ins().bitcast(int_ty, flags, x);
+        let sign_bit = self.fb.ins().iconst(types::I64, i64::MIN);
+        let sign_bit = if ty == types::F64 {
+            sign_bit
+        } else {
+            self.fb.ins().splat(int_ty, sign_bit)
+        };
+        let m = self.fb.ins().band_not(m, sign_bit);
+        let sign = self.fb.ins().band(sign, sign_bit);
+        let bits = self.fb.ins().bor(m, sign);
+        self.fb.ins().bitcast(ty, flags, bits)
+    }
+
+    /// `cond ? x : y` for a comparison result `cond` of F64 (a flag) or F64X2 (a lane mask).
+    fn select_lanes(&mut self, cond: Value, x: Value, y: Value) -> Value {
+        let ty = self.fb.func.dfg.value_type(x);
+        if ty == types::F64 {
+            return self.fb.ins().select(cond, x, y);
+        }
+        let flags = MemFlagsData::new().with_endianness(Endianness::Little);
+        let mask = self.fb.ins().bitcast(ty, flags, cond);
+        self.fb.ins().bitselect(mask, x, y)
+    }
+
     /// `v` as a value of type `ty`: itself, or splatted into both lanes of an F64X2.
     fn widen(&mut self, v: Value, ty: types::Type) -> Value {
         if ty == types::F64 {
@@ -1113,6 +1232,10 @@ impl Emitter<'_, '_> {
                 let f = self.shim("gle_pow");
                 self.call_lanes(f, &[x, y])
             }
+            Node::Call(Fun::B(Builtin::Tanh), args) if args.len() == 1 => {
+                let x = self.expr(args[0], ctx, memo)?;
+                self.tanh(x)
+            }
             Node::Call(f, args) => {
                 let vals: Vec<Value> = args
                     .iter()
@@ -1139,6 +1262,11 @@ struct Elem<'a> {
     scratch_row: Value,
     slots: &'a HashMap<Id, usize>,
     computing: Option<Id>,
+}
+
+/// Whether calls of `f` are inlined rather than calls to a shim.
+fn inlined(f: Fun) -> bool {
+    f == Fun::B(Builtin::Tanh)
 }
 
 /// Every buffer a statement reads or writes.

@@ -2,6 +2,7 @@
 //! property tests that no input can panic the front end.
 
 mod corpus;
+mod math;
 mod models;
 mod props;
 mod suggest;
