@@ -313,7 +313,11 @@ fn step_fn(program: &Program, accessors: &[String]) -> Result<String, String> {
                 format!("Softmax {{ out: {}, x: {}, len: {len} }}", names.get(out), names.get(x))
             }
         };
-        let _ = writeln!(body, "tensor(data, batch, &Stmt::{call});");
+        if stmt.computes_gradient() {
+            let _ = writeln!(body, "if learn {{ tensor(data, batch, &Stmt::{call}); }}");
+        } else {
+            let _ = writeln!(body, "tensor(data, batch, &Stmt::{call});");
+        }
     }
     for &(dst, src) in &program.commits {
         let _ = writeln!(body, "commit(data, {}, {});", names.get(dst), names.get(src));
@@ -337,18 +341,19 @@ Box::new(CompiledStep {{ batch }})
 /// The step program compiled by rustc.
 struct CompiledStep {{ batch: usize }}
 impl StepKernel for CompiledStep {{
-fn run(&mut self, data: &mut [Vec<f64>], consts: &[f64], dt: f64, time: f64) -> Result<(), RunError> {{
-step(data, consts, dt, time, self.batch);
+fn run(&mut self, data: &mut [Vec<f64>], consts: &[f64], dt: f64, time: f64, learn: bool) -> Result<(), RunError> {{
+step(data, consts, dt, time, learn, self.batch);
 Ok(())
 }}
 }}
 /// Every statement of one step, then the commits.
 #[allow(clippy::needless_range_loop, clippy::approx_constant)]
-fn step(data: &mut [Vec<f64>], {}: &[f64], {}: f64, {}: f64, batch: usize) {{
+fn step(data: &mut [Vec<f64>], {}: &[f64], {}: f64, {}: f64, {}: bool, batch: usize) {{
 {body}}}"#,
         arg("consts", used("consts[")),
         arg("dt", used("= dt;")),
         arg("time", used("= time;")),
+        arg("learn", used("if learn")),
     );
     Ok(out)
 }

@@ -149,6 +149,15 @@ pub enum Stmt {
     },
 }
 
+impl Stmt {
+    /// Whether the statement only computes a gradient for the optimiser (`Outer`, `Mean`):
+    /// steps of a phase that does not learn skip these, and the gradient buffers keep the values
+    /// of the last learning step.
+    pub fn computes_gradient(&self) -> bool {
+        matches!(self, Stmt::Outer { .. } | Stmt::Mean { .. })
+    }
+}
+
 /// A learnable parameter: its buffer, its gradient, and its optimiser settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Learnable {

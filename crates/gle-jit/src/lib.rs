@@ -35,16 +35,17 @@ impl std::fmt::Display for JitError {
     }
 }
 
-/// The native signature of a compiled step: buffer pointers, constants, dt, time, scratch.
+/// The native signature of a compiled step: buffer pointers, constants, dt, time, scratch,
+/// and whether gradients are computed (0 or 1).
 /// Output columns summed in registers at once by [`Emitter::column_sums`] (sixteen spill
 /// registers and run 40 % slower on MNIST-1D 15k at batch 100).
 const STRIP: usize = 8;
 
-type StepFn = extern "C" fn(*const *mut f64, *const f64, f64, f64, *mut f64);
+type StepFn = extern "C" fn(*const *mut f64, *const f64, f64, f64, *mut f64, i64);
 
 /// The signature of a step compiled for several threads: [`StepFn`]'s arguments, then the
 /// calling thread's index and the barrier the threads meet at between statements.
-type ThreadedStepFn = extern "C" fn(*const *mut f64, *const f64, f64, f64, *mut f64, i64, *const Barrier);
+type ThreadedStepFn = extern "C" fn(*const *mut f64, *const f64, f64, f64, *mut f64, i64, i64, *const Barrier);
 
 /// The compiled function: for one thread, or for a team of threads that share each statement.
 #[derive(Clone, Copy)]
@@ -90,6 +91,7 @@ struct TeamState {
     consts: AtomicPtr<f64>,
     dt: AtomicU64,
     time: AtomicU64,
+    learn: AtomicBool,
 }
 
 impl Helpers {
@@ -102,6 +104,7 @@ impl Helpers {
             consts: AtomicPtr::new(std::ptr::null_mut()),
             dt: AtomicU64::new(0),
             time: AtomicU64::new(0),
+            learn: AtomicBool::new(true),
         });
         let handles = (1..threads)
             .map(|t| {
@@ -117,12 +120,14 @@ impl Helpers {
                         let consts = shared.consts.load(Ordering::Acquire);
                         let dt = f64::from_bits(shared.dt.load(Ordering::Acquire));
                         let time = f64::from_bits(shared.time.load(Ordering::Acquire));
+                        let learn = i64::from(shared.learn.load(Ordering::Acquire));
                         code(
                             ptrs,
                             consts,
                             dt,
                             time,
                             scratch.as_mut_ptr(),
+                            learn,
                             t as i64,
                             &shared.statements,
                         );
@@ -213,7 +218,7 @@ impl CompiledStep {
 
 impl StepKernel for CompiledStep {
     #[allow(unsafe_code)]
-    fn run(&mut self, data: &mut [Vec<f64>], consts: &[f64], dt: f64, time: f64) -> Result<(), RunError> {
+    fn run(&mut self, data: &mut [Vec<f64>], consts: &[f64], dt: f64, time: f64, learn: bool) -> Result<(), RunError> {
         if data.len() != self.lens.len() {
             return Err(RunError::new(
                 "JIT: the simulation's buffers do not match the compiled program",
@@ -243,15 +248,25 @@ impl StepKernel for CompiledStep {
         // reads or writes it, and the helpers are done with the buffers when this returns.
         let ptrs = self.ptrs.as_ptr();
         match (self.code, &self.helpers) {
-            (Code::Single(code), _) => code(ptrs, consts, dt, time, self.scratch.as_mut_ptr()),
+            (Code::Single(code), _) => code(ptrs, consts, dt, time, self.scratch.as_mut_ptr(), i64::from(learn)),
             (Code::Threaded(code), Some(h)) => {
                 let team = &h.shared;
                 team.ptrs.store(ptrs.cast_mut(), Ordering::Release);
                 team.consts.store(consts.cast_mut(), Ordering::Release);
                 team.dt.store(dt.to_bits(), Ordering::Release);
                 team.time.store(time.to_bits(), Ordering::Release);
+                team.learn.store(learn, Ordering::Release);
                 team.start.wait();
-                code(ptrs, consts, dt, time, self.scratch.as_mut_ptr(), 0, &team.statements);
+                code(
+                    ptrs,
+                    consts,
+                    dt,
+                    time,
+                    self.scratch.as_mut_ptr(),
+                    i64::from(learn),
+                    0,
+                    &team.statements,
+                );
             }
             (Code::Threaded(_), None) => unreachable!("a team's step is compiled with its helpers"),
         }
@@ -288,7 +303,7 @@ pub fn compile_for_threads(program: &Program, batch: usize, threads: usize) -> R
     let mut module = JITModule::new(jb);
     let ptr_ty = module.target_config().pointer_type();
     let mut ctx = module.make_context();
-    for ty in [ptr_ty, ptr_ty, types::F64, types::F64, ptr_ty] {
+    for ty in [ptr_ty, ptr_ty, types::F64, types::F64, ptr_ty, types::I64] {
         ctx.func.signature.params.push(AbiParam::new(ty));
     }
     if threads > 1 {
@@ -334,6 +349,7 @@ pub fn compile_for_threads(program: &Program, batch: usize, threads: usize) -> R
             dt: params[2],
             time: params[3],
             scratch: params[4],
+            learn: params[5],
             scratch_len: 0,
             bases: HashMap::new(),
             team: None,
@@ -342,13 +358,17 @@ pub fn compile_for_threads(program: &Program, batch: usize, threads: usize) -> R
             let meet = e.module.declare_func_in_func(barrier_id, e.fb.func);
             e.team = Some(Team {
                 threads,
-                thread: params[5],
-                barrier: params[6],
+                thread: params[6],
+                barrier: params[7],
                 meet,
             });
         }
         for stmt in &program.stmts {
-            e.stmt(stmt)?;
+            if stmt.computes_gradient() {
+                e.when_learning(&mut |e| e.stmt(stmt))?;
+            } else {
+                e.stmt(stmt)?;
+            }
             e.meet();
         }
         for &(dst, src) in &program.commits {
@@ -370,8 +390,9 @@ pub fn compile_for_threads(program: &Program, batch: usize, threads: usize) -> R
     module.finalize_definitions().map_err(|e| err(&e))?;
     let raw = module.get_finalized_function(func_id);
     // SAFETY: `raw` is the entry of the function just defined with the `StepFn` signature
-    // (three pointers, two f64, no return) or, for a team, the `ThreadedStepFn` one (those, an
-    // i64 and a pointer), and the platform's default calling convention.
+    // (two pointers, two f64, a pointer and an i64, no return) or, for a team, the
+    // `ThreadedStepFn` one (those, an i64 and a pointer), and the platform's default calling
+    // convention.
     #[allow(unsafe_code)]
     let code = if threads == 1 {
         Code::Single(unsafe { std::mem::transmute::<*const u8, StepFn>(raw) })
@@ -411,6 +432,8 @@ struct Emitter<'a, 'f> {
     bases: HashMap<usize, Value>,
     /// The scratch area for materialised function results.
     scratch: Value,
+    /// Whether this step computes gradients (an i64, 0 or 1).
+    learn: Value,
     /// Values of scratch the code needs.
     scratch_len: usize,
     /// Set when the code is run by several threads together.
@@ -556,6 +579,20 @@ impl Emitter<'_, '_> {
         let more = self.fb.ins().icmp(IntCC::SignedLessThan, next, end);
         self.fb.ins().brif(more, inner, &[BlockArg::from(next)], exit, &[]);
         self.fb.seal_block(inner);
+        self.fb.switch_to_block(exit);
+        self.fb.seal_block(exit);
+        Ok(())
+    }
+
+    /// Runs `body` only in steps that compute gradients.
+    fn when_learning(&mut self, body: &mut dyn FnMut(&mut Self) -> Result<(), JitError>) -> Result<(), JitError> {
+        let then = self.fb.create_block();
+        let exit = self.fb.create_block();
+        self.fb.ins().brif(self.learn, then, &[], exit, &[]);
+        self.fb.switch_to_block(then);
+        self.fb.seal_block(then);
+        body(self)?;
+        self.fb.ins().jump(exit, &[]);
         self.fb.switch_to_block(exit);
         self.fb.seal_block(exit);
         Ok(())

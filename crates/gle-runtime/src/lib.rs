@@ -26,8 +26,9 @@ use std::path::{Path, PathBuf};
 /// interpreter is used when a simulation has none; both must compute the same values.
 pub trait StepKernel {
     /// Executes the step program's statements and commits on `data` (every buffer, laid out as
-    /// the program says for `batch` rows).
-    fn run(&mut self, data: &mut [Vec<f64>], consts: &[f64], dt: f64, time: f64) -> Result<(), RunError>;
+    /// the program says for `batch` rows); without `learn`, the statements that only compute
+    /// gradients ([`gle_derive::program::Stmt::computes_gradient`]) are skipped.
+    fn run(&mut self, data: &mut [Vec<f64>], consts: &[f64], dt: f64, time: f64, learn: bool) -> Result<(), RunError>;
 }
 
 /// Callbacks of [`Simulation::run_protocol_with`].
@@ -106,6 +107,8 @@ pub struct Simulation {
     scratch: Vec<f64>,
     /// Buffers checked for NaN and Inf after every step.
     watch: Vec<usize>,
+    /// Whether steps compute gradients: false during phases that do not learn.
+    learning: bool,
     /// The protocol stops after this many steps (`glec run --steps`).
     limit: Option<u64>,
     /// Loaded datasets.
@@ -236,6 +239,7 @@ impl Simulation {
             step: 0,
             scratch: Vec::new(),
             watch,
+            learning: true,
             limit: None,
             epochs: vec![0; datasets.len()],
             datasets,
@@ -286,6 +290,13 @@ impl Simulation {
         self.consts[i] = value;
     }
 
+    /// Whether the following steps compute gradients (on by default; the protocol turns it off
+    /// during phases that do not learn). Without them [`Self::optimizer_step`] would step against
+    /// the gradients of the last learning step.
+    pub fn set_learning(&mut self, learning: bool) {
+        self.learning = learning;
+    }
+
     /// Overwrites a buffer (for tests and parameter overrides); lengths must match.
     pub fn set_buffer(&mut self, id: usize, values: &[f64]) {
         self.data[id].copy_from_slice(values);
@@ -313,7 +324,13 @@ impl Simulation {
         }
         let time = n as f64 * self.model.protocol.dt;
         if let Some(kernel) = self.kernel.as_mut() {
-            kernel.run(&mut self.data, &self.consts, self.model.protocol.dt, time)?;
+            kernel.run(
+                &mut self.data,
+                &self.consts,
+                self.model.protocol.dt,
+                time,
+                self.learning,
+            )?;
             self.step += 1;
             if self.feed.is_some() {
                 self.feed_step += 1;
@@ -329,6 +346,9 @@ impl Simulation {
             batch: self.batch,
         };
         for (stmt, tape) in self.program.stmts.iter().zip(&self.tapes) {
+            if !self.learning && stmt.computes_gradient() {
+                continue;
+            }
             match tape {
                 Some(t) => m.map(t, &mut self.scratch),
                 None => interp::tensor(m.data, m.batch, stmt),
@@ -566,6 +586,7 @@ impl Simulation {
             }
         }
         self.resume = None;
+        self.learning = phase.learn;
         let saved_consts = self.consts.clone();
         for (c, v) in &phase.overrides {
             self.consts[*c] = *v;
@@ -597,6 +618,7 @@ impl Simulation {
         }
         self.consts = saved_consts;
         self.feed = None;
+        self.learning = true;
         let metrics = std::mem::take(&mut self.metrics);
         // Counted from the phase's start, so a phase resumed from a checkpoint reports the
         // steps its loss and accuracy cover (the metric accumulators are checkpointed).
