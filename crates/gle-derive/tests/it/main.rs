@@ -3,4 +3,5 @@
 
 mod autodiff;
 mod explain;
+mod gradients;
 mod sym;
