@@ -110,7 +110,10 @@ fn emit_rust_prints_the_model_macro_expansion() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("pub mod le_chain {"), "{text}");
     assert!(text.contains(r#""/", "models/le_chain.gle""#), "{text}");
-    assert!(text.contains("fn step(") && text.contains("data: &mut [Vec<f64>],"), "{text}");
+    assert!(
+        text.contains("fn step(") && text.contains("data: &mut [Vec<f64>],"),
+        "{text}"
+    );
     let bad = glec(&["emit", "rust", "tests/invalid/no_such_file.gle"]);
     assert_eq!(bad.status.code(), Some(1));
 }
