@@ -92,6 +92,9 @@ struct TeamState {
     dt: AtomicU64,
     time: AtomicU64,
     learn: AtomicBool,
+    /// Set while the team runs a Rust job ([`StepKernel::run_on_threads`]) instead of a step:
+    /// the address of a `&(dyn Fn(usize) + Sync)` on the calling thread's stack.
+    job: AtomicPtr<()>,
 }
 
 impl Helpers {
@@ -105,6 +108,7 @@ impl Helpers {
             dt: AtomicU64::new(0),
             time: AtomicU64::new(0),
             learn: AtomicBool::new(true),
+            job: AtomicPtr::new(std::ptr::null_mut()),
         });
         let handles = (1..threads)
             .map(|t| {
@@ -115,6 +119,16 @@ impl Helpers {
                         shared.start.wait();
                         if shared.stop.load(Ordering::Acquire) {
                             return;
+                        }
+                        let job = shared.job.load(Ordering::Acquire);
+                        if !job.is_null() {
+                            // SAFETY: `run_on_threads` stored the address of a job reference
+                            // that lives until every thread has passed the barrier below.
+                            #[allow(unsafe_code)]
+                            let job = unsafe { &*(job as *const &(dyn Fn(usize) + Sync)) };
+                            job(t);
+                            shared.statements.wait();
+                            continue;
                         }
                         let ptrs = shared.ptrs.load(Ordering::Acquire);
                         let consts = shared.consts.load(Ordering::Acquire);
@@ -271,6 +285,25 @@ impl StepKernel for CompiledStep {
             (Code::Threaded(_), None) => unreachable!("a team's step is compiled with its helpers"),
         }
         Ok(())
+    }
+
+    fn threads(&self) -> usize {
+        self.helpers.as_ref().map_or(1, |h| h.handles.len() + 1)
+    }
+
+    fn run_on_threads(&mut self, job: &(dyn Fn(usize) + Sync)) {
+        let Some(h) = &self.helpers else {
+            return job(0);
+        };
+        let team = &h.shared;
+        let job_ref: &(dyn Fn(usize) + Sync) = job;
+        team.job
+            .store((&raw const job_ref).cast::<()>().cast_mut(), Ordering::Release);
+        team.start.wait();
+        job(0);
+        // Every helper has read the job and finished it once all are past this barrier.
+        team.statements.wait();
+        team.job.store(std::ptr::null_mut(), Ordering::Release);
     }
 }
 

@@ -29,7 +29,22 @@ pub trait StepKernel {
     /// the program says for `batch` rows); without `learn`, the statements that only compute
     /// gradients ([`gle_derive::program::Stmt::computes_gradient`]) are skipped.
     fn run(&mut self, data: &mut [Vec<f64>], consts: &[f64], dt: f64, time: f64, learn: bool) -> Result<(), RunError>;
+
+    /// The threads that run a step together (1 unless the kernel was compiled for a team).
+    fn threads(&self) -> usize {
+        1
+    }
+
+    /// Runs `job(t)` on every thread `t < threads()` at once (the calling thread is 0) and
+    /// returns when all have finished: the optimiser uses the step's team.
+    fn run_on_threads(&mut self, job: &(dyn Fn(usize) + Sync)) {
+        job(0);
+    }
 }
+
+/// Parameters with fewer elements in all are updated by the calling thread alone: handing a few
+/// thousand updates to a team costs about what they take.
+const PARALLEL_OPTIMIZER_MIN: usize = 8192;
 
 /// Callbacks of [`Simulation::run_protocol_with`].
 pub struct Hooks<'a> {
@@ -448,12 +463,24 @@ impl Simulation {
 
     /// Applies one optimiser step to every learnable parameter, then the clamps.
     pub fn optimizer_step(&mut self) -> Result<(), RunError> {
+        let elements: usize = self.program.learnables.iter().map(|l| self.data[l.param].len()).sum();
+        let mut kernel = self
+            .kernel
+            .as_mut()
+            .filter(|k| k.threads() > 1 && elements >= PARALLEL_OPTIMIZER_MIN);
+        let threads = kernel.as_ref().map_or(1, |k| k.threads());
+        let run: &mut dyn FnMut(&optim::Job) = &mut |job| match kernel {
+            Some(ref mut k) => k.run_on_threads(job),
+            None => job(0),
+        };
         let bad = self.optim.step(
             &self.model.learning.optimizer,
             self.model.protocol.dt,
             &self.consts,
             &self.program,
             &mut self.data,
+            threads,
+            run,
         );
         if let Some((learnable, k)) = bad {
             let l = &self.program.learnables[learnable];

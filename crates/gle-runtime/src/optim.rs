@@ -1,8 +1,12 @@
 //! Optimisers applied every step (math.md §9.9): plain SGD, SGD with momentum, and Adam with the
 //! bias-corrected update written exactly as PyTorch computes it (the golden runs use it).
 
-use gle_derive::program::Program;
+use gle_derive::program::{Learnable, Program};
 use gle_ir::Optimizer;
+use std::sync::Mutex;
+
+/// Work for a team of threads: called once per thread with the thread's index.
+pub type Job<'a> = dyn Fn(usize) + Sync + 'a;
 
 /// Per-parameter optimiser state.
 #[derive(Clone, Debug)]
@@ -33,9 +37,12 @@ impl OptimizerState {
         }
     }
 
-    /// One step against the gradients, then the lower clamps. Returns the first parameter
-    /// value that is not finite afterwards, as `(learnable, element)`: the check rides along
-    /// the update loop instead of a separate pass.
+    /// One step against the gradients, then the lower clamps, the elements of every parameter
+    /// split between `threads` parts that `run` executes (each job `t` updates part `t`; every
+    /// element is updated by the same operations whichever part holds it). Returns the first
+    /// parameter value that is not finite afterwards, as `(learnable, element)`: the check rides
+    /// along the update instead of a separate pass.
+    #[allow(clippy::too_many_arguments)]
     pub fn step(
         &mut self,
         opt: &Optimizer,
@@ -43,82 +50,179 @@ impl OptimizerState {
         consts: &[f64],
         program: &Program,
         data: &mut [Vec<f64>],
+        threads: usize,
+        run: &mut dyn FnMut(&Job),
     ) -> Option<(usize, usize)> {
         self.t += 1;
-        let mut bad = None;
-        for (k, l) in program.learnables.iter().enumerate() {
-            let (theta, grad) = param_and_grad(data, l.param, l.grad);
-            if let Some(rule) = l.rule {
-                // An explicit rule: θ ← clip(θ + dt·η·Δ), η read from its constant if it names one.
-                let eta = rule.lr_const.map_or(rule.lr, |c| consts[c]);
-                let clip = rule.clip;
-                let step = dt * eta * self.lr_scale;
-                for (p, g) in theta.iter_mut().zip(grad) {
+        let threads = threads.max(1);
+        let mut buffers: Vec<Option<&mut Vec<f64>>> = data.iter_mut().map(Some).collect();
+        let mut parts: Vec<Vec<Part<'_>>> = (0..threads).map(|_| Vec::new()).collect();
+        let updates: Vec<Update> = program
+            .learnables
+            .iter()
+            .map(|l| self.update(opt, dt, consts, l))
+            .collect();
+        let moments = self.m.iter_mut().zip(self.s.iter_mut());
+        for (k, ((l, update), (m, s))) in program.learnables.iter().zip(updates).zip(moments).enumerate() {
+            let (Some(theta), Some(grad)) = (buffers[l.param].take(), buffers[l.grad].take()) else {
+                unreachable!("every learnable has its own parameter and gradient buffers")
+            };
+            let n = theta.len();
+            let (mut theta, mut grad, mut m, mut s) = (&mut theta[..], &grad[..n], &mut m[..n], &mut s[..n]);
+            let mut offset = 0;
+            for (t, part) in parts.iter_mut().enumerate() {
+                let len = n * (t + 1) / threads - n * t / threads;
+                let (theta_t, theta_rest) = std::mem::take(&mut theta).split_at_mut(len);
+                let (grad_t, grad_rest) = grad.split_at(len);
+                let (m_t, m_rest) = std::mem::take(&mut m).split_at_mut(len);
+                let (s_t, s_rest) = std::mem::take(&mut s).split_at_mut(len);
+                (theta, grad, m, s) = (theta_rest, grad_rest, m_rest, s_rest);
+                part.push(Part {
+                    learnable: k,
+                    offset,
+                    update,
+                    clamp_min: l.clamp_min,
+                    theta: theta_t,
+                    grad: grad_t,
+                    m: m_t,
+                    s: s_t,
+                });
+                offset += len;
+            }
+        }
+        let parts: Vec<Mutex<Vec<Part<'_>>>> = parts.into_iter().map(Mutex::new).collect();
+        let bad: Mutex<Option<(usize, usize)>> = Mutex::new(None);
+        run(&|t| {
+            let mut part = parts[t].lock().unwrap_or_else(|e| e.into_inner());
+            for p in part.iter_mut() {
+                if let Some(i) = p.apply() {
+                    let mut first = bad.lock().unwrap_or_else(|e| e.into_inner());
+                    let at = (p.learnable, p.offset + i);
+                    *first = Some(first.map_or(at, |f| f.min(at)));
+                }
+            }
+        });
+        bad.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The update of learnable `l` at this step, its rates and bias corrections worked out.
+    fn update(&self, opt: &Optimizer, dt: f64, consts: &[f64], l: &Learnable) -> Update {
+        if let Some(rule) = l.rule {
+            // An explicit rule: θ ← clip(θ + dt·η·Δ), η read from its constant if it names one.
+            let eta = rule.lr_const.map_or(rule.lr, |c| consts[c]);
+            return Update::Rule {
+                step: dt * eta * self.lr_scale,
+                clip: rule.clip,
+            };
+        }
+        match *opt {
+            Optimizer::Sgd { lr } => Update::Sgd {
+                lr: lr * l.lr_factor * self.lr_scale,
+            },
+            Optimizer::Momentum { lr, mu } => Update::Momentum {
+                lr: lr * l.lr_factor * self.lr_scale,
+                mu,
+            },
+            Optimizer::Adam { lr, beta1, beta2, eps } => {
+                let lr = lr * l.lr_factor * self.lr_scale;
+                let t = self.t as f64;
+                let bias1 = 1.0 - beta1.powf(t);
+                Update::Adam {
+                    beta1,
+                    beta2,
+                    eps,
+                    step_size: lr / bias1,
+                    bias2_sqrt: (1.0 - beta2.powf(t)).sqrt(),
+                }
+            }
+        }
+    }
+}
+
+/// One optimiser update with its constants for this step.
+#[derive(Clone, Copy, Debug)]
+enum Update {
+    Rule {
+        step: f64,
+        clip: Option<(f64, f64)>,
+    },
+    Sgd {
+        lr: f64,
+    },
+    Momentum {
+        lr: f64,
+        mu: f64,
+    },
+    Adam {
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        step_size: f64,
+        bias2_sqrt: f64,
+    },
+}
+
+/// A contiguous range of one learnable's elements, with its gradient and moments.
+struct Part<'a> {
+    learnable: usize,
+    /// Index of the first element in the whole parameter.
+    offset: usize,
+    update: Update,
+    clamp_min: Option<f64>,
+    theta: &'a mut [f64],
+    grad: &'a [f64],
+    m: &'a mut [f64],
+    s: &'a mut [f64],
+}
+
+impl Part<'_> {
+    /// Applies the update and the clamp; returns the first element that is not finite.
+    fn apply(&mut self) -> Option<usize> {
+        let (theta, g) = (&mut *self.theta, self.grad);
+        match self.update {
+            Update::Rule { step, clip } => {
+                for (p, g) in theta.iter_mut().zip(g) {
                     *p += step * g;
                     if let Some((lo, hi)) = clip {
                         *p = p.clamp(lo, hi);
                     }
                 }
-                if bad.is_none()
-                    && let Some(i) = theta.iter().position(|p| !p.is_finite())
-                {
-                    bad = Some((k, i));
-                }
-                continue;
             }
-            match *opt {
-                Optimizer::Sgd { lr } => {
-                    let lr = lr * l.lr_factor * self.lr_scale;
-                    for (p, g) in theta.iter_mut().zip(grad) {
-                        *p -= lr * g;
-                    }
-                }
-                Optimizer::Momentum { lr, mu } => {
-                    let lr = lr * l.lr_factor * self.lr_scale;
-                    for ((p, g), m) in theta.iter_mut().zip(grad).zip(&mut self.m[k]) {
-                        *m = mu * *m + g;
-                        *p -= lr * *m;
-                    }
-                }
-                Optimizer::Adam { lr, beta1, beta2, eps } => {
-                    let lr = lr * l.lr_factor * self.lr_scale;
-                    let t = self.t as f64;
-                    let bias1 = 1.0 - beta1.powf(t);
-                    let bias2_sqrt = (1.0 - beta2.powf(t)).sqrt();
-                    let step_size = lr / bias1;
-                    // Slices of one length and an index loop, so that the compiler drops the
-                    // bounds checks and runs two lanes per instruction (sqrt and division are
-                    // most of a step at batch 1); per element the operations are unchanged.
-                    let n = theta.len();
-                    let (m, s, g) = (&mut self.m[k][..n], &mut self.s[k][..n], &grad[..n]);
-                    for i in 0..n {
-                        m[i] += (1.0 - beta1) * (g[i] - m[i]);
-                        s[i] = s[i] * beta2 + (1.0 - beta2) * g[i] * g[i];
-                        let denom = s[i].sqrt() / bias2_sqrt + eps;
-                        theta[i] -= step_size * (m[i] / denom);
-                    }
+            Update::Sgd { lr } => {
+                for (p, g) in theta.iter_mut().zip(g) {
+                    *p -= lr * g;
                 }
             }
-            if let Some(min) = l.clamp_min {
-                theta.iter_mut().for_each(|p| *p = p.max(min));
+            Update::Momentum { lr, mu } => {
+                for ((p, g), m) in theta.iter_mut().zip(g).zip(&mut *self.m) {
+                    *m = mu * *m + g;
+                    *p -= lr * *m;
+                }
             }
-            if bad.is_none()
-                && let Some(i) = theta.iter().position(|p| !p.is_finite())
-            {
-                bad = Some((k, i));
+            Update::Adam {
+                beta1,
+                beta2,
+                eps,
+                step_size,
+                bias2_sqrt,
+            } => {
+                // Slices of one length and an index loop, so that the compiler drops the bounds
+                // checks and runs two lanes per instruction (sqrt and division are most of a step
+                // at batch 1); per element the operations are unchanged.
+                let n = theta.len();
+                let (m, s, g) = (&mut self.m[..n], &mut self.s[..n], &g[..n]);
+                for i in 0..n {
+                    m[i] += (1.0 - beta1) * (g[i] - m[i]);
+                    s[i] = s[i] * beta2 + (1.0 - beta2) * g[i] * g[i];
+                    let denom = s[i].sqrt() / bias2_sqrt + eps;
+                    theta[i] -= step_size * (m[i] / denom);
+                }
             }
         }
-        bad
-    }
-}
-
-/// The parameter buffer (mutable) and its gradient buffer, which are distinct.
-fn param_and_grad(data: &mut [Vec<f64>], param: usize, grad: usize) -> (&mut [f64], &[f64]) {
-    if param < grad {
-        let (lo, hi) = data.split_at_mut(grad);
-        (&mut lo[param], &hi[0])
-    } else {
-        let (lo, hi) = data.split_at_mut(param);
-        (&mut hi[0], &lo[grad])
+        // Explicit rules clip instead of clamping.
+        if let (Some(min), false) = (self.clamp_min, matches!(self.update, Update::Rule { .. })) {
+            theta.iter_mut().for_each(|p| *p = p.max(min));
+        }
+        theta.iter().position(|p| !p.is_finite())
     }
 }
