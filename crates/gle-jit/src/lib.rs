@@ -756,13 +756,20 @@ impl Emitter<'_, '_> {
                 x,
                 accumulate,
             } => {
-                // Batch rows in pairs, one per lane: each W row is loaded once for both, and
-                // every lane's sum runs in the interpreter's order. An odd last row runs alone.
-                self.scratch_len = self.scratch_len.max(2 * cols);
-                self.repeat_part(batch / 2, &mut |e, pair| {
-                    let b = e.fb.ins().imul_imm_s(pair, 2);
-                    e.paired_dot_rows(w, x, out, b, rows, cols, accumulate)
+                // Batch rows in fours (two lane pairs), then a pair, one row per lane: each W
+                // element is loaded once for all, and every lane's sum runs in the
+                // interpreter's order. An odd last row runs alone.
+                self.scratch_len = self.scratch_len.max(4 * cols);
+                self.repeat_part(batch / 4, &mut |e, quad| {
+                    let b = e.fb.ins().imul_imm_s(quad, 4);
+                    e.paired_dot_rows(w, x, out, b, 2, rows, cols, accumulate)
                 })?;
+                if batch % 4 >= 2 {
+                    self.on_last_thread(&mut |e| {
+                        let b = e.fb.ins().iconst(types::I64, (batch / 4 * 4) as i64);
+                        e.paired_dot_rows(w, x, out, b, 1, rows, cols, accumulate)
+                    })?;
+                }
                 if batch.is_multiple_of(2) {
                     return Ok(());
                 }
@@ -787,15 +794,43 @@ impl Emitter<'_, '_> {
             // Sums run over the same index in the same order as the interpreter's, so results
             // agree bit for bit; each strip of output columns stays in registers while the sum
             // walks the rows (of W, or of the batch).
-            &Stmt::MatTVec { out, w, rows, cols, x } => self.repeat_part(batch, &mut |e, b| {
-                let (wb, xb, ob) = (e.base(w), e.base(x), e.base(out));
-                let orow = e.offset(ob, b, cols);
-                let xrow = e.offset(xb, b, rows);
-                e.column_sums(rows, cols, orow, None, &mut |e, i| {
-                    let xv = e.load_at(xrow, i);
-                    (e.offset(wb, i, cols), xv)
+            // Batch rows in pairs share each load of W (an odd last row runs alone).
+            &Stmt::MatTVec { out, w, rows, cols, x } => {
+                let batch_rows = |e: &mut Self, b: Value, count: usize| {
+                    let (wb, xb, ob) = (e.base(w), e.base(x), e.base(out));
+                    let orows: Vec<Value> = (0..count)
+                        .map(|k| {
+                            let bk = e.fb.ins().iadd_imm_s(b, k as i64);
+                            e.offset(ob, bk, cols)
+                        })
+                        .collect();
+                    let xrow = e.offset(xb, b, rows);
+                    e.column_sums(rows, cols, &orows, None, &mut |e, i| {
+                        let xs = (0..count)
+                            .map(|k| {
+                                let at = e.offset(xrow, i, 1);
+                                e.fb.ins()
+                                    .load(types::F64, MemFlagsData::trusted(), at, (k * rows * 8) as i32)
+                            })
+                            .collect();
+                        SumTerm {
+                            row: e.offset(wb, i, cols),
+                            scales: xs,
+                        }
+                    })
+                };
+                self.repeat_part(batch / 2, &mut |e, pair| {
+                    let b = e.fb.ins().imul_imm_s(pair, 2);
+                    batch_rows(e, b, 2)
+                })?;
+                if batch.is_multiple_of(2) {
+                    return Ok(());
+                }
+                self.on_last_thread(&mut |e| {
+                    let b = e.fb.ins().iconst(types::I64, (batch - 1) as i64);
+                    batch_rows(e, b, 1)
                 })
-            }),
+            }
             &Stmt::Outer {
                 grad,
                 rows,
@@ -804,16 +839,38 @@ impl Emitter<'_, '_> {
                 x,
                 negate,
             } => {
-                // ±Σ_b a[b][i]·x[b]ᵀ / batch, row i of the gradient at a time.
-                self.repeat_part(rows, &mut |e, i| {
+                // ±Σ_b a[b][i]·x[b]ᵀ / batch, rows i of the gradient in pairs that share each
+                // load of x (an odd last row alone).
+                let grad_rows = |e: &mut Self, i: Value, count: usize| {
                     let (ab, xb, gb) = (e.base(a), e.base(x), e.base(grad));
-                    let grow = e.offset(gb, i, cols);
+                    let grows: Vec<Value> = (0..count)
+                        .map(|k| {
+                            let ik = e.fb.ins().iadd_imm_s(i, k as i64);
+                            e.offset(gb, ik, cols)
+                        })
+                        .collect();
                     let acol = e.offset(ab, i, 1);
-                    e.column_sums(batch, cols, grow, Some(negate), &mut |e, b| {
+                    e.column_sums(batch, cols, &grows, Some(negate), &mut |e, b| {
                         let at = e.offset(acol, b, rows);
-                        let av = e.fb.ins().load(types::F64, MemFlagsData::trusted(), at, 0);
-                        (e.offset(xb, b, cols), av)
+                        let avs = (0..count)
+                            .map(|k| e.fb.ins().load(types::F64, MemFlagsData::trusted(), at, (k * 8) as i32))
+                            .collect();
+                        SumTerm {
+                            row: e.offset(xb, b, cols),
+                            scales: avs,
+                        }
                     })
+                };
+                self.repeat_part(rows / 2, &mut |e, pair| {
+                    let i = e.fb.ins().imul_imm_s(pair, 2);
+                    grad_rows(e, i, 2)
+                })?;
+                if rows.is_multiple_of(2) {
+                    return Ok(());
+                }
+                self.on_last_thread(&mut |e| {
+                    let i = e.fb.ins().iconst(types::I64, (rows - 1) as i64);
+                    grad_rows(e, i, 1)
                 })
             }
             &Stmt::Mean { grad, len, x, negate } => {
@@ -957,9 +1014,10 @@ impl Emitter<'_, '_> {
         self.store_at(row, i, v);
     }
 
-    /// `out[b + l][i] (+)= Σ_j W[i][j]·x[b + l][j]` for lanes `l` 0 and 1 and every row `i`:
-    /// the two x rows are interleaved into scratch, then rows of W in blocks of four (and one
-    /// at a time for the rest) sum `splat(W[i][j])·(x[b][j], x[b+1][j])` in order over `j`.
+    /// `out[b + l][i] (+)= Σ_j W[i][j]·x[b + l][j]` for the `2·pairs` batch rows `l` and every
+    /// row `i`: the x rows are interleaved into scratch, then rows of W in blocks of four (and
+    /// one at a time for the rest) sum `splat(W[i][j])·(x[b + 2p][j], x[b + 2p + 1][j])` for each
+    /// pair `p`, in order over `j` (each W element is loaded once for all rows).
     #[allow(clippy::too_many_arguments)]
     fn paired_dot_rows(
         &mut self,
@@ -967,43 +1025,60 @@ impl Emitter<'_, '_> {
         x: usize,
         out: usize,
         b: Value,
+        pairs: usize,
         rows: usize,
         cols: usize,
         accumulate: bool,
     ) -> Result<(), JitError> {
         let flags = MemFlagsData::new().with_notrap();
+        let lanes = 2 * pairs;
         let (wb, xb, ob) = (self.base(w), self.base(x), self.base(out));
         let x0 = self.offset(xb, b, cols);
-        let x1 = self.fb.ins().iadd_imm_s(x0, (cols * 8) as i64);
-        let pairs = self.scratch;
+        let interleaved = self.scratch;
         self.repeat(cols, &mut |e, j| {
-            let a = e.load_at(x0, j);
-            let c = e.load_at(x1, j);
-            let at = e.offset(pairs, j, 2);
-            e.fb.ins().store(flags, a, at, 0);
-            e.fb.ins().store(flags, c, at, 8);
+            let at = e.offset(interleaved, j, lanes);
+            for l in 0..lanes {
+                let xl = e.fb.ins().iadd_imm_s(x0, (l * cols * 8) as i64);
+                let v = e.load_at(xl, j);
+                e.fb.ins().store(flags, v, at, (8 * l) as i32);
+            }
             Ok(())
         })?;
         let o0 = self.offset(ob, b, rows);
-        let o1 = self.fb.ins().iadd_imm_s(o0, (rows * 8) as i64);
+        let orows: Vec<Value> = (0..lanes)
+            .map(|l| self.fb.ins().iadd_imm_s(o0, (l * rows * 8) as i64))
+            .collect();
         let block = |e: &mut Self, first: Value, count: usize| -> Result<(), JitError> {
-            let (wrows, accs) = e.row_sums(wb, first, count, cols, types::F64X2);
+            // accs[r * pairs + p]: W row r, lane pair p.
+            let mut wrows = Vec::new();
+            let mut accs = Vec::new();
+            for _ in 0..pairs {
+                let (rows_p, accs_p) = e.row_sums(wb, first, count, cols, types::F64X2);
+                wrows = rows_p;
+                accs.push(accs_p);
+            }
             e.repeat(cols, &mut |e, j| {
-                let at = e.offset(pairs, j, 2);
-                let xv = e.fb.ins().load(types::F64X2, flags, at, 0);
-                for (row, acc) in wrows.iter().zip(&accs) {
+                let at = e.offset(interleaved, j, lanes);
+                let xs: Vec<Value> = (0..pairs)
+                    .map(|p| e.fb.ins().load(types::F64X2, flags, at, (16 * p) as i32))
+                    .collect();
+                for (r, row) in wrows.iter().enumerate() {
                     let wv = e.load_at(*row, j);
                     let w2 = e.fb.ins().splat(types::F64X2, wv);
-                    e.add_product(*acc, w2, xv);
+                    for (p, xv) in xs.iter().enumerate() {
+                        e.add_product(accs[p][r], w2, *xv);
+                    }
                 }
                 Ok(())
             })?;
-            for (r, acc) in accs.iter().enumerate() {
+            for r in 0..count {
                 let i = e.fb.ins().iadd_imm_s(first, r as i64);
-                let sums = e.fb.use_var(*acc);
-                for (lane, orow) in [o0, o1].into_iter().enumerate() {
-                    let sum = e.fb.ins().extractlane(sums, lane as u8);
-                    e.store_sum(orow, i, sum, accumulate);
+                for (p, accs_p) in accs.iter().enumerate() {
+                    let sums = e.fb.use_var(accs_p[r]);
+                    for lane in 0..2 {
+                        let sum = e.fb.ins().extractlane(sums, lane as u8);
+                        e.store_sum(orows[2 * p + lane], i, sum, accumulate);
+                    }
                 }
             }
             Ok(())
@@ -1019,28 +1094,31 @@ impl Emitter<'_, '_> {
         })
     }
 
-    /// `dst[j] = fin(Σ_k src_k[j]·scale_k)` for `j < cols`, the sum over `k < terms` in order
-    /// from 0.0, where `term(k)` gives the row `src_k` and its factor; `fin` is `±sum / batch`
-    /// when `mean` is `Some(negate)`, else the sum. Columns go in strips of [`STRIP`] (F64X2
-    /// registers), then pairs, then a last odd column, so each strip is summed in registers.
+    /// `dsts[o][j] = fin(Σ_k src_k[j]·scale_{k,o})` for `j < cols` and each output row `o`, the
+    /// sum over `k < terms` in order from 0.0, where `term(k)` gives the row `src_k` and its
+    /// factor for each output; `fin` is `±sum / batch` when `mean` is `Some(negate)`, else the
+    /// sum. Columns go in strips of [`STRIP`] (F64X2 registers), then pairs, then a last odd
+    /// column, so each strip is summed in registers; the outputs share every load of `src_k`.
     fn column_sums(
         &mut self,
         terms: usize,
         cols: usize,
-        dst: Value,
+        dsts: &[Value],
         mean: Option<bool>,
-        term: &mut dyn FnMut(&mut Self, Value) -> (Value, Value),
+        term: &mut dyn FnMut(&mut Self, Value) -> SumTerm,
     ) -> Result<(), JitError> {
         // Rows start at any multiple of 8 bytes, so vector accesses are not marked aligned.
         let flags = MemFlagsData::new().with_notrap();
         let strips = cols / STRIP;
         let pairs = (cols % STRIP) / 2;
+        let outputs = dsts.len();
         let mut strip = |e: &mut Self, first: Value, lanes: usize| -> Result<(), JitError> {
             let ty = if lanes == 1 { types::F64 } else { types::F64X2 };
             let vectors = lanes.div_ceil(2);
             let zero = e.fb.ins().f64const(0.0);
             let zero = if lanes == 1 { zero } else { e.fb.ins().splat(ty, zero) };
-            let accs: Vec<Variable> = (0..vectors)
+            // accs[o * vectors + v]: output o, vector v of the strip.
+            let accs: Vec<Variable> = (0..outputs * vectors)
                 .map(|_| {
                     let acc = e.fb.declare_var(ty);
                     e.fb.def_var(acc, zero);
@@ -1049,28 +1127,35 @@ impl Emitter<'_, '_> {
                 .collect();
             let first_byte = e.fb.ins().imul_imm_s(first, 8);
             e.repeat(terms, &mut |e, k| {
-                let (row, scale) = term(e, k);
-                let scale = if lanes == 1 { scale } else { e.fb.ins().splat(ty, scale) };
+                let SumTerm { row, scales } = term(e, k);
+                let scales: Vec<Value> = scales
+                    .into_iter()
+                    .map(|s| if lanes == 1 { s } else { e.fb.ins().splat(ty, s) })
+                    .collect();
                 let at = e.fb.ins().iadd(row, first_byte);
-                for (v, acc) in accs.iter().enumerate() {
+                for v in 0..vectors {
                     let sv = e.fb.ins().load(ty, flags, at, (16 * v) as i32);
-                    e.add_product(*acc, sv, scale);
+                    for (o, scale) in scales.iter().enumerate() {
+                        e.add_product(accs[o * vectors + v], sv, *scale);
+                    }
                 }
                 Ok(())
             })?;
-            let at = e.fb.ins().iadd(dst, first_byte);
             let count = e.fb.ins().f64const(e.batch as f64);
             let count = if lanes == 1 { count } else { e.fb.ins().splat(ty, count) };
-            for (v, acc) in accs.iter().enumerate() {
-                let sum = e.fb.use_var(*acc);
-                let value = match mean {
-                    None => sum,
-                    Some(negate) => {
-                        let m = e.fb.ins().fdiv(sum, count);
-                        if negate { e.fb.ins().fneg(m) } else { m }
-                    }
-                };
-                e.fb.ins().store(flags, value, at, (16 * v) as i32);
+            for (o, dst) in dsts.iter().enumerate() {
+                let at = e.fb.ins().iadd(*dst, first_byte);
+                for v in 0..vectors {
+                    let sum = e.fb.use_var(accs[o * vectors + v]);
+                    let value = match mean {
+                        None => sum,
+                        Some(negate) => {
+                            let m = e.fb.ins().fdiv(sum, count);
+                            if negate { e.fb.ins().fneg(m) } else { m }
+                        }
+                    };
+                    e.fb.ins().store(flags, value, at, (16 * v) as i32);
+                }
             }
             Ok(())
         };
@@ -1319,6 +1404,12 @@ impl Emitter<'_, '_> {
         memo.insert(id, v);
         Ok(v)
     }
+}
+
+/// One term of [`Emitter::column_sums`]: the source row's address and its factor for each output.
+struct SumTerm {
+    row: Value,
+    scales: Vec<Value>,
 }
 
 /// Where an element of a `Map` is: the batch row's pointer of every buffer, the element

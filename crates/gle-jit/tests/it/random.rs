@@ -101,7 +101,7 @@ fn model() -> impl Strategy<Value = RandomModel> {
         any::<bool>(),
         proptest::sample::select(vec![0.0, 0.3, 1.0]),
         proptest::sample::select(vec!["sgd(lr: 0.01)", "momentum(lr: 0.005, mu: 0.9)", "adam(lr: 0.001)"]),
-        1usize..4,
+        1usize..8,
         0u64..1000,
     )
         .prop_map(
