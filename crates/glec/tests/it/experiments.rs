@@ -110,7 +110,7 @@ fn le_mlp_tracks_backprop_on_mnist1d() {
     let out = glec(&["run", "models/le_mnist1d_mlp.gle", "--steps", "10000"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let le = test_accuracies(&String::from_utf8_lossy(&out.stdout));
-    let bp: Vec<f64> = crate::backprop::backprop_test_accuracy(2)
+    let bp: Vec<f64> = crate::backprop::backprop_test_accuracy(2, 42)
         .iter()
         .map(|a| 100.0 * a)
         .collect();
