@@ -632,6 +632,26 @@ impl Emitter<'_, '_> {
         Ok(())
     }
 
+    /// `body(first, 2)` for the pairs `first = 0, 2, 4, …` of `0..n`, split between the team's
+    /// threads, then `body(n − 1, 1)` on the last thread when `n` is odd.
+    fn in_pairs(
+        &mut self,
+        n: usize,
+        body: &mut dyn FnMut(&mut Self, Value, usize) -> Result<(), JitError>,
+    ) -> Result<(), JitError> {
+        self.repeat_part(n / 2, &mut |e, pair| {
+            let first = e.fb.ins().imul_imm_s(pair, 2);
+            body(e, first, 2)
+        })?;
+        if n.is_multiple_of(2) {
+            return Ok(());
+        }
+        self.on_last_thread(&mut |e| {
+            let last = e.fb.ins().iconst(types::I64, (n - 1) as i64);
+            body(e, last, 1)
+        })
+    }
+
     /// Runs `body` on the team's last thread only (on the only thread when alone).
     fn on_last_thread(&mut self, body: &mut dyn FnMut(&mut Self) -> Result<(), JitError>) -> Result<(), JitError> {
         let Some(team) = &self.team else {
@@ -796,42 +816,29 @@ impl Emitter<'_, '_> {
             // agree bit for bit; each strip of output columns stays in registers while the sum
             // walks the rows (of W, or of the batch).
             // Batch rows in pairs share each load of W (an odd last row runs alone).
-            &Stmt::MatTVec { out, w, rows, cols, x } => {
-                let batch_rows = |e: &mut Self, b: Value, count: usize| {
-                    let (wb, xb, ob) = (e.base(w), e.base(x), e.base(out));
-                    let orows: Vec<Value> = (0..count)
+            &Stmt::MatTVec { out, w, rows, cols, x } => self.in_pairs(batch, &mut |e, b, count| {
+                let (wb, xb, ob) = (e.base(w), e.base(x), e.base(out));
+                let orows: Vec<Value> = (0..count)
+                    .map(|k| {
+                        let bk = e.fb.ins().iadd_imm_s(b, k as i64);
+                        e.offset(ob, bk, cols)
+                    })
+                    .collect();
+                let xrow = e.offset(xb, b, rows);
+                e.column_sums(rows, cols, &orows, None, &mut |e, i| {
+                    let xs = (0..count)
                         .map(|k| {
-                            let bk = e.fb.ins().iadd_imm_s(b, k as i64);
-                            e.offset(ob, bk, cols)
+                            let at = e.offset(xrow, i, 1);
+                            e.fb.ins()
+                                .load(types::F64, MemFlagsData::trusted(), at, (k * rows * 8) as i32)
                         })
                         .collect();
-                    let xrow = e.offset(xb, b, rows);
-                    e.column_sums(rows, cols, &orows, None, &mut |e, i| {
-                        let xs = (0..count)
-                            .map(|k| {
-                                let at = e.offset(xrow, i, 1);
-                                e.fb.ins()
-                                    .load(types::F64, MemFlagsData::trusted(), at, (k * rows * 8) as i32)
-                            })
-                            .collect();
-                        SumTerm {
-                            row: e.offset(wb, i, cols),
-                            scales: xs,
-                        }
-                    })
-                };
-                self.repeat_part(batch / 2, &mut |e, pair| {
-                    let b = e.fb.ins().imul_imm_s(pair, 2);
-                    batch_rows(e, b, 2)
-                })?;
-                if batch.is_multiple_of(2) {
-                    return Ok(());
-                }
-                self.on_last_thread(&mut |e| {
-                    let b = e.fb.ins().iconst(types::I64, (batch - 1) as i64);
-                    batch_rows(e, b, 1)
+                    SumTerm {
+                        row: e.offset(wb, i, cols),
+                        scales: xs,
+                    }
                 })
-            }
+            }),
             &Stmt::Outer {
                 grad,
                 rows,
@@ -842,7 +849,7 @@ impl Emitter<'_, '_> {
             } => {
                 // ±Σ_b a[b][i]·x[b]ᵀ / batch, rows i of the gradient in pairs that share each
                 // load of x (an odd last row alone).
-                let grad_rows = |e: &mut Self, i: Value, count: usize| {
+                self.in_pairs(rows, &mut |e, i, count| {
                     let (ab, xb, gb) = (e.base(a), e.base(x), e.base(grad));
                     let grows: Vec<Value> = (0..count)
                         .map(|k| {
@@ -861,17 +868,6 @@ impl Emitter<'_, '_> {
                             scales: avs,
                         }
                     })
-                };
-                self.repeat_part(rows / 2, &mut |e, pair| {
-                    let i = e.fb.ins().imul_imm_s(pair, 2);
-                    grad_rows(e, i, 2)
-                })?;
-                if rows.is_multiple_of(2) {
-                    return Ok(());
-                }
-                self.on_last_thread(&mut |e| {
-                    let i = e.fb.ins().iconst(types::I64, (rows - 1) as i64);
-                    grad_rows(e, i, 1)
                 })
             }
             &Stmt::Mean { grad, len, x, negate } => {
