@@ -618,11 +618,11 @@ impl Emitter<'_, '_> {
         Ok(())
     }
 
-    /// Runs `body` only in steps that compute gradients.
-    fn when_learning(&mut self, body: &mut dyn FnMut(&mut Self) -> Result<(), JitError>) -> Result<(), JitError> {
+    /// Runs `body` only when the integer `cond` is non-zero.
+    fn when(&mut self, cond: Value, body: &mut dyn FnMut(&mut Self) -> Result<(), JitError>) -> Result<(), JitError> {
         let then = self.fb.create_block();
         let exit = self.fb.create_block();
-        self.fb.ins().brif(self.learn, then, &[], exit, &[]);
+        self.fb.ins().brif(cond, then, &[], exit, &[]);
         self.fb.switch_to_block(then);
         self.fb.seal_block(then);
         body(self)?;
@@ -630,6 +630,11 @@ impl Emitter<'_, '_> {
         self.fb.switch_to_block(exit);
         self.fb.seal_block(exit);
         Ok(())
+    }
+
+    /// Runs `body` only in steps that compute gradients.
+    fn when_learning(&mut self, body: &mut dyn FnMut(&mut Self) -> Result<(), JitError>) -> Result<(), JitError> {
+        self.when(self.learn, body)
     }
 
     /// `body(first, 2)` for the pairs `first = 0, 2, 4, …` of `0..n`, split between the team's
@@ -659,16 +664,7 @@ impl Emitter<'_, '_> {
         };
         let last = team.threads as i64 - 1;
         let is_last = self.fb.ins().icmp_imm_s(IntCC::Equal, team.thread, last);
-        let then = self.fb.create_block();
-        let exit = self.fb.create_block();
-        self.fb.ins().brif(is_last, then, &[], exit, &[]);
-        self.fb.switch_to_block(then);
-        self.fb.seal_block(then);
-        body(self)?;
-        self.fb.ins().jump(exit, &[]);
-        self.fb.switch_to_block(exit);
-        self.fb.seal_block(exit);
-        Ok(())
+        self.when(is_last, body)
     }
 
     fn stmt(&mut self, stmt: &Stmt) -> Result<(), JitError> {
