@@ -63,6 +63,7 @@ fn explain_latex(model: &Model, program: &Program) -> String {
                 Leaf::Const(i) => latex_name(&model.consts[i].name),
                 Leaf::Dt => "\\Delta t".into(),
                 Leaf::Time => "t".into(),
+                Leaf::Noise => "\\xi".into(),
                 Leaf::Buf(b) => format!("\\mathrm{{{}}}", program.buffers[b].name.replace('_', "\\_")),
             }
         };
@@ -136,6 +137,7 @@ pub fn explain(model: &Model, program: &Program, format: Format) -> String {
                 Leaf::Const(i) => model.consts[i].name.clone(),
                 Leaf::Dt => "dt".into(),
                 Leaf::Time => "t".into(),
+                Leaf::Noise => "noise".into(),
                 Leaf::Buf(b) => program.buffers[b].name.clone(),
             }
         };
@@ -150,18 +152,27 @@ pub fn explain(model: &Model, program: &Program, format: Format) -> String {
             )
             .collect();
         for (target, target_name) in targets {
+            let mut filters = Vec::new();
             let terms: Vec<String> = model
                 .projections
                 .iter()
                 .filter(|pr| pr.post == p && pr.compartment == target)
                 .map(|pr| {
-                    let pre = match pr.pre {
+                    let mut pre = match pr.pre {
                         Source::Input(i) => model.inputs[i].name.clone(),
                         Source::Population(q, var) => {
                             let qn = &model.neurons[model.populations[q].neuron];
                             format!("{}.{}", model.populations[q].name, gle_ir::Printer::var_name(qn, var))
                         }
                     };
+                    if let Connectivity::Dense { synapse: Some(tau), .. } = pr.connectivity {
+                        let syn = format!("{}.rsyn", pr.name);
+                        filters.push(format!(
+                            "      where {} * {syn}' = {pre} - {syn}  (synaptic filter)",
+                            gle_ir::dump::num(tau)
+                        ));
+                        pre = syn;
+                    }
                     match &pr.connectivity {
                         Connectivity::Dense { bias, map: Some(f), .. } => {
                             let bias = if bias.is_some() {
@@ -187,6 +198,9 @@ pub fn explain(model: &Model, program: &Program, format: Format) -> String {
                 terms.join(" + ")
             };
             let _ = writeln!(o, "  {target_name} = {sum}");
+            for line in filters {
+                let _ = writeln!(o, "{line}");
+            }
         }
         let _ = writeln!(o, "  {u}' = {}", g.show(nd.udot, &name));
         if let Some(i) = nt.mismatch {
@@ -264,9 +278,10 @@ pub fn explain(model: &Model, program: &Program, format: Format) -> String {
             continue;
         }
         if let Plasticity::Learn { lr_factor } = pr.plasticity {
-            let pre = match pr.pre {
-                Source::Input(i) => model.inputs[i].name.clone(),
-                Source::Population(q, _) => format!("{}.r", model.populations[q].name),
+            let pre = match (pr.pre, &pr.connectivity) {
+                (_, Connectivity::Dense { synapse: Some(_), .. }) => format!("{}.rsyn", pr.name),
+                (Source::Input(i), _) => model.inputs[i].name.clone(),
+                (Source::Population(q, _), _) => format!("{}.r", model.populations[q].name),
             };
             let post = &model.populations[pr.post].name;
             let eta = if lr_factor == 1.0 {

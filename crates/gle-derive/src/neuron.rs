@@ -79,6 +79,12 @@ impl Converter<'_> {
                     gle_ir::BinOp::Pow => g.pow(a, b),
                 }
             }
+            Expr::Call(Callee::Builtin(gle_ir::builtins::Builtin::Noise), xs) => {
+                // `noise(std)` = std·ξ: ξ is a per-step standard normal with no derivative.
+                let std = self.expr(g, &xs[0], args)?;
+                let xi = g.leaf(Leaf::Noise);
+                g.mul(std, xi)
+            }
             Expr::Call(Callee::Builtin(b), xs) => {
                 let xs = xs
                     .iter()

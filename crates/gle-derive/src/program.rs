@@ -49,6 +49,9 @@ pub enum BufInit {
     Feedback(usize),
     /// Filled by the runtime before every step from an input source.
     Input(usize),
+    /// Filled by the runtime before every step with independent standard normals (one per
+    /// element; determined by the run's seed, the buffer's name and the step): rate noise.
+    Noise,
     /// Filled by the runtime before every step from a dataset field of the current samples:
     /// class labels one-hot encoded, other fields copied.
     DataTarget {
@@ -354,6 +357,7 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
     let mut synaptic = Vec::new();
     let mut aux_bufs: Vec<Vec<(BufId, BufId)>> = Vec::new();
     let mut compartment_bufs: Vec<Vec<BufId>> = Vec::new();
+    let mut noise_bufs: Vec<Option<BufId>> = Vec::new();
     for (p, pop) in model.populations.iter().enumerate() {
         let n = pop.size;
         let name = &pop.name;
@@ -409,6 +413,8 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
         synaptic.push(input);
         let comps: Vec<BufId> = nt.compartments.iter().map(|c| batch(&mut b, &c.name)).collect();
         compartment_bufs.push(comps);
+        let noisy = b.g.depends_on(neurons[pop.neuron].rate, &|l| l == Leaf::Noise);
+        noise_bufs.push(noisy.then(|| b.buf(format!("{name}.noise"), n, Layout::Batch, BufInit::Noise)));
         pops.push(PopulationBuffers {
             u,
             uhat,
@@ -455,6 +461,19 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
             _ => None,
         });
     }
+
+    // Synaptic low-pass filters: the filtered presynaptic value each filtered projection sees.
+    let synapse_bufs: Vec<Option<(BufId, f64)>> = model
+        .projections
+        .iter()
+        .map(|pr| match pr.connectivity {
+            Connectivity::Dense { synapse: Some(tau), .. } => Some((
+                b.buf(format!("{}.rsyn", pr.name), pr.shape.1, Layout::Batch, BufInit::Zero),
+                tau,
+            )),
+            _ => None,
+        })
+        .collect();
 
     // Errors sent down through each projection whose both ends learn: d = Wᵀ e_post.
     let mut down: Vec<Option<(BufId, BufId)>> = Vec::new();
@@ -546,7 +565,20 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
             };
             let first = !first_of.contains(&input);
             first_of.push(input);
-            let a = pre_buf(pr)?;
+            let a = match synapse_bufs[k] {
+                Some((syn, tau)) => {
+                    // τ_s·ṙ_syn = r − r_syn, advanced before the projection reads it.
+                    let pre = b.leaf(pre_buf(pr)?);
+                    let tau = b.g.num(tau);
+                    let val = low_pass_step(&mut b.g, integrator, syn, pre, tau);
+                    b.stmts.push(Stmt::Map {
+                        len: pr.shape.1,
+                        outs: vec![(syn, val)],
+                    });
+                    syn
+                }
+                None => pre_buf(pr)?,
+            };
             let (w, bias) = proj_bufs[k];
             let (rows, cols) = pr.shape;
             match &pr.connectivity {
@@ -620,6 +652,7 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
                     Some(e) => g.leaf(Leaf::Buf(e)),
                     None => g.num(0.0),
                 },
+                Leaf::Noise => g.leaf(Leaf::Buf(noise_bufs[p]?)),
                 _ => return None,
             })
         };
@@ -731,13 +764,7 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
             let (a, a_next) = aux_bufs[p][k];
             let tau = b.g.subst(tau, &mut |g, l| bind(g, l, pb.e));
             let x = b.g.subst(x, &mut |g, l| bind(g, l, pb.e));
-            let al = b.leaf(a);
-            let diff = b.g.sub(x, al);
-            let rate = b.g.div(diff, tau);
-            let decay = b.g.grad(rate, one, &[Leaf::Buf(a)])[0];
-            let h = step_length(&mut b.g, integrator, decay);
-            let t = b.g.mul(h, rate);
-            let val = b.g.add(al, t);
+            let val = low_pass_step(&mut b.g, integrator, a, x, tau);
             outs.push((a_next, val));
             b.commits.push((a, a_next));
         }
@@ -752,7 +779,10 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
         // 4. Gradients and errors sent down.
         if let Some(e) = pb.e {
             for (k, pr) in model.projections.iter().enumerate().filter(|(_, pr)| pr.post == p) {
-                let a = pre_buf(pr)?;
+                let a = match synapse_bufs[k] {
+                    Some((syn, _)) => syn,
+                    None => pre_buf(pr)?,
+                };
                 let (w, bias) = proj_bufs[k];
                 let (rows, cols) = pr.shape;
                 if pr.compartment.is_some() {
@@ -935,7 +965,10 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
         let (w, bias) = proj_bufs[k];
         let (rows, cols) = pr.shape;
         let post = pr.post;
-        let pre = pre_buf(pr)?;
+        let pre = match synapse_bufs[k] {
+            Some((syn, _)) => syn,
+            None => pre_buf(pr)?,
+        };
         let (_, uhat_next, r_next, _, _) = staged[post];
         let pb = pops[post].clone();
         let post_nt = &model.neurons[model.populations[post].neuron];
@@ -1288,6 +1321,31 @@ fn cost_density(
         Expr::Call(Callee::Builtin(Builtin::CrossEntropy), _) => {
             return Err(unsupported("`cross_entropy` inside another expression"));
         }
+        Expr::Call(Callee::Builtin(Builtin::Lowpass), args) => {
+            let x = cost_density(b, &args[0], pops, inputs, costs, span, width)?;
+            let (Expr::Num(tau), Some(len), crate::sym::Node::Leaf(Leaf::Buf(src))) =
+                (&args[1], width, b.g.node(x).clone())
+            else {
+                return Err(unsupported("`lowpass` of something other than the target of `mse`"));
+            };
+            if *tau == 0.0 {
+                return Ok(x);
+            }
+            // τ·ẏ = x − y, advanced before the errors read the target.
+            let y = b.buf(
+                format!("lowpass({})", b.buffers[src].name),
+                len,
+                Layout::Batch,
+                BufInit::Zero,
+            );
+            let tau = b.g.num(*tau);
+            let val = low_pass_step(&mut b.g, b.model.protocol.integrator, y, x, tau);
+            b.stmts.push(Stmt::Map {
+                len,
+                outs: vec![(y, val)],
+            });
+            b.leaf(y)
+        }
         Expr::Call(Callee::User(f), args) => {
             let xs = args
                 .iter()
@@ -1309,6 +1367,19 @@ fn inline_args(body: &Expr, args: &[Id], b: &mut Builder) -> Result<Id, DeriveEr
         Ref::Const(i) => Ok(g.leaf(Leaf::Const(i))),
         _ => Err(not_elementwise(WHAT)),
     })
+}
+
+/// The value after one step of the first-order low-pass `τ·ẏ = x − y` of buffer `y` (filters
+/// `I[τ]`, synaptic filters, `lowpass` targets).
+fn low_pass_step(g: &mut Graph, integrator: Integrator, y: BufId, x: Id, tau: Id) -> Id {
+    let yl = g.leaf(Leaf::Buf(y));
+    let diff = g.sub(x, yl);
+    let rate = g.div(diff, tau);
+    let one = g.num(1.0);
+    let decay = g.grad(rate, one, &[Leaf::Buf(y)])[0];
+    let h = step_length(g, integrator, decay);
+    let t = g.mul(h, rate);
+    g.add(yl, t)
 }
 
 /// How far one step advances a state `x` with `ẋ = f`: `dt` (forward Euler) or, for the

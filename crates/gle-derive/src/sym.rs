@@ -55,6 +55,9 @@ pub enum Leaf {
     Dt,
     /// The simulation time.
     Time,
+    /// A standard normal drawn afresh for every neuron, batch row and step (`noise(std)` in a
+    /// rate); it has no derivative.
+    Noise,
 }
 
 /// Elementwise functions: the language's built-ins plus the indicator functions their

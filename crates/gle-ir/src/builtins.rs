@@ -61,6 +61,10 @@ pub enum Builtin {
     Normal,
     /// A recorded stream from an `.npy` file: one row per step.
     Npy,
+    /// Rate noise `std·ξ`: a fresh standard normal ξ per neuron, batch row and step.
+    Noise,
+    /// A first-order low-pass of a target in the energy: `τ·ẏ = x − y` (τ = 0: no filter).
+    Lowpass,
 }
 
 /// Where an expression is written; decides which built-ins are allowed.
@@ -78,6 +82,8 @@ pub enum Context {
     Energy,
     /// An explicit plasticity rule.
     Rule,
+    /// A neuron type's `rate` definition (a neuron definition that may add noise).
+    Rate,
 }
 
 /// Name, parameter names and description of a built-in.
@@ -137,6 +143,8 @@ pub const BUILTINS: &[Signature] = &[
     sig(Builtin::Uniform, "uniform", &["lo", "hi"]),
     sig(Builtin::Normal, "normal", &["mean", "std"]),
     sig(Builtin::Npy, "npy", &["file"]),
+    sig(Builtin::Noise, "noise", &["std"]),
+    sig(Builtin::Lowpass, "lowpass", &["signal", "tau"]),
 ];
 
 impl Builtin {
@@ -171,6 +179,8 @@ impl Builtin {
                 | Builtin::Uniform
                 | Builtin::Normal
                 | Builtin::Npy
+                | Builtin::Noise
+                | Builtin::Lowpass
         )
     }
 
@@ -182,6 +192,8 @@ impl Builtin {
         match self {
             Builtin::Sum | Builtin::Mse | Builtin::CrossEntropy | Builtin::Mismatch => ctx == Context::Energy,
             Builtin::Smooth | Builtin::Ou | Builtin::Uniform | Builtin::Normal | Builtin::Npy => ctx == Context::Input,
+            Builtin::Noise => ctx == Context::Rate,
+            Builtin::Lowpass => ctx == Context::Energy,
             _ => false,
         }
     }
@@ -189,7 +201,10 @@ impl Builtin {
     /// Where it may be used, for error messages.
     pub fn allowed_where(self) -> &'static str {
         match self {
-            Builtin::Sum | Builtin::Mse | Builtin::CrossEntropy | Builtin::Mismatch => "in the energy",
+            Builtin::Sum | Builtin::Mse | Builtin::CrossEntropy | Builtin::Mismatch | Builtin::Lowpass => {
+                "in the energy"
+            }
+            Builtin::Noise => "in a neuron type's `rate`",
             Builtin::Smooth | Builtin::Ou | Builtin::Uniform | Builtin::Normal | Builtin::Npy => "in an input source",
             _ => "anywhere",
         }

@@ -8,7 +8,9 @@ use crate::builtins::{Builtin, is_reserved};
 use crate::diag;
 use crate::eval::{self, NameLookup, eval_count, eval_num};
 use crate::ir::*;
-use crate::resolve::{NeuronScope, Resolver, RuleScope, Scope, bind, is_poisoned, neuron_member, visit};
+use crate::resolve::{
+    NeuronScope, Resolver, RuleScope, Scope, bind, filter_time_constant, is_poisoned, neuron_member, visit,
+};
 use crate::suggest::closest;
 use crate::symbols::{SymKind, Symbols};
 use gle_syntax::ast::{self, Arg, Decl, ExprKind, Ident, Setting};
@@ -845,12 +847,14 @@ impl Checker {
                 states: &'s [String],
                 compartments: &'s [String],
                 defs: &'s [String],
+                rate: bool,
             ) -> Scope<'s> {
                 Scope::Neuron(NeuronScope {
                     params,
                     states,
                     compartments,
                     defs,
+                    rate,
                 })
             }
             match item {
@@ -886,7 +890,16 @@ impl Checker {
                     // A definition that fails to resolve still takes its slot, so later
                     // definitions that use its name do not report it as unknown.
                     let v = self
-                        .ok(r.resolve(value, &scope(&param_names, &state_names, &comp_names, &def_names)))
+                        .ok(r.resolve(
+                            value,
+                            &scope(
+                                &param_names,
+                                &state_names,
+                                &comp_names,
+                                &def_names,
+                                kind == DefKind::Rate,
+                            ),
+                        ))
                         .unwrap_or(Expr::Num(f64::NAN));
                     collect_taus(&v, value, &mut time_constants);
                     defs.push(Def {
@@ -903,8 +916,8 @@ impl Checker {
                         match s.key.node.as_str() {
                             "conductance" => {
                                 if let Some(v) = self.ok(single_value(s)) {
-                                    conductance =
-                                        self.ok(r.resolve(v, &scope(&param_names, &state_names, &comp_names, &[])));
+                                    conductance = self
+                                        .ok(r.resolve(v, &scope(&param_names, &state_names, &comp_names, &[], false)));
                                 }
                             }
                             _ => self.unknown_setting(s, &["conductance"], "a compartment"),
@@ -919,7 +932,7 @@ impl Checker {
                 ast::NeuronItem::Setting(s) => match s.key.node.as_str() {
                     "leak" => {
                         if let Some(v) = self.ok(single_value(s)) {
-                            leak = self.ok(r.resolve(v, &scope(&param_names, &state_names, &comp_names, &[])));
+                            leak = self.ok(r.resolve(v, &scope(&param_names, &state_names, &comp_names, &[], false)));
                         }
                     }
                     _ => self.unknown_setting(s, &["leak"], "a neuron type"),
@@ -2701,11 +2714,13 @@ fn connectivity(
             map: None,
             init: Init::Random(Distribution::FanInUniform),
             bias: None,
+            synapse: None,
         }),
         ExprKind::Call { func, args } if func.node == "dense" => {
             let mut init = Init::Random(Distribution::FanInUniform);
             let mut bias = None;
             let mut map = None;
+            let mut synapse = None;
             for (k, a) in args.iter().enumerate() {
                 match (a.name.as_ref().map(|n| n.node.as_str()), k) {
                     (Some("init"), _) | (None, 0) => {
@@ -2715,12 +2730,15 @@ fn connectivity(
                         bias = Some(weight_init(&a.value, consts, rows, None, "the bias")?)
                     }
                     (Some("map"), _) => map = Some(connectivity_map(&a.value, consts.symbols, fn_arity)?),
+                    (Some("synapse"), _) => {
+                        synapse = Some(filter_time_constant(&a.value, consts)?).filter(|&tau| tau > 0.0)
+                    }
                     (Some(other), _) => {
                         let span = a.name.as_ref().map_or(a.value.span, |n| n.span);
                         let d = Diagnostic::error("E0212", format!("`dense` has no parameter named `{other}`"), span)
                             .with_label("unknown argument name")
-                            .with_note("parameters: init, bias, map");
-                        return Err(match closest(other, ["init", "bias", "map"]) {
+                            .with_note("parameters: init, bias, map, synapse");
+                        return Err(match closest(other, ["init", "bias", "map", "synapse"]) {
                             Some(s) => d.with_help(format!("did you mean `{s}`?")),
                             None => d,
                         });
@@ -2728,7 +2746,12 @@ fn connectivity(
                     (None, _) => return Err(diag::wrong_arity(func, args.len(), 2)),
                 }
             }
-            Ok(Connectivity::Dense { init, bias, map })
+            Ok(Connectivity::Dense {
+                init,
+                bias,
+                map,
+                synapse,
+            })
         }
         ExprKind::Call { func, args } if func.node == "diagonal" => {
             square("diagonal")?;

@@ -334,12 +334,18 @@ impl Model {
                 None => post.name.clone(),
             };
             let conn = match &pr.connectivity {
-                Connectivity::Dense { init: w, bias, map } => {
+                Connectivity::Dense {
+                    init: w,
+                    bias,
+                    map,
+                    synapse,
+                } => {
                     let b = bias
                         .as_ref()
                         .map_or_else(String::new, |b| format!(", bias {}", init(b)));
                     let m = map.map_or_else(String::new, |m| format!(", map {}", self.callee_name(m)));
-                    format!("dense {}×{} init {}{b}{m}", pr.shape.0, pr.shape.1, init(w))
+                    let s = synapse.map_or_else(String::new, |tau| format!(", synapse τ {}", num(tau)));
+                    format!("dense {}×{} init {}{b}{m}{s}", pr.shape.0, pr.shape.1, init(w))
                 }
                 Connectivity::Diagonal { init: w } => format!("diagonal {} init {}", pr.shape.0, init(w)),
                 Connectivity::Identity => format!("identity {}", pr.shape.0),

@@ -320,6 +320,9 @@ pub enum Connectivity {
         bias: Option<Init>,
         /// The elementwise function applied to `W·r + b` (a built-in or a user function).
         map: Option<Callee>,
+        /// Synaptic low-pass: the projection sees `r_syn` with `τ_s·ṙ_syn = r − r_syn` instead
+        /// of the presynaptic value `r` (`None`: no filter).
+        synapse: Option<f64>,
     },
     /// A diagonal matrix (pre and post of equal size).
     Diagonal {

@@ -19,6 +19,8 @@ pub struct NeuronScope<'s> {
     pub compartments: &'s [String],
     /// Names of definitions declared so far.
     pub defs: &'s [String],
+    /// Whether the expression is the type's `rate` (the one place `noise(…)` may appear).
+    pub rate: bool,
 }
 
 impl NeuronScope<'_> {
@@ -69,6 +71,7 @@ impl Scope<'_> {
     fn context(&self) -> Context {
         match self {
             Scope::Function(_) => Context::Function,
+            Scope::Neuron(n) if n.rate => Context::Rate,
             Scope::Neuron(_) => Context::Neuron,
             Scope::Input => Context::Input,
             Scope::Energy => Context::Energy,
@@ -233,7 +236,10 @@ impl Resolver<'_> {
                 return Ok(Expr::Call(Callee::Builtin(b), out));
             }
             let bound = bind(func, args, sig.params)?;
-            let out = bound.iter().map(|a| self.resolve(a, scope)).collect::<Result<_, _>>()?;
+            let mut out: Vec<Expr> = bound.iter().map(|a| self.resolve(a, scope)).collect::<Result<_, _>>()?;
+            if b == Builtin::Lowpass {
+                out[1] = Expr::Num(filter_time_constant(bound[1], self.consts)?);
+            }
             return Ok(Expr::Call(Callee::Builtin(b), out));
         }
         if let Some(sym) = self.symbols.get(name) {
@@ -451,6 +457,31 @@ impl Resolver<'_> {
 /// never shown because the earlier error is.
 fn poisoned(span: Span) -> Diagnostic {
     Diagnostic::error("E0000", "refers to a declaration with errors", span)
+}
+
+/// The time constant of a first-order filter (`lowpass`, a projection's `synapse`): a constant
+/// expression, 0 (no filter) or at least `dt` (when `dt` is known).
+pub fn filter_time_constant(tau: &ast::Expr, consts: &dyn eval::NameLookup) -> Result<f64, Diagnostic> {
+    let v = eval::eval_num(tau, consts)?;
+    if v < 0.0 {
+        return Err(Diagnostic::error(
+            "E0502",
+            format!("a filter time constant must be 0 (no filter) or positive, but it is {v}"),
+            tau.span,
+        )
+        .with_label("filter time constant"));
+    }
+    let dt = consts.lookup("dt", tau.span).ok().flatten();
+    if let Some(dt) = dt.filter(|&dt| v > 0.0 && v < dt) {
+        return Err(Diagnostic::error(
+            "E0503",
+            format!("time constant {v} is smaller than the time step dt = {dt}"),
+            tau.span,
+        )
+        .with_label("filter time constant")
+        .with_note("explicit Euler needs every τ ≥ dt (τ = dt is allowed; 0 turns the filter off)"));
+    }
+    Ok(v)
 }
 
 /// Whether a diagnostic only repeats an earlier error.

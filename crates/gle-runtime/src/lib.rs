@@ -168,7 +168,7 @@ impl Simulation {
             // and instantaneous errors) start from the same student.
             let mut rng = rng::Rng::new(seed, rng::name_hash(&buf.name));
             let values = match &buf.init {
-                BufInit::Zero | BufInit::Input(_) | BufInit::DataTarget { .. } => vec![0.0; size],
+                BufInit::Zero | BufInit::Input(_) | BufInit::DataTarget { .. } | BufInit::Noise => vec![0.0; size],
                 BufInit::NeuronParam { pop, param } => {
                     let pv = &model.populations[*pop].params[*param];
                     let mut v = Vec::with_capacity(size);
@@ -332,9 +332,18 @@ impl Simulation {
             }
         }
         for (b, buf) in self.program.buffers.iter().enumerate() {
-            if let BufInit::DataTarget { dataset, field } = buf.init {
-                let values = self.data_rows(dataset, field, buf.len, true, &buf.name)?;
-                self.data[b] = values;
+            match buf.init {
+                BufInit::DataTarget { dataset, field } => {
+                    let values = self.data_rows(dataset, field, buf.len, true, &buf.name)?;
+                    self.data[b] = values;
+                }
+                BufInit::Noise => rng::fill_standard_normal(
+                    self.model.protocol.seed,
+                    rng::name_hash(&buf.name),
+                    self.step,
+                    &mut self.data[b],
+                ),
+                _ => {}
             }
         }
         let time = n as f64 * self.model.protocol.dt;

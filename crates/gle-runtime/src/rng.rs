@@ -54,6 +54,21 @@ impl Rng {
     }
 }
 
+/// Fills `out` with independent standard normals for step `step` of the stream `stream`: the
+/// values depend only on `(seed, stream, step)`, so a resumed run draws the same noise.
+/// Box–Muller, both outputs of each pair used.
+pub fn fill_standard_normal(seed: u64, stream: u64, step: u64, out: &mut [f64]) {
+    let mut rng = Rng::new(seed ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03), stream);
+    for pair in out.chunks_mut(2) {
+        let radius = (-2.0 * (1.0 - rng.unit()).ln()).sqrt();
+        let (sin, cos) = (std::f64::consts::TAU * rng.unit()).sin_cos();
+        pair[0] = radius * cos;
+        if let Some(second) = pair.get_mut(1) {
+            *second = radius * sin;
+        }
+    }
+}
+
 /// FNV-1a hash of a name: stable across runs, platforms and model layouts (random stream
 /// numbers, layout fingerprints).
 pub fn name_hash(name: &str) -> u64 {

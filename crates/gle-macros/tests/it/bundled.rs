@@ -35,6 +35,7 @@ bundled!(
     le_microcircuit_mimic => "../../models/le_microcircuit_mimic.gle",
     le_mnist1d_mlp => "../../models/le_mnist1d_mlp.gle",
     le_mnist1d_mlp_fa => "../../models/le_mnist1d_mlp_fa.gle",
+    le_mnist1d_mlp_rate_noise => "../../models/le_mnist1d_mlp_rate_noise.gle",
     le_mnist1d_mlp_tau_learning => "../../models/le_mnist1d_mlp_tau_learning.gle",
     le_mnist1d_mlp_tau_noise => "../../models/le_mnist1d_mlp_tau_noise.gle",
 );

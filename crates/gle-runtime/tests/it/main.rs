@@ -5,4 +5,5 @@ mod data;
 mod facts;
 mod golden;
 mod lagnet;
+mod noise;
 mod resume;

@@ -11,6 +11,8 @@ fn simulation(model: &str, overrides: &[(String, f64)]) -> Simulation {
         "le_microcircuit_bars.gle" => std::fs::read_to_string(&path)
             .unwrap()
             .replace("repeat 1000", "repeat 4"),
+        // Two short epochs of the rate-noise classifier.
+        "le_mnist1d_mlp_rate_noise.gle" => std::fs::read_to_string(&path).unwrap().replace("repeat 50", "repeat 2"),
         _ if model.starts_with('/') => std::fs::read_to_string(model).unwrap(),
         _ => std::fs::read_to_string(&path).unwrap(),
     };
@@ -108,6 +110,14 @@ fn lagline_resumes_bit_identically() {
 fn microcircuit_resumes_bit_identically() {
     let overrides = [("eta".to_string(), 0.05)];
     check_resume("le_microcircuit_bars.gle", &overrides, 1000, 2350);
+}
+
+/// Rate noise (drawn per step from the seed, the buffer and the step), synaptic filters and a
+/// low-passed target: the noise after resuming is the noise the uninterrupted run drew.
+#[test]
+fn rate_noise_resumes_bit_identically() {
+    let overrides = [("n_updates".to_string(), 4.0)];
+    check_resume("le_mnist1d_mlp_rate_noise.gle", &overrides, 150, 330);
 }
 
 /// A classifier on a small `.npz` dataset (written here) with train and test splits, softmax
