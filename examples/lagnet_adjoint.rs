@@ -92,8 +92,9 @@ struct Sample {
 }
 
 impl LagNet {
-    fn new(steps: usize) -> Result<Self, String> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/gle_lagnet.gle");
+    /// The LagNet of `models/{file}`.
+    fn new(file: &str, steps: usize) -> Result<Self, String> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models").join(file);
         let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let (model, diags) = gle_ir::check_source(&path.display().to_string(), &text);
         let model = model.ok_or_else(|| format!("{diags:?}"))?;
@@ -123,16 +124,20 @@ impl LagNet {
         })
     }
 
-    /// One step without learning; what the adjoint needs of it.
+    /// One step without learning; what the adjoint needs of it: the values the step reads (φ'
+    /// and the output error from the values committed before it, the input of this step) and
+    /// the error e it computes.
     fn step(&mut self) -> Result<Sample, String> {
+        let b = |sim: &Simulation, k: usize| sim.buffer(self.ids[k]).to_vec();
+        let (slope1, slope2) = (b(&self.sim, 2), b(&self.sim, 3));
+        let eps = b(&self.sim, 4)[0] * (b(&self.sim, 6)[0] - b(&self.sim, 5)[0]);
         self.sim.step().map_err(|e| e.message)?;
-        let b = |k: usize| self.sim.buffer(self.ids[k]);
         Ok(Sample {
-            x: b(0)[0],
-            e1: b(1).to_vec(),
-            slope1: b(2).to_vec(),
-            slope2: b(3).to_vec(),
-            eps: b(4)[0] * (b(6)[0] - b(5)[0]),
+            x: b(&self.sim, 0)[0],
+            e1: b(&self.sim, 1),
+            slope1,
+            slope2,
+            eps,
         })
     }
 
@@ -170,7 +175,7 @@ impl LagNet {
 
 /// Runs the LagNet for `steps` steps with its student frozen and compares e with λ.
 pub fn compare(steps: usize) -> Result<Vec<Row>, String> {
-    let mut net = LagNet::new(steps)?;
+    let mut net = LagNet::new("gle_lagnet.gle", steps)?;
     let samples = (0..steps).map(|_| net.step()).collect::<Result<Vec<_>, _>>()?;
     let lam = net.adjoint(&samples);
     let (dt, tau_m, tau_r) = (net.dt, &net.tau_m, &net.tau_r);
@@ -201,11 +206,12 @@ pub fn compare(steps: usize) -> Result<Vec<Row>, String> {
     Ok(rows)
 }
 
-/// The adjoint ("AM") student of the figure: from step `start` on, every `window` steps the
-/// exact λ over the window just run updates the input weights, W₁ += lr · Σ λ₁ x dt (plain
-/// steps of lr). Returns W₁ after every window.
+/// The adjoint ("AM") student of the figure (`models/gle_lagnet_adjoint.gle`: γ = 0, so the
+/// forward pass is unperturbed; its own protocol is not used): from step `start` on, every
+/// `window` steps the exact λ over the window just run updates the input weights,
+/// W₁ += lr · Σ λ₁ x dt (plain steps of lr). Returns W₁ after every window.
 pub fn adjoint_student(steps: usize, start: usize, window: usize, lr: f64) -> Result<Vec<(usize, [f64; 2])>, String> {
-    let mut net = LagNet::new(steps)?;
+    let mut net = LagNet::new("gle_lagnet_adjoint.gle", steps)?;
     let mut trajectory = Vec::new();
     let mut samples = Vec::with_capacity(window);
     for n in 1..=steps {

@@ -235,6 +235,21 @@ pub fn explain(model: &Model, program: &Program, format: Format) -> String {
                     other => name(other),
                 }
             };
+            if let ErrorMode::Adjoint { window } = model.learning.errors {
+                let _ = writeln!(o, "  e = {}  (local error: the output cost only)", g.show(*gi, &bname));
+                let _ = writeln!(
+                    o,
+                    "  adjoint (offline, every {window} steps, backwards from lambda = 0): alpha = e + phi'(uhat) * W^T lambda_above,"
+                );
+                let _ = writeln!(
+                    o,
+                    "      lambda(n) = exp(-dt / tau_m) * lambda(n+1) + dt / tau_m * (alpha(n+1) - tau_r / dt * (alpha(n+1) - alpha(n)))"
+                );
+                if md {
+                    let _ = writeln!(o, "```\n");
+                }
+                continue;
+            }
             let _ = writeln!(o, "  g = {}", g.show(*gi, &bname));
             let _ = writeln!(o, "      where the error arriving from above is {}", g.show(*c, &bname));
             let tau_m = g.show(nd.tau_m, &name);
@@ -289,6 +304,19 @@ pub fn explain(model: &Model, program: &Program, format: Format) -> String {
             } else {
                 format!("{} * eta", gle_ir::dump::num(lr_factor))
             };
+            if let ErrorMode::Adjoint { window } = model.learning.errors {
+                plastic.push(format!(
+                    "{}.W: once every {window} steps, grad = -integral of {post}.lambda {pre}^T dt over the window",
+                    pr.name
+                ));
+                if let Connectivity::Dense { bias: Some(_), .. } = pr.connectivity {
+                    plastic.push(format!(
+                        "{}.b: once every {window} steps, grad = -integral of {post}.lambda dt",
+                        pr.name
+                    ));
+                }
+                continue;
+            }
             plastic.push(format!("d{}.W/dt = -{eta} * dE/dW = {eta} * {post}.e {pre}^T", pr.name));
             if let Connectivity::Dense { bias: Some(_), .. } = pr.connectivity {
                 plastic.push(format!("d{}.b/dt = {eta} * {post}.e", pr.name));

@@ -5,10 +5,12 @@
 //! - [`neuron`]: a neuron type's membrane equation solved from its mismatch, its prospective
 //!   voltage, activation and slope, and the time constants of its error neuron.
 //! - [`program`]: the step program, the contract every backend consumes.
+//! - [`adjoint`]: what the runtime needs for the offline exact-adjoint error mode.
 //! - [`explain`]: the derived equations as text.
 //!
 //! This crate does no I/O and depends on no backend.
 
+pub mod adjoint;
 pub mod explain;
 pub mod neuron;
 pub mod program;

@@ -9,6 +9,7 @@
 //! taken from the same pre-step derivative.
 
 use crate::DeriveError;
+use crate::adjoint::{AdjointGradient, AdjointLink, AdjointMap, AdjointPlan, AdjointPopulation, Tau};
 use crate::neuron::{NeuronDynamics, derive_neuron};
 use crate::sym::{Fun, Graph, Id, Leaf};
 use gle_ir::builtins::Builtin;
@@ -255,6 +256,8 @@ pub struct Program {
     pub errors: Vec<(usize, Id, Id)>,
     /// Output costs of the energy (for the loss metric).
     pub costs: Vec<CostTerm>,
+    /// With `errors adjoint(…)`: what the runtime records and how it computes the gradients.
+    pub adjoint: Option<AdjointPlan>,
 }
 
 struct Builder<'m> {
@@ -334,13 +337,19 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
             }
         }
     }
-    if let ErrorMode::Adjoint { .. } = model.learning.errors {
-        let span = model.energy.as_ref().map_or(gle_syntax::Span::default(), |e| e.span);
+    // The offline adjoint mode: local errors only, no errors sent down and no online gradients;
+    // the runtime integrates λ backwards over each window (see `crate::adjoint`).
+    let adjoint_window = match model.learning.errors {
+        ErrorMode::Adjoint { window } => Some(window),
+        _ => None,
+    };
+    if let (Some(_), Some(rule)) = (adjoint_window, model.rules.first()) {
         return Err(DeriveError::new(
-            "the offline adjoint error mode is not compiled yet".into(),
-            span,
+            "explicit plasticity rules cannot be combined with `errors adjoint(…)`".into(),
+            rule.span,
         ));
     }
+    let mut adjoint_gradients: Vec<AdjointGradient> = Vec::new();
 
     // Inputs.
     let inputs: Vec<BufId> = model
@@ -480,7 +489,7 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
     for pr in &model.projections {
         let pre_learns = matches!(pr.pre, Source::Population(p, _) if model.populations[p].role == Role::Learner);
         let post_learns = model.populations[pr.post].role == Role::Learner;
-        down.push(if pre_learns && post_learns {
+        down.push(if pre_learns && post_learns && adjoint_window.is_none() {
             let len = pr.shape.1;
             let d = b.buf(format!("{}.d", pr.name), len, Layout::Batch, BufInit::Zero);
             let dn = b.buf(format!("{}.d'", pr.name), len, Layout::Batch, BufInit::Zero);
@@ -497,7 +506,10 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
     let sequential = model.protocol.schedule == Schedule::Sequential;
     let integrator = model.protocol.integrator;
     let order = if sequential {
-        topological_order(model)?
+        topological_order(
+            model,
+            "the sequential schedule needs a network without loops; use `schedule parallel`",
+        )?
     } else {
         (0..model.populations.len()).collect()
     };
@@ -819,7 +831,27 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
                         _ => rows,
                     };
                     let grad = b.buf(format!("{}.W.grad", pr.name), len, Layout::Shared, BufInit::Zero);
+                    let bias_grad =
+                        bias.map(|_| b.buf(format!("{}.b.grad", pr.name), rows, Layout::Shared, BufInit::Zero));
+                    if adjoint_window.is_some() {
+                        if pre_activation[k].is_some() {
+                            return Err(DeriveError::new(
+                                "a connectivity function (`map:`) cannot be learned with `errors adjoint(…)`".into(),
+                                pr.span,
+                            ));
+                        }
+                        adjoint_gradients.push(AdjointGradient {
+                            post: p,
+                            x: a,
+                            grad,
+                            bias_grad,
+                            dense: matches!(pr.connectivity, Connectivity::Dense { .. }),
+                            rows,
+                            cols,
+                        });
+                    }
                     match pr.connectivity {
+                        _ if adjoint_window.is_some() => {}
                         Connectivity::Dense { .. } => b.stmts.push(Stmt::Outer {
                             grad,
                             rows,
@@ -852,14 +884,15 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
                         clamp_min: None,
                         rule: None,
                     });
-                    if let Some(bias) = bias {
-                        let gb = b.buf(format!("{}.b.grad", pr.name), rows, Layout::Shared, BufInit::Zero);
-                        b.stmts.push(Stmt::Mean {
-                            grad: gb,
-                            len: rows,
-                            x: e,
-                            negate: true,
-                        });
+                    if let (Some(bias), Some(gb)) = (bias, bias_grad) {
+                        if adjoint_window.is_none() {
+                            b.stmts.push(Stmt::Mean {
+                                grad: gb,
+                                len: rows,
+                                x: e,
+                                negate: true,
+                            });
+                        }
                         b.learnables.push(Learnable {
                             name: format!("{}.b", pr.name),
                             param: bias,
@@ -906,6 +939,12 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
             for (i, pv) in pop.params.iter().enumerate() {
                 if !pv.learn {
                     continue;
+                }
+                if adjoint_window.is_some() {
+                    return Err(DeriveError::new(
+                        "`errors adjoint(…)` learns projections only, not neuron parameters".into(),
+                        pv.span,
+                    ));
                 }
                 let dm = nd.dmismatch_dparam[i];
                 let mul = b.leaf(pb.udot);
@@ -1088,7 +1127,22 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
             });
         }
     }
+    let adjoint = match adjoint_window {
+        Some(window) => Some(adjoint_plan(
+            model,
+            window,
+            &pops,
+            &slopes,
+            &neurons,
+            &b.g,
+            &proj_bufs,
+            &feedback,
+            adjoint_gradients,
+        )?),
+        None => None,
+    };
     Ok(Program {
+        adjoint,
         graph: b.g,
         buffers: b.buffers,
         stmts: b.stmts,
@@ -1100,6 +1154,93 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
         neurons,
         errors,
         costs: costs.terms,
+    })
+}
+
+/// The backward pass of the adjoint error mode: learners top-down, the projections between
+/// them, and the learned projections' gradients (`post` given as a population index).
+#[allow(clippy::too_many_arguments)]
+fn adjoint_plan(
+    model: &Model,
+    window: usize,
+    pops: &[PopulationBuffers],
+    slopes: &[BufId],
+    neurons: &[NeuronDynamics],
+    g: &Graph,
+    proj_bufs: &[(BufId, Option<BufId>)],
+    feedback: &[Option<BufId>],
+    gradients: Vec<AdjointGradient>,
+) -> Result<AdjointPlan, DeriveError> {
+    let order = topological_order(model, "`errors adjoint(…)` needs a network without loops")?;
+    let learners: Vec<usize> = order.into_iter().rev().filter(|&p| pops[p].e.is_some()).collect();
+    let index = |p: usize| learners.iter().position(|&q| q == p).expect("a learner");
+    let mut populations = Vec::new();
+    for &p in &learners {
+        let pop = &model.populations[p];
+        let nd = &neurons[pop.neuron];
+        let tau = |id: Option<Id>| -> Result<Tau, DeriveError> {
+            let Some(id) = id else { return Ok(Tau::Num(0.0)) };
+            match (g.node(id), g.as_num(id)) {
+                (_, Some(v)) => Ok(Tau::Num(v)),
+                (crate::sym::Node::Leaf(Leaf::Param(i)), _) => Ok(Tau::Param(pops[p].params[*i])),
+                _ => Err(DeriveError::new(
+                    format!(
+                        "`errors adjoint(…)` needs the time constants of `{}` to be parameters or numbers",
+                        pop.name
+                    ),
+                    pop.span,
+                )),
+            }
+        };
+        populations.push(AdjointPopulation {
+            population: p,
+            len: pop.size,
+            local_error: pops[p].e.expect("a learner"),
+            slope: slopes[p],
+            tau_m: tau(Some(nd.tau_m))?,
+            tau_r: tau(nd.tau_r)?,
+        });
+    }
+    let mut links = Vec::new();
+    for (k, pr) in model.projections.iter().enumerate() {
+        let Source::Population(q, _) = pr.pre else { continue };
+        if pops[q].e.is_none() || pops[pr.post].e.is_none() {
+            continue;
+        }
+        let map = match pr.connectivity {
+            Connectivity::Dense { map: Some(_), .. } => {
+                return Err(DeriveError::new(
+                    "a connectivity function (`map:`) between learners is not supported with `errors adjoint(…)`"
+                        .into(),
+                    pr.span,
+                ));
+            }
+            Connectivity::Dense { .. } => AdjointMap::Dense {
+                w: feedback[k].unwrap_or(proj_bufs[k].0),
+            },
+            Connectivity::Diagonal { .. } => AdjointMap::Diagonal { w: proj_bufs[k].0 },
+            Connectivity::Identity => AdjointMap::Identity,
+        };
+        links.push(AdjointLink {
+            pre: index(q),
+            post: index(pr.post),
+            map,
+            rows: pr.shape.0,
+            cols: pr.shape.1,
+        });
+    }
+    let gradients = gradients
+        .into_iter()
+        .map(|grad| AdjointGradient {
+            post: index(grad.post),
+            ..grad
+        })
+        .collect();
+    Ok(AdjointPlan {
+        window,
+        populations,
+        links,
+        gradients,
     })
 }
 
@@ -1398,7 +1539,7 @@ fn step_length(g: &mut Graph, integrator: Integrator, decay: Id) -> Id {
 }
 
 /// Populations in dependency order along projections (for the sequential schedule).
-fn topological_order(model: &Model) -> Result<Vec<usize>, DeriveError> {
+fn topological_order(model: &Model, message: &str) -> Result<Vec<usize>, DeriveError> {
     let n = model.populations.len();
     let mut indegree = vec![0usize; n];
     for pr in &model.projections {
@@ -1435,10 +1576,7 @@ fn topological_order(model: &Model) -> Result<Vec<usize>, DeriveError> {
             .populations
             .first()
             .map_or(gle_syntax::Span::default(), |p| p.span);
-        return Err(DeriveError::new(
-            "the sequential schedule needs a network without loops; use `schedule parallel`".into(),
-            span,
-        ));
+        return Err(DeriveError::new(message.into(), span));
     }
     Ok(order)
 }

@@ -55,6 +55,9 @@ impl Simulation {
             members.push(member(format!("saved{j}_{buf}"), values));
         }
         members.push(member("metric_sums", &self.metrics.sums));
+        if let Some(window) = &self.adjoint {
+            members.push(member("adjoint_window", window.frames()));
+        }
         zip::write(&members)
     }
 
@@ -124,6 +127,11 @@ impl Simulation {
         self.metrics.correct = meta[16] as usize;
         self.metrics.samples = meta[17] as usize;
         self.metrics.sums = get("metric_sums")?;
+        if let Some(window) = self.adjoint.as_mut()
+            && !window.restore(get("adjoint_window")?)
+        {
+            return Err(RunError::new(format!("{what}: corrupt checkpoint (adjoint window)")));
+        }
         self.resume = Some(self.step);
         Ok(())
     }

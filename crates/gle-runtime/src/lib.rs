@@ -5,6 +5,7 @@
 //! The interpreter ([`interp`]) defines glec's semantics; it is the oracle for the other
 //! backends.
 
+mod adjoint;
 mod checkpoint;
 pub mod data;
 pub mod embedded;
@@ -146,6 +147,8 @@ pub struct Simulation {
     resume: Option<u64>,
     /// A compiled step (the JIT); `None` runs the reference interpreter.
     kernel: Option<Box<dyn StepKernel>>,
+    /// The window of the adjoint error mode (`errors adjoint(…)`).
+    adjoint: Option<adjoint::Recorder>,
     /// Steps between checkpoints (`checkpoint N` in the run protocol).
     checkpoint_every: Option<u64>,
 }
@@ -241,7 +244,13 @@ impl Simulation {
             .iter()
             .flat_map(|p| [p.u, p.r].into_iter().chain(p.e))
             .collect();
+        let sizes: Vec<usize> = data.iter().map(Vec::len).collect();
+        let adjoint = program
+            .adjoint
+            .clone()
+            .map(|plan| adjoint::Recorder::new(plan, &program, &sizes));
         Ok(Simulation {
+            adjoint,
             program,
             model,
             batch,
@@ -614,6 +623,9 @@ impl Simulation {
             }
             self.feed_step = 0;
             self.metrics = metrics::PhaseMetrics::default();
+            if let Some(window) = self.adjoint.as_mut() {
+                window.clear();
+            }
             self.saved_params.clear();
             for (pop, param, v) in &phase.param_overrides {
                 let buf = self.program.populations[*pop].params[*param];
@@ -631,13 +643,24 @@ impl Simulation {
             if self.limit.is_some_and(|l| self.step >= l) {
                 break;
             }
+            if let (true, Some(window)) = (phase.learn, self.adjoint.as_mut()) {
+                window.before_step(&self.data);
+            }
             self.step()?;
             let mut metrics = std::mem::take(&mut self.metrics);
             metrics.observe(self);
             self.metrics = metrics;
             (hooks.observe)(self)?;
             if phase.learn {
-                self.optimizer_step()?;
+                match self.adjoint.as_mut() {
+                    None => self.optimizer_step()?,
+                    Some(window) => {
+                        if window.after_step(&self.data) {
+                            window.write_gradients(&mut self.data, self.batch, self.model.protocol.dt);
+                            self.optimizer_step()?;
+                        }
+                    }
+                }
             }
             if let Some(every) = self.checkpoint_every
                 && self.step.is_multiple_of(every)

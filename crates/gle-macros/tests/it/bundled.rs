@@ -23,6 +23,7 @@ bundled!(
     gle_lagline_bp => "../../models/gle_lagline_bp.gle",
     gle_lagline_golden => "../../models/gle_lagline_golden.gle",
     gle_lagnet => "../../models/gle_lagnet.gle",
+    gle_lagnet_adjoint => "../../models/gle_lagnet_adjoint.gle",
     gle_mnist1d_15k => "../../models/gle_mnist1d_15k.gle",
     gle_mnist1d_lagnet_le => "../../models/gle_mnist1d_lagnet_le.gle",
     gle_single_neuron => "../../models/gle_single_neuron.gle",

@@ -43,3 +43,39 @@ fn lagnet_adjoint_student_moves_towards_the_teacher() {
     let (start, end) = (distance(first[0].1), distance(trajectory.last().unwrap().1));
     assert!(end < 0.85 * start, "distance to the teacher {start} -> {end}");
 }
+
+/// glec's own `errors adjoint(window: 300)` (`models/gle_lagnet_adjoint.gle`, run by its
+/// protocol) against the example's hand-written λ and weight update on the same network: both
+/// record what each step reads, so the weights after 74 windows agree to rounding (the two
+/// sum λ·x·dt in different orders; asserted: 1e-12 relative).
+#[test]
+fn adjoint_error_mode_matches_the_hand_written_adjoint() {
+    let steps = 30_100;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/gle_lagnet_adjoint.gle");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (model, diags) = gle_ir::check_source("gle_lagnet_adjoint.gle", &text);
+    assert!(diags.is_empty(), "{diags:?}");
+    let model = model.unwrap();
+    let program = gle_derive::compile(&model).unwrap();
+    let w = program.projections[3].0;
+    let mut sim = gle_runtime::Simulation::new(model, program, std::path::Path::new("."), steps).unwrap();
+    let start = sim.buffer(w).to_vec();
+    sim.set_step_limit(steps as u64);
+    sim.run_protocol(&mut |_| Ok(())).unwrap();
+    let glec = sim.buffer(w).to_vec();
+    let example = example::adjoint_student(steps, 8000, 300, 7e-2)
+        .unwrap()
+        .last()
+        .unwrap()
+        .1;
+    for k in 0..2 {
+        assert!(
+            (glec[k] - example[k]).abs() <= 1e-12 * example[k].abs(),
+            "W[{k}]: {} in glec, {} in the example (from {})",
+            glec[k],
+            example[k],
+            start[k]
+        );
+        assert!((glec[k] - start[k]).abs() > 0.1, "W[{k}] barely moved");
+    }
+}

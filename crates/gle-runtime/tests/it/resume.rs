@@ -120,6 +120,13 @@ fn rate_noise_resumes_bit_identically() {
     check_resume("le_mnist1d_mlp_rate_noise.gle", &overrides, 150, 330);
 }
 
+/// The adjoint error mode: the checkpoint lands inside a window (150 steps into the fifth), whose
+/// recorded steps it carries.
+#[test]
+fn adjoint_window_resumes_bit_identically() {
+    check_resume("gle_lagnet_adjoint.gle", &[], 9350, 9400);
+}
+
 /// A classifier on a small `.npz` dataset (written here) with train and test splits, softmax
 /// cross-entropy, Adam, read-out accuracy and the plateau schedule; checkpoints inside a
 /// training pass and inside a test pass.
