@@ -849,31 +849,31 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
                             rows,
                             cols,
                         });
-                    }
-                    match pr.connectivity {
-                        _ if adjoint_window.is_some() => {}
-                        Connectivity::Dense { .. } => b.stmts.push(Stmt::Outer {
-                            grad,
-                            rows,
-                            cols,
-                            a: e,
-                            x: a,
-                            negate: true,
-                        }),
-                        _ => {
-                            let tmp = b.buf(format!("{}.W.grad_rows", pr.name), rows, Layout::Batch, BufInit::Zero);
-                            let (el, al) = (b.leaf(e), b.leaf(a));
-                            let prod = b.g.mul(el, al);
-                            b.stmts.push(Stmt::Map {
-                                len: rows,
-                                outs: vec![(tmp, prod)],
-                            });
-                            b.stmts.push(Stmt::Mean {
+                    } else {
+                        match pr.connectivity {
+                            Connectivity::Dense { .. } => b.stmts.push(Stmt::Outer {
                                 grad,
-                                len: rows,
-                                x: tmp,
+                                rows,
+                                cols,
+                                a: e,
+                                x: a,
                                 negate: true,
-                            });
+                            }),
+                            _ => {
+                                let tmp = b.buf(format!("{}.W.grad_rows", pr.name), rows, Layout::Batch, BufInit::Zero);
+                                let (el, al) = (b.leaf(e), b.leaf(a));
+                                let prod = b.g.mul(el, al);
+                                b.stmts.push(Stmt::Map {
+                                    len: rows,
+                                    outs: vec![(tmp, prod)],
+                                });
+                                b.stmts.push(Stmt::Mean {
+                                    grad,
+                                    len: rows,
+                                    x: tmp,
+                                    negate: true,
+                                });
+                            }
                         }
                     }
                     b.learnables.push(Learnable {
