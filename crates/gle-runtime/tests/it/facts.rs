@@ -1,5 +1,6 @@
 //! The closed forms and tables of `test-facts.md`, each at its stated tolerance.
 
+use crate::{buf, sim};
 use gle_runtime::Simulation;
 
 /// A neuron type with parameters τᵐ, τʳ, γ and the given activation.
@@ -7,19 +8,6 @@ fn neuron(name: &str, phi: &str) -> String {
     format!(
         "neuron {name} {{\n    param tau_m = 1\n    param tau_r = 1\n    param gamma = 0\n    state u\n    let uhat = D[tau_r] u\n    rate r = {phi}(uhat)\n    mismatch e = D[tau_m] u - input\n}}\n"
     )
-}
-
-fn sim(src: &str, steps: usize) -> Simulation {
-    let (model, diags) = gle_ir::check_source("test.gle", src);
-    assert!(diags.is_empty(), "{diags:#?}");
-    let model = model.unwrap();
-    let program = gle_derive::compile(&model).unwrap();
-    Simulation::new(model, program, std::path::Path::new("."), steps).unwrap()
-}
-
-fn buf(s: &Simulation, name: &str) -> Vec<f64> {
-    s.buffer(s.buffer_id(name).unwrap_or_else(|| panic!("no buffer {name}")))
-        .to_vec()
 }
 
 fn close(a: f64, b: f64, tol: f64) -> bool {

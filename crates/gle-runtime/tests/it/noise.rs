@@ -1,19 +1,6 @@
 //! Rate noise, synaptic filters and low-passed targets (LE paper Fig. 4c; math.md §10.5).
 
-use gle_runtime::Simulation;
-
-fn sim(src: &str, steps: usize) -> Simulation {
-    let (model, diags) = gle_ir::check_source("test.gle", src);
-    assert!(diags.is_empty(), "{diags:#?}");
-    let model = model.unwrap();
-    let program = gle_derive::compile(&model).unwrap();
-    Simulation::new(model, program, std::path::Path::new("."), steps).unwrap()
-}
-
-fn buf(s: &Simulation, name: &str) -> Vec<f64> {
-    s.buffer(s.buffer_id(name).unwrap_or_else(|| panic!("no buffer {name}")))
-        .to_vec()
-}
+use crate::{buf, sim};
 
 const LE: &str = "neuron Le {\n    param tau = 1\n    param gamma = 0\n    state u\n    let uhat = D[tau] u\n    rate r = uhat + noise(sigma)\n    mismatch e = D[tau] u - input\n}\n";
 
