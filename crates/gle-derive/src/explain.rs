@@ -81,6 +81,12 @@ fn explain_latex(model: &Model, program: &Program) -> String {
         let _ = writeln!(o, "  \\varphi'(\\breve{{u}}) &= {}", g.show_latex(nd.slope, &name));
         if let Some((_, _, gi)) = program.errors.iter().find(|(q, _, _)| *q == p) {
             let _ = writeln!(o, "  \\\\ g &= {}", g.show_latex(*gi, &name));
+            if let ErrorMode::Adjoint { window } = model.learning.errors {
+                let _ = writeln!(
+                    o,
+                    "  \\\\ \\lambda_n &= e^{{-\\Delta t/\\tau^{{m}}}} \\lambda_{{n+1}} + \\tfrac{{\\Delta t}}{{\\tau^{{m}}}}\\left(\\alpha_{{n+1}} - \\tfrac{{\\tau^{{r}}}}{{\\Delta t}}(\\alpha_{{n+1}} - \\alpha_n)\\right), \\quad \\alpha = g + \\varphi' \\odot W^\\top \\lambda_{{\\mathrm{{above}}}} \\quad \\text{{(offline, every {window} steps)}}"
+                );
+            }
             if let (ErrorMode::Prospective, Some(tau_r)) = (model.learning.errors, nd.tau_r) {
                 let _ = writeln!(
                     o,
