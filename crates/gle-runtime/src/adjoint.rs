@@ -20,8 +20,8 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
-    /// A recorder for `plan`; `lens` are the buffers' lengths (all batch rows).
-    pub fn new(plan: AdjointPlan, program: &Program, lens: &[usize]) -> Self {
+    /// A recorder for `plan` over the simulation's buffers `data`.
+    pub fn new(plan: AdjointPlan, program: &Program, data: &[Vec<f64>]) -> Self {
         let mut offset = 0;
         let recorded = plan
             .recorded()
@@ -29,7 +29,7 @@ impl Recorder {
             .map(|b| {
                 let before = program.commits.iter().any(|&(dst, _)| dst == b);
                 let at = offset;
-                offset += lens[b];
+                offset += data[b].len();
                 (b, before, at)
             })
             .collect();

@@ -244,11 +244,10 @@ impl Simulation {
             .iter()
             .flat_map(|p| [p.u, p.r].into_iter().chain(p.e))
             .collect();
-        let sizes: Vec<usize> = data.iter().map(Vec::len).collect();
         let adjoint = program
             .adjoint
             .clone()
-            .map(|plan| adjoint::Recorder::new(plan, &program, &sizes));
+            .map(|plan| adjoint::Recorder::new(plan, &program, &data));
         Ok(Simulation {
             adjoint,
             program,
