@@ -11,7 +11,7 @@
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    AbiParam, BlockArg, Endianness, FuncRef, InstBuilder, MemFlagsData, Signature, Value, types,
+    AbiParam, BlockArg, Endianness, FuncRef, InstBuilder, MemFlagsData, Signature, SourceLoc, Value, types,
 };
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
@@ -71,6 +71,8 @@ pub struct CompiledStep {
     scratch: Vec<f64>,
     /// The helper threads of a team (none for a single thread).
     helpers: Option<Helpers>,
+    /// The vector constants the code reads.
+    pool: VectorPool,
 }
 
 /// The helper threads of a team: they live as long as the compiled step and run their share
@@ -249,6 +251,7 @@ impl StepKernel for CompiledStep {
         }
         self.ptrs.clear();
         self.ptrs.extend(data.iter_mut().map(|b| b.as_mut_ptr()));
+        self.ptrs.push(self.pool.lanes.as_ptr().cast::<f64>().cast_mut());
         let consts = if consts.is_empty() {
             [0.0].as_ptr()
         } else {
@@ -320,6 +323,7 @@ pub fn compile(program: &Program, batch: usize) -> Result<CompiledStep, JitError
 /// layers), since each step starts its helper threads afresh.
 pub fn compile_for_threads(program: &Program, batch: usize, threads: usize) -> Result<CompiledStep, JitError> {
     let threads = threads.max(1);
+    let profile = std::env::var_os(PERF_MAP_VAR).is_some();
     let err = |e: &dyn std::fmt::Display| JitError(e.to_string());
     let mut flags = settings::builder();
     flags.set("use_colocated_libcalls", "false").map_err(|e| err(&e))?;
@@ -364,6 +368,7 @@ pub fn compile_for_threads(program: &Program, batch: usize, threads: usize) -> R
         .collect();
     let mut fctx = FunctionBuilderContext::new();
     let scratch_len;
+    let pool;
     {
         let mut fb = FunctionBuilder::new(&mut ctx.func, &mut fctx);
         let entry = fb.create_block();
@@ -387,6 +392,7 @@ pub fn compile_for_threads(program: &Program, batch: usize, threads: usize) -> R
             scratch_len: 0,
             bases: HashMap::new(),
             team: None,
+            pool: VectorPool::new(),
         };
         if threads > 1 {
             let meet = e.module.declare_func_in_func(barrier_id, e.fb.func);
@@ -397,13 +403,19 @@ pub fn compile_for_threads(program: &Program, batch: usize, threads: usize) -> R
                 meet,
             });
         }
-        for stmt in &program.stmts {
+        for (k, stmt) in program.stmts.iter().enumerate() {
+            if profile {
+                e.fb.set_srcloc(SourceLoc::new(k as u32));
+            }
             if stmt.computes_gradient() {
                 e.when_learning(&mut |e| e.stmt(stmt))?;
             } else {
                 e.stmt(stmt)?;
             }
             e.meet();
+        }
+        if profile {
+            e.fb.set_srcloc(SourceLoc::new(program.stmts.len() as u32));
         }
         for &(dst, src) in &program.commits {
             let n = lens[dst];
@@ -413,6 +425,7 @@ pub fn compile_for_threads(program: &Program, batch: usize, threads: usize) -> R
         e.meet();
         e.fb.ins().return_(&[]);
         scratch_len = e.scratch_len;
+        pool = e.pool;
         let config = e.module.target_config();
         e.fb.finalize(config);
     }
@@ -420,9 +433,22 @@ pub fn compile_for_threads(program: &Program, batch: usize, threads: usize) -> R
     module
         .define_function(func_id, &mut ctx)
         .map_err(|e| err(&format!("{e:?}")))?;
+    let regions: Vec<(u32, u32, u32)> = match ctx.compiled_code() {
+        Some(code) if profile => code
+            .buffer
+            .get_srclocs_sorted()
+            .iter()
+            .filter(|r| !r.loc.is_default())
+            .map(|r| (r.start, r.end, r.loc.bits()))
+            .collect(),
+        _ => Vec::new(),
+    };
     module.clear_context(&mut ctx);
     module.finalize_definitions().map_err(|e| err(&e))?;
     let raw = module.get_finalized_function(func_id);
+    if profile {
+        write_perf_map(program, raw, &regions).map_err(|e| err(&e))?;
+    }
     // SAFETY: `raw` is the entry of the function just defined with the `StepFn` signature
     // (two pointers, two f64, a pointer and an i64, no return) or, for a team, the
     // `ThreadedStepFn` one (those, an i64 and a pointer), and the platform's default calling
@@ -443,10 +469,50 @@ pub fn compile_for_threads(program: &Program, batch: usize, threads: usize) -> R
         code,
         lens,
         function,
-        ptrs: Vec::with_capacity(n),
+        ptrs: Vec::with_capacity(n + 1),
         scratch: vec![0.0; scratch_len.max(1)],
         helpers,
+        pool,
     })
+}
+
+/// Room for this many distinct constants in a [`VectorPool`].
+const POOL_CAPACITY: usize = 256;
+
+/// A constant's two lanes, aligned so that loads of it can be operands of vector instructions.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(16))]
+struct Lanes([f64; 2]);
+
+/// The F64X2 constants of the compiled code, each loaded where it is used. Splatted constants
+/// would be hoisted out of the loops, and with the ~25 of an inlined `tanh` more values are live
+/// than there are registers: they were spilled to the stack and reloaded, some stored again,
+/// in every iteration. A load from here is folded into the instruction that uses it instead.
+struct VectorPool {
+    /// Fixed at [`POOL_CAPACITY`] entries, so the address the code embeds never changes.
+    lanes: Box<[Lanes]>,
+    index: HashMap<u64, usize>,
+}
+
+impl VectorPool {
+    fn new() -> Self {
+        Self {
+            lanes: vec![Lanes::default(); POOL_CAPACITY].into_boxed_slice(),
+            index: HashMap::new(),
+        }
+    }
+
+    /// The byte offset of `v` in the pool, added if new; `None` when the pool is full.
+    fn offset(&mut self, v: f64) -> Option<usize> {
+        let next = self.index.len();
+        let k = *self.index.entry(v.to_bits()).or_insert(next);
+        if k >= POOL_CAPACITY {
+            self.index.remove(&v.to_bits());
+            return None;
+        }
+        self.lanes[k] = Lanes([v, v]);
+        Some(k * size_of::<Lanes>())
+    }
 }
 
 /// Generates the code of the statements.
@@ -472,6 +538,7 @@ struct Emitter<'a, 'f> {
     scratch_len: usize,
     /// Set when the code is run by several threads together.
     team: Option<Team>,
+    pool: VectorPool,
 }
 
 /// The threads that run one compiled step together.
@@ -1177,26 +1244,55 @@ impl Emitter<'_, '_> {
     fn copy(&mut self, dst: usize, src: usize, n: usize) {
         self.bases.clear();
         let (d, s) = (self.base(dst), self.base(src));
-        let _ = self.repeat_part(n, &mut |e, k| {
-            let v = e.load_at(s, k);
-            e.store_at(d, k, v);
+        let _ = self.repeat_part(n / 2, &mut |e, k| {
+            let i = e.fb.ins().imul_imm_s(k, 2);
+            let v = e.load_typed(s, i, types::F64X2);
+            e.store_at(d, i, v);
             Ok(())
         });
+        if n % 2 == 1 {
+            let _ = self.on_last_thread(&mut |e| {
+                let i = e.fb.ins().iconst(types::I64, (n - 1) as i64);
+                let v = e.load_at(s, i);
+                e.store_at(d, i, v);
+                Ok(())
+            });
+        }
     }
 
-    /// `gle_ir::math::tanh` of the two lanes of the F64X2 `x`, operation for operation: both
-    /// branches are computed and the right one selected, so the lanes need no branches.
+    /// `gle_ir::math::tanh` of the two lanes of the F64X2 `x`, operation for operation: each
+    /// lane takes the branch the scalar function takes. A branch is computed only when some
+    /// lane needs it (both when the lanes differ, then each lane selects its own).
     fn tanh(&mut self, x: Value) -> Value {
-        use gle_ir::math::{
-            EXP_TAYLOR, LN2_HI, LN2_LO, LOG2_E, ROUND_MAGIC, TANH_P, TANH_Q, TANH_SATURATE, TANH_SMALL,
-        };
+        use gle_ir::math::TANH_SMALL;
         let ty = self.fb.func.dfg.value_type(x);
-        let c = |e: &mut Self, v: f64| {
-            let s = e.fb.ins().f64const(v);
-            e.widen(s, ty)
-        };
         let a = self.fb.ins().fabs(x);
-        // The rational branch.
+        let small_limit = self.constant(TANH_SMALL, ty);
+        let is_small = self.fb.ins().fcmp(FloatCC::LessThan, a, small_limit);
+        let lanes_small = self.fb.ins().vhigh_bits(types::I8, is_small);
+        let any_small = self.fb.ins().icmp_imm_u(IntCC::NotEqual, lanes_small, 0);
+        let all_small = self.fb.ins().icmp_imm_u(IntCC::Equal, lanes_small, 3);
+        let zero = self.constant(0.0, ty);
+        let small = self.value_if(any_small, zero, &mut |e| e.tanh_rational(a));
+        let large = self.value_if_not(all_small, zero, &mut |e| e.tanh_exponential(a));
+        let magnitude = self.select_lanes(is_small, small, large);
+        // copysign(magnitude, x) on the bits (x64 has no vector fcopysign).
+        let (int_ty, flags) = (types::I64X2, MemFlagsData::new().with_endianness(Endianness::Little));
+        let m = self.fb.ins().bitcast(int_ty, flags, magnitude);
+        let sign = self.fb.ins().bitcast(int_ty, flags, x);
+        let sign_bit = self.fb.ins().iconst(types::I64, i64::MIN);
+        let sign_bit = self.fb.ins().splat(int_ty, sign_bit);
+        let m = self.fb.ins().band_not(m, sign_bit);
+        let sign = self.fb.ins().band(sign, sign_bit);
+        let bits = self.fb.ins().bor(m, sign);
+        self.fb.ins().bitcast(ty, flags, bits)
+    }
+
+    /// `tanh(a)` for `0 ≤ a < TANH_SMALL`: `a + a·(z·P(z)/Q(z))` with `z = a²`.
+    fn tanh_rational(&mut self, a: Value) -> Value {
+        use gle_ir::math::{TANH_P, TANH_Q};
+        let ty = self.fb.func.dfg.value_type(a);
+        let c = |e: &mut Self, v: f64| e.constant(v, ty);
         let z = self.fb.ins().fmul(a, a);
         let p0 = c(self, TANH_P[0]);
         let p = self.fb.ins().fmul(p0, z);
@@ -1216,8 +1312,15 @@ impl Emitter<'_, '_> {
         let zp = self.fb.ins().fmul(z, p);
         let ratio = self.fb.ins().fdiv(zp, q);
         let prod = self.fb.ins().fmul(a, ratio);
-        let small = self.fb.ins().fadd(a, prod);
-        // The exponential branch.
+        self.fb.ins().fadd(a, prod)
+    }
+
+    /// `tanh(a)` for `a ≥ TANH_SMALL` (or NaN): `1 − 2/(e^{2a} + 1)`, `a` clamped to
+    /// `TANH_SATURATE`, the exponential as `gle_ir::math`'s `exp_moderate`.
+    fn tanh_exponential(&mut self, a: Value) -> Value {
+        use gle_ir::math::{EXP_TAYLOR, LN2_HI, LN2_LO, LOG2_E, ROUND_MAGIC, TANH_SATURATE};
+        let ty = self.fb.func.dfg.value_type(a);
+        let c = |e: &mut Self, v: f64| e.constant(v, ty);
         let limit = c(self, TANH_SATURATE);
         let over = self.fb.ins().fcmp(FloatCC::GreaterThan, a, limit);
         let clamped = self.select_lanes(over, limit, a);
@@ -1259,19 +1362,31 @@ impl Emitter<'_, '_> {
         let two = c(self, 2.0);
         let e1 = self.fb.ins().fadd(e, one);
         let q = self.fb.ins().fdiv(two, e1);
-        let large = self.fb.ins().fsub(one, q);
-        let small_limit = c(self, TANH_SMALL);
-        let is_small = self.fb.ins().fcmp(FloatCC::LessThan, a, small_limit);
-        let magnitude = self.select_lanes(is_small, small, large);
-        // copysign(magnitude, x) on the bits (x64 has no vector fcopysign).
-        let m = self.fb.ins().bitcast(int_ty, flags, magnitude);
-        let sign = self.fb.ins().bitcast(int_ty, flags, x);
-        let sign_bit = self.fb.ins().iconst(types::I64, i64::MIN);
-        let sign_bit = self.fb.ins().splat(int_ty, sign_bit);
-        let m = self.fb.ins().band_not(m, sign_bit);
-        let sign = self.fb.ins().band(sign, sign_bit);
-        let bits = self.fb.ins().bor(m, sign);
-        self.fb.ins().bitcast(ty, flags, bits)
+        self.fb.ins().fsub(one, q)
+    }
+
+    /// `cond ? then() : otherwise` for an integer `cond`, `then` computed only when it holds.
+    fn value_if(&mut self, cond: Value, otherwise: Value, then: &mut dyn FnMut(&mut Self) -> Value) -> Value {
+        let ty = self.fb.func.dfg.value_type(otherwise);
+        let compute = self.fb.create_block();
+        let merge = self.fb.create_block();
+        self.fb.append_block_param(merge, ty);
+        self.fb
+            .ins()
+            .brif(cond, compute, &[], merge, &[BlockArg::from(otherwise)]);
+        self.fb.switch_to_block(compute);
+        self.fb.seal_block(compute);
+        let v = then(self);
+        self.fb.ins().jump(merge, &[BlockArg::from(v)]);
+        self.fb.switch_to_block(merge);
+        self.fb.seal_block(merge);
+        self.fb.block_params(merge)[0]
+    }
+
+    /// `cond ? otherwise : then()` for an integer `cond`, `then` computed only when it fails.
+    fn value_if_not(&mut self, cond: Value, otherwise: Value, then: &mut dyn FnMut(&mut Self) -> Value) -> Value {
+        let fails = self.fb.ins().icmp_imm_u(IntCC::Equal, cond, 0);
+        self.value_if(fails, otherwise, then)
     }
 
     /// `cond ? x : y` lane by lane for a lane mask `cond` of F64X2 values.
@@ -1280,6 +1395,23 @@ impl Emitter<'_, '_> {
         let flags = MemFlagsData::new().with_endianness(Endianness::Little);
         let mask = self.fb.ins().bitcast(ty, flags, cond);
         self.fb.ins().bitselect(mask, x, y)
+    }
+
+    /// The constant `v` as a value of type `ty`: for F64X2, a load from the [`VectorPool`].
+    fn constant(&mut self, v: f64, ty: types::Type) -> Value {
+        if ty == types::F64X2
+            && let Some(offset) = self.pool.offset(v)
+        {
+            // The pool's address is read where the constant is needed, from after the buffer
+            // pointers: a value the loop defines keeps the (pure) load of the constant inside
+            // the loop, next to its use, where it becomes an operand.
+            let slot = (self.program.buffers.len() * 8) as i32;
+            let base = self.fb.ins().load(types::I64, MemFlagsData::trusted(), self.bufs, slot);
+            let flags = MemFlagsData::trusted().with_readonly().with_can_move();
+            return self.fb.ins().load(ty, flags, base, offset as i32);
+        }
+        let s = self.fb.ins().f64const(v);
+        self.widen(s, ty)
     }
 
     /// `v` as a value of type `ty`: itself, or splatted into both lanes of an F64X2.
@@ -1329,10 +1461,7 @@ impl Emitter<'_, '_> {
         }
         let g = &self.program.graph;
         let v = match g.node(id).clone() {
-            Node::Num(bits) => {
-                let v = self.fb.ins().f64const(f64::from_bits(bits));
-                self.widen(v, ctx.ty)
-            }
+            Node::Num(bits) => self.constant(f64::from_bits(bits), ctx.ty),
             Node::Leaf(Leaf::Buf(buf)) => self.load_typed(rows[&buf], i, ctx.ty),
             Node::Leaf(Leaf::Const(c)) => {
                 let v = self
@@ -1408,6 +1537,42 @@ struct Elem<'a> {
 /// Whether calls of `f` are inlined rather than calls to a shim.
 fn inlined(f: Fun) -> bool {
     f == Fun::B(Builtin::Tanh)
+}
+
+/// Setting this environment variable makes [`compile_for_threads`] describe the compiled code
+/// to `perf` (`/tmp/perf-PID.map`): one symbol per statement of the step program and one for
+/// the commits, so that `perf report` splits the step's time between them.
+pub const PERF_MAP_VAR: &str = "GLEC_PERF_MAP";
+
+/// Appends the code regions of the statements to `/tmp/perf-PID.map` (`perf`'s format for
+/// code generated at run time), named `glec:K:WHAT` after statement K.
+fn write_perf_map(program: &Program, code: *const u8, regions: &[(u32, u32, u32)]) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = std::env::temp_dir().join(format!("perf-{}.map", std::process::id()));
+    let mut out = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let base = code as usize;
+    for &(start, end, loc) in regions {
+        let name = match program.stmts.get(loc as usize) {
+            Some(stmt) => stmt_label(program, stmt),
+            None => "commits".to_string(),
+        };
+        let size = end - start;
+        writeln!(out, "{:x} {size:x} glec:{loc}:{name}", base + start as usize)?;
+    }
+    Ok(())
+}
+
+/// A statement's kind and the buffer it writes first, e.g. `map:h1.e` or `outer:h1_h2.W.grad`.
+fn stmt_label(program: &Program, stmt: &Stmt) -> String {
+    let (kind, buf) = match stmt {
+        Stmt::Map { outs, .. } => ("map", outs.first().map_or(0, |o| o.0)),
+        &Stmt::MatVec { out, .. } => ("matvec", out),
+        &Stmt::MatTVec { out, .. } => ("mattvec", out),
+        &Stmt::Outer { grad, .. } => ("outer", grad),
+        &Stmt::Mean { grad, .. } => ("mean", grad),
+        &Stmt::Softmax { out, .. } => ("softmax", out),
+    };
+    format!("{kind}:{}", program.buffers[buf].name.replace(' ', "_"))
 }
 
 /// Every buffer a statement reads or writes.

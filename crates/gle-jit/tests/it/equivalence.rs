@@ -106,3 +106,46 @@ fn jit_on_two_threads_matches_the_interpreter() {
         compare(&path, steps, batch, 2);
     }
 }
+
+/// The inlined `tanh` computes each lane as `gle_ir::math::tanh` does, bit for bit, whichever
+/// branches the two lanes of a pair take (both small, both large, one of each, saturated) and
+/// for the odd last element, which calls the shim.
+#[test]
+fn inlined_tanh_is_the_scalar_function_in_every_lane() {
+    let text = "model tanh_lanes\n\
+        neuron T {\n    param tau = 1\n    state u\n    rate r = tanh(u)\n    mismatch e = D[tau] u - input\n}\n\
+        input x[1] = 0\n\
+        population n[15] : T\n\
+        connect x -> n : dense(init: 0) fixed\n\
+        run {\n    dt 0.1\n    duration 1\n}\n";
+    let (model, diags) = gle_ir::check_source_with("tanh_lanes.gle", text, &[]);
+    assert!(diags.is_empty(), "{diags:?}");
+    let model = model.unwrap();
+    let program = gle_derive::compile(&model).unwrap();
+    let kernel = gle_jit::compile(&program, 1).unwrap();
+    let mut sim = Simulation::new(model, program, Path::new("."), 10).unwrap();
+    sim.set_kernel(Box::new(kernel));
+    // Pairs: (small, small), (large, large), (small, large), (large, small), (saturated,
+    // negative small), (negative large, ~0), (at the branch point, just below it), then one.
+    let u = [
+        0.1, -0.3, 1.5, -4.0, 0.2, 2.0, -7.0, 0.6, 40.0, -0.01, -30.0, 1e-300, 0.7, 0.69, -0.9,
+    ];
+    let u_id = sim.buffer_id("n.u").unwrap();
+    sim.set_buffer(u_id, &u);
+    sim.step().unwrap();
+    // (The step computes the rate of the state it starts from.)
+    let rates = sim.buffer(sim.buffer_id("n.r").unwrap());
+    for (k, (x, r)) in u.iter().zip(rates).enumerate() {
+        assert_eq!(
+            r.to_bits(),
+            gle_ir::math::tanh(*x).to_bits(),
+            "element {k}: tanh({x}) = {r}, expected {}",
+            gle_ir::math::tanh(*x)
+        );
+    }
+    // The arguments cover both branches in both lanes of some pair, and each alone in others.
+    let small = |x: f64| x.abs() < gle_ir::math::TANH_SMALL;
+    assert!(u.chunks(2).any(|p| p.len() == 2 && small(p[0]) != small(p[1])));
+    assert!(u.chunks(2).any(|p| p.len() == 2 && small(p[0]) && small(p[1])));
+    assert!(u.chunks(2).any(|p| p.len() == 2 && !small(p[0]) && !small(p[1])));
+}
