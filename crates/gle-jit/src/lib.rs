@@ -1157,8 +1157,8 @@ impl Emitter<'_, '_> {
     /// `dsts[o][j] = fin(Σ_k src_k[j]·scale_{k,o})` for `j < cols` and each output row `o`, the
     /// sum over `k < terms` in order from 0.0, where `term(k)` gives the row `src_k` and its
     /// factor for each output; `fin` is `±sum / batch` when `mean` is `Some(negate)`, else the
-    /// sum. Columns go in strips of [`STRIP`] (F64X2 registers), then pairs, then a last odd
-    /// column, so each strip is summed in registers; the outputs share every load of `src_k`.
+    /// sum. Columns go in strips of [`STRIP`] (F64X2 registers), then the rest in one narrower
+    /// strip, so each strip is summed in registers; the outputs share every load of `src_k`.
     fn column_sums(
         &mut self,
         terms: usize,
@@ -1167,54 +1167,53 @@ impl Emitter<'_, '_> {
         mean: Option<bool>,
         term: &mut dyn FnMut(&mut Self, Value) -> SumTerm,
     ) -> Result<(), JitError> {
-        // Rows start at any multiple of 8 bytes, so vector accesses are not marked aligned.
-        let flags = MemFlagsData::new().with_notrap();
         let strips = cols / STRIP;
-        let pairs = (cols % STRIP) / 2;
         let outputs = dsts.len();
+        // A strip of `lanes` columns: `lanes / 2` F64X2 accumulators per output and, for an odd
+        // count, one F64.
         let mut strip = |e: &mut Self, first: Value, lanes: usize| -> Result<(), JitError> {
-            let ty = if lanes == 1 { types::F64 } else { types::F64X2 };
-            let vectors = lanes.div_ceil(2);
-            let zero = e.fb.ins().f64const(0.0);
-            let zero = if lanes == 1 { zero } else { e.fb.ins().splat(ty, zero) };
-            // accs[o * vectors + v]: output o, vector v of the strip.
-            let accs: Vec<Variable> = (0..outputs * vectors)
-                .map(|_| {
+            let mut kinds = vec![types::F64X2; lanes / 2];
+            if lanes % 2 == 1 {
+                kinds.push(types::F64);
+            }
+            let vectors = kinds.len();
+            // accs[o * vectors + v]: output o, accumulator v of the strip.
+            let mut accs = Vec::with_capacity(outputs * vectors);
+            for _ in 0..outputs {
+                for &ty in &kinds {
+                    let zero = e.constant(0.0, ty);
                     let acc = e.fb.declare_var(ty);
                     e.fb.def_var(acc, zero);
-                    acc
-                })
-                .collect();
+                    accs.push(acc);
+                }
+            }
             let first_byte = e.fb.ins().imul_imm_s(first, 8);
             e.repeat(terms, &mut |e, k| {
                 let SumTerm { row, scales } = term(e, k);
-                let scales: Vec<Value> = scales
-                    .into_iter()
-                    .map(|s| if lanes == 1 { s } else { e.fb.ins().splat(ty, s) })
-                    .collect();
+                let splats: Vec<Value> = scales.iter().map(|s| e.fb.ins().splat(types::F64X2, *s)).collect();
                 let at = e.fb.ins().iadd(row, first_byte);
-                for v in 0..vectors {
-                    let sv = e.fb.ins().load(ty, flags, at, (16 * v) as i32);
-                    for (o, scale) in scales.iter().enumerate() {
-                        e.add_product(accs[o * vectors + v], sv, *scale);
+                for (v, &ty) in kinds.iter().enumerate() {
+                    let sv = e.fb.ins().load(ty, Self::element_flags(ty), at, (16 * v) as i32);
+                    let factors = if ty == types::F64 { &scales } else { &splats };
+                    for (o, factor) in factors.iter().enumerate() {
+                        e.add_product(accs[o * vectors + v], sv, *factor);
                     }
                 }
                 Ok(())
             })?;
-            let count = e.fb.ins().f64const(e.batch as f64);
-            let count = if lanes == 1 { count } else { e.fb.ins().splat(ty, count) };
             for (o, dst) in dsts.iter().enumerate() {
                 let at = e.fb.ins().iadd(*dst, first_byte);
-                for v in 0..vectors {
+                for (v, &ty) in kinds.iter().enumerate() {
                     let sum = e.fb.use_var(accs[o * vectors + v]);
                     let value = match mean {
                         None => sum,
                         Some(negate) => {
+                            let count = e.constant(e.batch as f64, ty);
                             let m = e.fb.ins().fdiv(sum, count);
                             if negate { e.fb.ins().fneg(m) } else { m }
                         }
                     };
-                    e.fb.ins().store(flags, value, at, (16 * v) as i32);
+                    e.fb.ins().store(Self::element_flags(ty), value, at, (16 * v) as i32);
                 }
             }
             Ok(())
@@ -1223,14 +1222,10 @@ impl Emitter<'_, '_> {
             let first = e.fb.ins().imul_imm_s(k, STRIP as i64);
             strip(e, first, STRIP)
         })?;
-        self.repeat(pairs, &mut |e, k| {
-            let first = e.fb.ins().imul_imm_s(k, 2);
-            let first = e.fb.ins().iadd_imm_s(first, (strips * STRIP) as i64);
-            strip(e, first, 2)
-        })?;
-        if cols % 2 == 1 {
-            let first = self.fb.ins().iconst(types::I64, (cols - 1) as i64);
-            strip(self, first, 1)?;
+        // The last columns in one strip, whose sums share the loop's loads and its latency.
+        if !cols.is_multiple_of(STRIP) {
+            let first = self.fb.ins().iconst(types::I64, (strips * STRIP) as i64);
+            strip(self, first, cols % STRIP)?;
         }
         Ok(())
     }
