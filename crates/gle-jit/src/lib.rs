@@ -21,9 +21,12 @@ use gle_derive::program::{Layout, Program, Stmt};
 use gle_derive::sym::{Fun, Id, Leaf, Node, apply};
 use gle_ir::builtins::Builtin;
 use gle_runtime::{RunError, StepKernel};
+use schedule::Item;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+mod schedule;
 
 /// Why a program could not be compiled.
 #[derive(Clone, Debug, PartialEq)]
@@ -73,6 +76,8 @@ pub struct CompiledStep {
     helpers: Option<Helpers>,
     /// The vector constants the code reads.
     pool: VectorPool,
+    /// How often a team's threads meet at the barrier in a step (0 for one thread).
+    meetings: usize,
 }
 
 /// The helper threads of a team: they live as long as the compiled step and run their share
@@ -227,6 +232,11 @@ extern "C" fn gle_barrier(barrier: *const Barrier) {
 unsafe impl Send for CompiledStep {}
 
 impl CompiledStep {
+    /// How often the threads of a team wait for each other in one step (0 for one thread).
+    pub fn meetings_per_step(&self) -> usize {
+        self.meetings
+    }
+
     /// The Cranelift IR text of the compiled function (rendered on each call).
     pub fn clif(&self) -> String {
         self.function.display().to_string()
@@ -261,9 +271,10 @@ impl StepKernel for CompiledStep {
         // only indexes buffers within them; constants are read at indices below the model's
         // constant count, which `consts` holds; each scratch area has the size the code was
         // compiled for and is owned by its thread. With helpers, every thread writes disjoint
-        // parts of each statement's output and all meet at the barrier after each statement
-        // and at the end of the step, so no element is written by one thread while another
-        // reads or writes it, and the helpers are done with the buffers when this returns.
+        // parts of each statement's output, and all meet at the barrier between any two items
+        // that touch a buffer across rows (`schedule`) and at the end of the step, so no
+        // element is written by one thread while another reads or writes it, and the helpers
+        // are done with the buffers when this returns.
         let ptrs = self.ptrs.as_ptr();
         match (self.code, &self.helpers) {
             (Code::Single(code), _) => code(ptrs, consts, dt, time, self.scratch.as_mut_ptr(), i64::from(learn)),
@@ -318,9 +329,9 @@ pub fn compile(program: &Program, batch: usize) -> Result<CompiledStep, JitError
 
 /// Compiles `program` for `batch` rows, each step run by `threads` threads together: every
 /// statement's rows (of the batch, or of a gradient) are split between them, and they meet at a
-/// barrier after each statement. Per element the operations and their order are those of
-/// [`compile`], so results are identical; worth it when a step is long (large batches or
-/// layers), since each step starts its helper threads afresh.
+/// barrier where one's rows are read by another (see `schedule`). Per element the operations
+/// and their order are those of [`compile`], so results are identical; worth it when a step is
+/// long (large batches or layers), since each step starts its helper threads afresh.
 pub fn compile_for_threads(program: &Program, batch: usize, threads: usize) -> Result<CompiledStep, JitError> {
     let threads = threads.max(1);
     let profile = std::env::var_os(PERF_MAP_VAR).is_some();
@@ -369,6 +380,7 @@ pub fn compile_for_threads(program: &Program, batch: usize, threads: usize) -> R
     let mut fctx = FunctionBuilderContext::new();
     let scratch_len;
     let pool;
+    let meetings;
     {
         let mut fb = FunctionBuilder::new(&mut ctx.func, &mut fctx);
         let entry = fb.create_block();
@@ -393,6 +405,7 @@ pub fn compile_for_threads(program: &Program, batch: usize, threads: usize) -> R
             bases: HashMap::new(),
             team: None,
             pool: VectorPool::new(),
+            meetings: 0,
         };
         if threads > 1 {
             let meet = e.module.declare_func_in_func(barrier_id, e.fb.func);
@@ -403,29 +416,48 @@ pub fn compile_for_threads(program: &Program, batch: usize, threads: usize) -> R
                 meet,
             });
         }
-        for (k, stmt) in program.stmts.iter().enumerate() {
-            if profile {
-                e.fb.set_srcloc(SourceLoc::new(k as u32));
+        // One thread runs the items in program order; a team in the order of
+        // `schedule::team_schedule`, meeting only where it says.
+        let items: Vec<(Item, bool)> = if threads > 1 {
+            schedule::team_schedule(program)
+        } else {
+            (0..program.stmts.len())
+                .map(Item::Stmt)
+                .chain((0..program.commits.len()).map(Item::Commit))
+                .map(|item| (item, false))
+                .collect()
+        };
+        for (item, meet) in items {
+            if meet {
+                e.meet();
             }
-            if stmt.computes_gradient() {
-                e.when_learning(&mut |e| e.stmt(stmt))?;
-            } else {
-                e.stmt(stmt)?;
+            match item {
+                Item::Stmt(k) => {
+                    if profile {
+                        e.fb.set_srcloc(SourceLoc::new(k as u32));
+                    }
+                    let stmt = &program.stmts[k];
+                    if stmt.computes_gradient() {
+                        e.when_learning(&mut |e| e.stmt(stmt))?;
+                    } else {
+                        e.stmt(stmt)?;
+                    }
+                }
+                Item::Commit(k) => {
+                    if profile {
+                        e.fb.set_srcloc(SourceLoc::new(program.stmts.len() as u32));
+                    }
+                    let (dst, src) = program.commits[k];
+                    e.copy(dst, src, lens[dst]);
+                }
             }
-            e.meet();
-        }
-        if profile {
-            e.fb.set_srcloc(SourceLoc::new(program.stmts.len() as u32));
-        }
-        for &(dst, src) in &program.commits {
-            let n = lens[dst];
-            e.copy(dst, src, n);
         }
         // A team's threads all finish the step before the calling thread returns.
         e.meet();
         e.fb.ins().return_(&[]);
         scratch_len = e.scratch_len;
         pool = e.pool;
+        meetings = e.meetings;
         let config = e.module.target_config();
         e.fb.finalize(config);
     }
@@ -473,6 +505,7 @@ pub fn compile_for_threads(program: &Program, batch: usize, threads: usize) -> R
         scratch: vec![0.0; scratch_len.max(1)],
         helpers,
         pool,
+        meetings,
     })
 }
 
@@ -539,6 +572,8 @@ struct Emitter<'a, 'f> {
     /// Set when the code is run by several threads together.
     team: Option<Team>,
     pool: VectorPool,
+    /// Barriers emitted so far (outside the statements' branches: met once per step each).
+    meetings: usize,
 }
 
 /// The threads that run one compiled step together.
@@ -643,6 +678,7 @@ impl Emitter<'_, '_> {
         if let Some(team) = &self.team {
             let (meet, barrier) = (team.meet, team.barrier);
             self.fb.ins().call(meet, &[barrier]);
+            self.meetings += 1;
         }
     }
 
@@ -668,6 +704,16 @@ impl Emitter<'_, '_> {
         let start = share(self, thread);
         let next_thread = self.fb.ins().iadd_imm_s(thread, 1);
         let end = share(self, next_thread);
+        self.repeat_range(start, end, body)
+    }
+
+    /// `for i in start..end { body(i) }` for values known only when the code runs.
+    fn repeat_range(
+        &mut self,
+        start: Value,
+        end: Value,
+        body: &mut dyn FnMut(&mut Self, Value) -> Result<(), JitError>,
+    ) -> Result<(), JitError> {
         let inner = self.fb.create_block();
         let exit = self.fb.create_block();
         self.fb.append_block_param(inner, types::I64);
@@ -683,6 +729,41 @@ impl Emitter<'_, '_> {
         self.fb.switch_to_block(exit);
         self.fb.seal_block(exit);
         Ok(())
+    }
+
+    /// This thread's batch rows, in units of `unit` rows (1 or 2): thread t of T starts at row
+    /// `2·(⌊batch/2⌋·t/T)`, the last ends at the batch's end (so only the last has an odd
+    /// count). Every row-local statement (see [`schedule`]) splits the batch this way, so a
+    /// thread reads only rows it wrote. `None` for a single thread.
+    fn row_share(&mut self, unit: usize) -> Option<(Value, Value)> {
+        let team = self.team.as_ref()?;
+        let (thread, threads) = (team.thread, team.threads as i64);
+        let pairs = (self.batch / 2) as i64;
+        let first = |e: &mut Self, t: Value| {
+            let scaled = e.fb.ins().imul_imm_s(t, pairs);
+            let count = e.fb.ins().iconst(types::I64, threads);
+            let p = e.fb.ins().udiv(scaled, count);
+            e.fb.ins().imul_imm_s(p, (2 / unit) as i64)
+        };
+        let start = first(self, thread);
+        let next_thread = self.fb.ins().iadd_imm_s(thread, 1);
+        let next = first(self, next_thread);
+        let is_last = self.fb.ins().icmp_imm_s(IntCC::Equal, thread, threads - 1);
+        let all = self.fb.ins().iconst(types::I64, (self.batch / unit) as i64);
+        let end = self.fb.ins().select(is_last, all, next);
+        Some((start, end))
+    }
+
+    /// [`Self::repeat`] over this thread's units of `unit` batch rows (see [`Self::row_share`]).
+    fn repeat_rows(
+        &mut self,
+        unit: usize,
+        body: &mut dyn FnMut(&mut Self, Value) -> Result<(), JitError>,
+    ) -> Result<(), JitError> {
+        match self.row_share(unit) {
+            Some((start, end)) => self.repeat_range(start, end, body),
+            None => self.repeat(self.batch / unit, body),
+        }
     }
 
     /// Runs `body` only when the integer `cond` is non-zero.
@@ -720,6 +801,25 @@ impl Emitter<'_, '_> {
         }
         self.on_last_thread(&mut |e| {
             let last = e.fb.ins().iconst(types::I64, (n - 1) as i64);
+            body(e, last, 1)
+        })
+    }
+
+    /// [`Self::in_pairs`] over the batch rows, split as [`Self::row_share`] splits them.
+    fn in_row_pairs(
+        &mut self,
+        body: &mut dyn FnMut(&mut Self, Value, usize) -> Result<(), JitError>,
+    ) -> Result<(), JitError> {
+        self.repeat_rows(2, &mut |e, pair| {
+            let first = e.fb.ins().imul_imm_s(pair, 2);
+            body(e, first, 2)
+        })?;
+        let batch = self.batch;
+        if batch.is_multiple_of(2) {
+            return Ok(());
+        }
+        self.on_last_thread(&mut |e| {
+            let last = e.fb.ins().iconst(types::I64, (batch - 1) as i64);
             body(e, last, 1)
         })
     }
@@ -771,7 +871,7 @@ impl Emitter<'_, '_> {
                 let mut phases: Vec<Option<Id>> = calls.iter().map(|c| Some(*c)).collect();
                 phases.push(None);
                 for phase in phases {
-                    self.repeat_part(batch, &mut |e, b| {
+                    self.repeat_rows(1, &mut |e, b| {
                         let mut rows = HashMap::new();
                         for &buf in &bufs {
                             let base = e.base(buf);
@@ -844,15 +944,31 @@ impl Emitter<'_, '_> {
                 // element is loaded once for all, and every lane's sum runs in the
                 // interpreter's order. An odd last row runs alone.
                 self.scratch_len = self.scratch_len.max(4 * cols);
-                self.repeat_part(batch / 4, &mut |e, quad| {
-                    let b = e.fb.ins().imul_imm_s(quad, 4);
-                    e.paired_dot_rows(w, x, out, b, 2, rows, cols, accumulate)
-                })?;
-                if batch % 4 >= 2 {
-                    self.on_last_thread(&mut |e| {
-                        let b = e.fb.ins().iconst(types::I64, (batch / 4 * 4) as i64);
+                if let Some((start, end)) = self.row_share(1) {
+                    // A team member's rows: fours from its first row, then a pair if left.
+                    let count = self.fb.ins().isub(end, start);
+                    let quads = self.fb.ins().ushr_imm_u(count, 2);
+                    let zero = self.fb.ins().iconst(types::I64, 0);
+                    self.repeat_range(zero, quads, &mut |e, quad| {
+                        let offset = e.fb.ins().imul_imm_s(quad, 4);
+                        let b = e.fb.ins().iadd(start, offset);
+                        e.paired_dot_rows(w, x, out, b, 2, rows, cols, accumulate)
+                    })?;
+                    let left = self.fb.ins().band_imm_u(count, 2);
+                    self.when(left, &mut |e| {
+                        let offset = e.fb.ins().imul_imm_s(quads, 4);
+                        let b = e.fb.ins().iadd(start, offset);
                         e.paired_dot_rows(w, x, out, b, 1, rows, cols, accumulate)
                     })?;
+                } else {
+                    self.repeat(batch / 4, &mut |e, quad| {
+                        let b = e.fb.ins().imul_imm_s(quad, 4);
+                        e.paired_dot_rows(w, x, out, b, 2, rows, cols, accumulate)
+                    })?;
+                    if batch % 4 >= 2 {
+                        let b = self.fb.ins().iconst(types::I64, (batch / 4 * 4) as i64);
+                        self.paired_dot_rows(w, x, out, b, 1, rows, cols, accumulate)?;
+                    }
                 }
                 if batch.is_multiple_of(2) {
                     return Ok(());
@@ -879,7 +995,7 @@ impl Emitter<'_, '_> {
             // agree bit for bit; each strip of output columns stays in registers while the sum
             // walks the rows (of W, or of the batch).
             // Batch rows in pairs share each load of W (an odd last row runs alone).
-            &Stmt::MatTVec { out, w, rows, cols, x } => self.in_pairs(batch, &mut |e, b, count| {
+            &Stmt::MatTVec { out, w, rows, cols, x } => self.in_row_pairs(&mut |e, b, count| {
                 let (wb, xb, ob) = (e.base(w), e.base(x), e.base(out));
                 let orows: Vec<Value> = (0..count)
                     .map(|k| {
@@ -953,7 +1069,7 @@ impl Emitter<'_, '_> {
                     Ok(())
                 })
             }
-            &Stmt::Softmax { out, x, len } => self.repeat_part(batch, &mut |e, b| {
+            &Stmt::Softmax { out, x, len } => self.repeat_rows(1, &mut |e, b| {
                 let (xb, ob) = (e.base(x), e.base(out));
                 let xrow = e.offset(xb, b, len);
                 let orow = e.offset(ob, b, len);
@@ -1236,15 +1352,33 @@ impl Emitter<'_, '_> {
         if negate { self.fb.ins().fneg(m) } else { m }
     }
 
+    /// `dst = src` for buffers of `n` values. A team splits batch buffers by rows (as
+    /// [`Self::row_share`]) and shared ones evenly.
     fn copy(&mut self, dst: usize, src: usize, n: usize) {
         self.bases.clear();
         let (d, s) = (self.base(dst), self.base(src));
-        let _ = self.repeat_part(n / 2, &mut |e, k| {
+        let mut pair = |e: &mut Self, k: Value| {
             let i = e.fb.ins().imul_imm_s(k, 2);
             let v = e.load_typed(s, i, types::F64X2);
             e.store_at(d, i, v);
             Ok(())
-        });
+        };
+        let rows = (self.program.buffers[dst].layout == Layout::Batch)
+            .then(|| self.row_share(1))
+            .flatten();
+        let _ = match rows {
+            Some((first, end)) => {
+                // Pairs of values from the first row's to the end row's; row starts are
+                // even, so only the last thread's part can end in an odd value (copied below).
+                let len = self.program.buffers[dst].len as i64;
+                let first = self.fb.ins().imul_imm_s(first, len);
+                let first = self.fb.ins().ushr_imm_u(first, 1);
+                let end = self.fb.ins().imul_imm_s(end, len);
+                let end = self.fb.ins().ushr_imm_u(end, 1);
+                self.repeat_range(first, end, &mut pair)
+            }
+            None => self.repeat_part(n / 2, &mut pair),
+        };
         if n % 2 == 1 {
             let _ = self.on_last_thread(&mut |e| {
                 let i = e.fb.ins().iconst(types::I64, (n - 1) as i64);

@@ -107,6 +107,44 @@ fn jit_on_two_threads_matches_the_interpreter() {
     }
 }
 
+/// Teams split the batch so that each thread has rows (batch 10 on two threads: rows 0–3 and
+/// 4–9; batch 13 on three: 0–3, 4–7, 8–12), and meet only where the schedule says.
+#[test]
+fn jit_teams_that_split_the_batch_match_the_interpreter() {
+    for path in models() {
+        let name = path.display().to_string();
+        if name.contains("golden") {
+            continue;
+        }
+        let steps = if name.contains("mnist") { 60 } else { 150 };
+        for (batch, threads) in [(10, 2), (13, 3)] {
+            // (A dataset with fewer samples than the batch gives no full batch to run.)
+            let probe = simulation(&path, 0, batch);
+            if !probe.model.datasets.is_empty() && probe.data_steps_left() == 0 {
+                continue;
+            }
+            compare(&path, steps, batch, threads);
+        }
+    }
+}
+
+/// A team of MNIST-1D 15k meets three times per step (before the batch sums, before the commits
+/// they read, at the end) instead of once per statement.
+#[test]
+fn a_team_meets_only_where_rows_cross() {
+    let path = models()
+        .into_iter()
+        .find(|p| p.ends_with("gle_mnist1d_15k.gle"))
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (model, diags) = gle_ir::check_source(&path.display().to_string(), &text);
+    assert!(diags.is_empty(), "{diags:?}");
+    let program = gle_derive::compile(&model.unwrap()).unwrap();
+    let team = gle_jit::compile_for_threads(&program, 100, 2).unwrap();
+    assert_eq!(team.meetings_per_step(), 3, "{} statements", program.stmts.len());
+    assert_eq!(gle_jit::compile(&program, 100).unwrap().meetings_per_step(), 0);
+}
+
 /// The inlined `tanh` computes each lane as `gle_ir::math::tanh` does, bit for bit, whichever
 /// branches the two lanes of a pair take (both small, both large, one of each, saturated) and
 /// for the odd last element, which calls the shim.

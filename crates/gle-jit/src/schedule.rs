@@ -1,0 +1,148 @@
+//! The order in which a team of threads runs a step, and where its threads must meet.
+//!
+//! Each thread of a team runs its share of every statement. Row-local statements (elementwise
+//! maps, `W·x`, `Wᵀ·e`, softmax) and the commits of batch buffers give every thread the same
+//! batch rows, so between two of them a thread only reads rows it wrote itself: they need no
+//! barrier. The gradient statements (`e·rᵀ`, means over the batch) read every row, so they must
+//! wait for the rows of the other threads. A barrier goes only where two items of the same
+//! barrier-free stretch touch a buffer in a way the rows do not keep apart; and the gradient
+//! statements, which no later statement of a step reads, are moved together (where no buffer
+//! access forbids it) so that a step needs a few barriers instead of one per statement. Every
+//! item computes what it computes in program order, so results do not change.
+
+use gle_derive::program::{Layout, Program, Stmt};
+
+/// One piece of work of a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Item {
+    /// A statement of the step program, by index.
+    Stmt(usize),
+    /// A commit, by index in `program.commits`.
+    Commit(usize),
+}
+
+/// The buffers an item reads and writes, and whether it touches only the batch rows of the
+/// thread that runs it.
+struct Access {
+    reads: Vec<usize>,
+    writes: Vec<usize>,
+    row_local: bool,
+}
+
+impl Access {
+    fn of(program: &Program, item: Item) -> Self {
+        let batch = |b: usize| program.buffers[b].layout == Layout::Batch;
+        match item {
+            Item::Commit(k) => {
+                let (dst, src) = program.commits[k];
+                Access {
+                    reads: vec![src],
+                    writes: vec![dst],
+                    row_local: batch(dst) && batch(src),
+                }
+            }
+            Item::Stmt(k) => {
+                let stmt = &program.stmts[k];
+                let (reads, writes, row_local) = match stmt {
+                    Stmt::Map { outs, .. } => {
+                        let writes: Vec<usize> = outs.iter().map(|o| o.0).collect();
+                        let mut reads = Vec::new();
+                        for (_, id) in outs {
+                            for leaf in program.graph.leaves(*id) {
+                                if let gle_derive::sym::Leaf::Buf(b) = leaf {
+                                    reads.push(b);
+                                }
+                            }
+                        }
+                        let local = writes.iter().all(|&b| batch(b));
+                        (reads, writes, local)
+                    }
+                    &Stmt::MatVec {
+                        out, w, x, accumulate, ..
+                    } => {
+                        let mut reads = vec![w, x];
+                        if accumulate {
+                            reads.push(out);
+                        }
+                        (reads, vec![out], batch(out))
+                    }
+                    &Stmt::MatTVec { out, w, x, .. } => (vec![w, x], vec![out], batch(out)),
+                    &Stmt::Softmax { out, x, .. } => (vec![x], vec![out], batch(out)),
+                    &Stmt::Outer { grad, a, x, .. } => (vec![a, x], vec![grad], false),
+                    &Stmt::Mean { grad, x, .. } => (vec![x], vec![grad], false),
+                };
+                Access {
+                    reads,
+                    writes,
+                    row_local,
+                }
+            }
+        }
+    }
+
+    /// Whether `self` and `other`, in either order, touch a buffer that one of them writes.
+    fn conflicts(&self, other: &Access, mut kept_apart: impl FnMut(usize) -> bool) -> bool {
+        let hit = |a: &[usize], b: &[usize], kept_apart: &mut dyn FnMut(usize) -> bool| {
+            a.iter().any(|x| b.contains(x) && !kept_apart(*x))
+        };
+        hit(&self.writes, &other.reads, &mut kept_apart)
+            || hit(&self.reads, &other.writes, &mut kept_apart)
+            || hit(&self.writes, &other.writes, &mut kept_apart)
+    }
+}
+
+/// The items of a step in the order a team runs them, each with whether the threads meet
+/// (wait for each other) before it. The threads always meet at the end of the step.
+pub(crate) fn team_schedule(program: &Program) -> Vec<(Item, bool)> {
+    let items: Vec<Item> = (0..program.stmts.len())
+        .map(Item::Stmt)
+        .chain((0..program.commits.len()).map(Item::Commit))
+        .collect();
+    let access: Vec<Access> = items.iter().map(|&i| Access::of(program, i)).collect();
+    // Item j must follow item i (i before j in program order) when they touch a buffer one of
+    // them writes.
+    let n = items.len();
+    let mut preds = vec![0usize; n];
+    let mut succs: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for j in 0..n {
+        for i in 0..j {
+            if access[i].conflicts(&access[j], |_| false) {
+                preds[j] += 1;
+                succs[i].push(j);
+            }
+        }
+    }
+    // Row-local items first, as long as any is ready; then the others that are ready; and so on.
+    let mut order = Vec::with_capacity(n);
+    let mut done = vec![false; n];
+    let mut row_local = true;
+    while order.len() < n {
+        let pick = (0..n).find(|&k| !done[k] && preds[k] == 0 && access[k].row_local == row_local);
+        let Some(k) = pick else {
+            row_local = !row_local;
+            continue;
+        };
+        done[k] = true;
+        order.push(k);
+        for &s in &succs[k] {
+            preds[s] -= 1;
+        }
+    }
+    // A barrier before an item that conflicts with one since the last barrier, unless both
+    // are row-local and the buffer is a batch buffer (each thread then touches its own rows).
+    let batch = |b: usize| program.buffers[b].layout == Layout::Batch;
+    let mut stretch: Vec<usize> = Vec::new();
+    order
+        .into_iter()
+        .map(|k| {
+            let meet = stretch
+                .iter()
+                .any(|&s| access[s].conflicts(&access[k], |b| access[s].row_local && access[k].row_local && batch(b)));
+            if meet {
+                stretch.clear();
+            }
+            stretch.push(k);
+            (items[k], meet)
+        })
+        .collect()
+}
