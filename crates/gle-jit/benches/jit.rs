@@ -32,7 +32,10 @@ fn simulation(file: &str, batch: usize, backend: Backend) -> Simulation {
     let program = gle_derive::compile(&model).unwrap();
     let kernel: Option<Box<dyn gle_runtime::StepKernel>> = match backend {
         Backend::Interpreter => None,
-        Backend::Jit => Some(Box::new(gle_jit::compile(&program, batch).unwrap())),
+        Backend::Jit => {
+            let sgd = gle_runtime::sgd_learnables(&model, &program);
+            Some(Box::new(gle_jit::compile_absorbing(&program, batch, 1, &sgd).unwrap()))
+        }
         Backend::EmittedRust if file.starts_with("gle_lagline") => Some(gle_lagline::compiled_step(batch)),
         Backend::EmittedRust => Some(gle_mnist1d_15k::compiled_step(batch)),
     };

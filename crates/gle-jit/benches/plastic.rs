@@ -30,7 +30,16 @@ fn simulation(backend: Backend) -> Simulation {
     let program = gle_derive::compile(&model).unwrap();
     let kernel: Option<Box<dyn gle_runtime::StepKernel>> = match backend {
         Backend::Interpreter => None,
-        Backend::Jit => Some(Box::new(gle_jit::compile(&program, 1).unwrap())),
+        Backend::Jit => {
+            let sgd = gle_runtime::sgd_learnables(&model, &program);
+            let step = gle_jit::compile_absorbing(&program, 1, 1, &sgd).unwrap();
+            assert_eq!(
+                gle_runtime::StepKernel::absorbed_updates(&step).len(),
+                1,
+                "the layer's update is absorbed"
+            );
+            Some(Box::new(step))
+        }
         Backend::EmittedRust => Some(plastic_layer::compiled_step(1)),
     };
     let mut sim = Simulation::new(model, program, std::path::Path::new("."), 2000).unwrap();

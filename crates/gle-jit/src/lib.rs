@@ -78,6 +78,10 @@ pub struct CompiledStep {
     pool: VectorPool,
     /// How often a team's threads meet at the barrier in a step (0 for one thread).
     meetings: usize,
+    /// The learnables whose SGD update the code applies (see [`compile_absorbing`]).
+    absorbed: Vec<usize>,
+    /// Their rates for the next step, read by the code (at least one entry, for its address).
+    rates: Box<[f64]>,
 }
 
 /// The helper threads of a team: they live as long as the compiled step and run their share
@@ -262,6 +266,7 @@ impl StepKernel for CompiledStep {
         self.ptrs.clear();
         self.ptrs.extend(data.iter_mut().map(|b| b.as_mut_ptr()));
         self.ptrs.push(self.pool.lanes.as_ptr().cast::<f64>().cast_mut());
+        self.ptrs.push(self.rates.as_mut_ptr());
         let consts = if consts.is_empty() {
             [0.0].as_ptr()
         } else {
@@ -306,6 +311,16 @@ impl StepKernel for CompiledStep {
         self.helpers.as_ref().map_or(1, |h| h.handles.len() + 1)
     }
 
+    fn absorbed_updates(&self) -> &[usize] {
+        &self.absorbed
+    }
+
+    fn set_rates(&mut self, rates: &[f64]) {
+        for (r, v) in self.rates.iter_mut().zip(rates) {
+            *r = *v;
+        }
+    }
+
     fn run_on_threads(&mut self, job: &(dyn Fn(usize) + Sync)) {
         let Some(h) = &self.helpers else {
             return job(0);
@@ -333,7 +348,31 @@ pub fn compile(program: &Program, batch: usize) -> Result<CompiledStep, JitError
 /// and their order are those of [`compile`], so results are identical; worth it when a step is
 /// long (large batches or layers), since each step starts its helper threads afresh.
 pub fn compile_for_threads(program: &Program, batch: usize, threads: usize) -> Result<CompiledStep, JitError> {
+    compile_absorbing(program, batch, threads, &[])
+}
+
+/// [`compile_for_threads`], and the plain-SGD updates of those `candidates` (indices into the
+/// program's learnables, e.g. `gle_runtime::sgd_learnables`) whose gradient is one `e·rᵀ`
+/// statement that nothing else reads, and whose parameter nothing writes and no later
+/// statement reads, are applied by that statement itself: `θ ← θ − lr·g` in the pass that
+/// computes `g`, so the gradient is never written and the optimiser's pass over it disappears
+/// (one pass over W instead of three for a plastic layer). The kernel lists them in
+/// [`StepKernel::absorbed_updates`] and takes their rates from [`StepKernel::set_rates`]; each
+/// parameter ends the step with the bits the optimiser would give it.
+pub fn compile_absorbing(
+    program: &Program,
+    batch: usize,
+    threads: usize,
+    candidates: &[usize],
+) -> Result<CompiledStep, JitError> {
     let threads = threads.max(1);
+    let absorbed = absorbable(program, candidates);
+    // Outer statement → (parameter, slot in the rates).
+    let absorbing: HashMap<usize, (usize, usize)> = absorbed
+        .iter()
+        .enumerate()
+        .map(|(slot, &(learnable, stmt))| (stmt, (program.learnables[learnable].param, slot)))
+        .collect();
     let profile = std::env::var_os(PERF_MAP_VAR).is_some();
     let err = |e: &dyn std::fmt::Display| JitError(e.to_string());
     let mut flags = settings::builder();
@@ -411,6 +450,7 @@ pub fn compile_for_threads(program: &Program, batch: usize, threads: usize) -> R
             team: None,
             pool: VectorPool::new(),
             meetings: 0,
+            absorbing: None,
         };
         if threads > 1 {
             let meet = e.module.declare_func_in_func(barrier_id, e.fb.func);
@@ -424,7 +464,8 @@ pub fn compile_for_threads(program: &Program, batch: usize, threads: usize) -> R
         // One thread runs the items in program order; a team in the order of
         // `schedule::team_schedule`, meeting only where it says.
         let items: Vec<(Item, bool)> = if threads > 1 {
-            schedule::team_schedule(program)
+            let params = absorbing.iter().map(|(&stmt, &(param, _))| (stmt, param)).collect();
+            schedule::team_schedule(program, &params)
         } else {
             (0..program.stmts.len())
                 .map(Item::Stmt)
@@ -442,11 +483,13 @@ pub fn compile_for_threads(program: &Program, batch: usize, threads: usize) -> R
                         e.fb.set_srcloc(SourceLoc::new(k as u32));
                     }
                     let stmt = &program.stmts[k];
+                    e.absorbing = absorbing.get(&k).copied();
                     if stmt.computes_gradient() {
                         e.when_learning(&mut |e| e.stmt(stmt))?;
                     } else {
                         e.stmt(stmt)?;
                     }
+                    e.absorbing = None;
                 }
                 Item::Commit(k) => {
                     if profile {
@@ -506,12 +549,44 @@ pub fn compile_for_threads(program: &Program, batch: usize, threads: usize) -> R
         code,
         lens,
         function,
-        ptrs: Vec::with_capacity(n + 1),
+        ptrs: Vec::with_capacity(n + 2),
         scratch: vec![0.0; scratch_len.max(1)],
         helpers,
         pool,
         meetings,
+        absorbed: absorbed.iter().map(|a| a.0).collect(),
+        rates: vec![f64::NAN; absorbed.len().max(1)].into_boxed_slice(),
     })
+}
+
+/// The `candidates` whose update [`compile_absorbing`] can apply in the step, as (learnable,
+/// index of the `e·rᵀ` statement computing its gradient), in the order of `candidates`.
+fn absorbable(program: &Program, candidates: &[usize]) -> Vec<(usize, usize)> {
+    let access: Vec<(Vec<usize>, Vec<usize>)> = program
+        .stmts
+        .iter()
+        .map(|s| schedule::reads_and_writes(program, s))
+        .collect();
+    let committed = |b: usize| program.commits.iter().any(|&(d, s)| d == b || s == b);
+    let mut out = Vec::new();
+    for &k in candidates {
+        let Some(l) = program.learnables.get(k) else {
+            continue;
+        };
+        let (param, grad) = (l.param, l.grad);
+        let writers: Vec<usize> = (0..access.len()).filter(|&i| access[i].1.contains(&grad)).collect();
+        let [outer] = writers[..] else {
+            continue;
+        };
+        let is_outer = matches!(program.stmts[outer], Stmt::Outer { grad: g, .. } if g == grad);
+        let grad_read = access.iter().any(|a| a.0.contains(&grad));
+        let param_written = access.iter().any(|a| a.1.contains(&param));
+        let param_read_later = access[outer..].iter().any(|a| a.0.contains(&param));
+        if is_outer && !grad_read && !param_written && !param_read_later && !committed(param) && !committed(grad) {
+            out.push((k, outer));
+        }
+    }
+    out
 }
 
 /// Room for this many distinct constants in a [`VectorPool`].
@@ -579,6 +654,9 @@ struct Emitter<'a, 'f> {
     pool: VectorPool,
     /// Barriers emitted so far (outside the statements' branches: met once per step each).
     meetings: usize,
+    /// For the statement being emitted, an absorbed update's parameter buffer and its slot in
+    /// the rates (see [`compile_absorbing`]).
+    absorbing: Option<(usize, usize)>,
 }
 
 /// The threads that run one compiled step together.
@@ -1009,7 +1087,7 @@ impl Emitter<'_, '_> {
                     })
                     .collect();
                 let xrow = e.offset(xb, b, rows);
-                e.column_sums(rows, cols, &orows, None, &mut |e, i| {
+                e.column_sums(rows, cols, &orows, Finish::Store, &mut |e, i| {
                     let xs = (0..count)
                         .map(|k| {
                             let at = e.offset(xrow, i, 1);
@@ -1032,9 +1110,22 @@ impl Emitter<'_, '_> {
                 negate,
             } => {
                 // ±Σ_b a[b][i]·x[b]ᵀ / batch, rows i of the gradient in pairs that share each
-                // load of x (an odd last row alone).
+                // load of x (an odd last row alone); or, for an absorbed update, the parameter's
+                // SGD step against it, in place of the gradient.
+                let (target, finish) = match self.absorbing {
+                    Some((param, slot)) => {
+                        let at = ((self.program.buffers.len() + 1) * 8) as i32;
+                        let rates = self.fb.ins().load(types::I64, MemFlagsData::trusted(), self.bufs, at);
+                        let rate = self
+                            .fb
+                            .ins()
+                            .load(types::F64, MemFlagsData::trusted(), rates, (slot * 8) as i32);
+                        (param, Finish::SgdStep { negate, rate })
+                    }
+                    None => (grad, Finish::Mean { negate }),
+                };
                 self.in_pairs(rows, &mut |e, i, count| {
-                    let (ab, xb, gb) = (e.base(a), e.base(x), e.base(grad));
+                    let (ab, xb, gb) = (e.base(a), e.base(x), e.base(target));
                     let grows: Vec<Value> = (0..count)
                         .map(|k| {
                             let ik = e.fb.ins().iadd_imm_s(i, k as i64);
@@ -1042,7 +1133,7 @@ impl Emitter<'_, '_> {
                         })
                         .collect();
                     let acol = e.offset(ab, i, 1);
-                    e.column_sums(batch, cols, &grows, Some(negate), &mut |e, b| {
+                    e.column_sums(batch, cols, &grows, finish, &mut |e, b| {
                         let at = e.offset(acol, b, rows);
                         let avs = (0..count)
                             .map(|k| e.fb.ins().load(types::F64, MemFlagsData::trusted(), at, (k * 8) as i32))
@@ -1277,15 +1368,14 @@ impl Emitter<'_, '_> {
 
     /// `dsts[o][j] = fin(Σ_k src_k[j]·scale_{k,o})` for `j < cols` and each output row `o`, the
     /// sum over `k < terms` in order from 0.0, where `term(k)` gives the row `src_k` and its
-    /// factor for each output; `fin` is `±sum / batch` when `mean` is `Some(negate)`, else the
-    /// sum. Columns go in strips of [`STRIP`] (F64X2 registers), then the rest in one narrower
+    /// factor for each output; `fin` is what `finish` says. Columns go in strips of [`STRIP`] (F64X2 registers), then the rest in one narrower
     /// strip, so each strip is summed in registers; the outputs share every load of `src_k`.
     fn column_sums(
         &mut self,
         terms: usize,
         cols: usize,
         dsts: &[Value],
-        mean: Option<bool>,
+        finish: Finish,
         term: &mut dyn FnMut(&mut Self, Value) -> SumTerm,
     ) -> Result<(), JitError> {
         let strips = cols / STRIP;
@@ -1302,7 +1392,9 @@ impl Emitter<'_, '_> {
             let mut accs = Vec::with_capacity(outputs * vectors);
             for _ in 0..outputs {
                 for &ty in &kinds {
-                    let zero = e.constant(0.0, ty);
+                    // (Splatted, not from the pool: hoisted out of every loop, one register.)
+                    let zero = e.fb.ins().f64const(0.0);
+                    let zero = e.widen(zero, ty);
                     let acc = e.fb.declare_var(ty);
                     e.fb.def_var(acc, zero);
                     accs.push(acc);
@@ -1326,14 +1418,22 @@ impl Emitter<'_, '_> {
                 let at = e.fb.ins().iadd(*dst, first_byte);
                 for (v, &ty) in kinds.iter().enumerate() {
                     let sum = e.fb.use_var(accs[o * vectors + v]);
-                    let value = match mean {
-                        None => sum,
-                        Some(negate) => {
-                            let count = e.constant(e.batch as f64, ty);
+                    let mut value = match finish {
+                        Finish::Store => sum,
+                        Finish::Mean { negate } | Finish::SgdStep { negate, .. } => {
+                            let count = e.fb.ins().f64const(e.batch as f64);
+                            let count = e.widen(count, ty);
                             let m = e.fb.ins().fdiv(sum, count);
                             if negate { e.fb.ins().fneg(m) } else { m }
                         }
                     };
+                    if let Finish::SgdStep { rate, .. } = finish {
+                        // θ − lr·g, as the optimiser's plain SGD computes it.
+                        let theta = e.fb.ins().load(ty, Self::element_flags(ty), at, (16 * v) as i32);
+                        let rate = e.widen(rate, ty);
+                        let step = e.fb.ins().fmul(rate, value);
+                        value = e.fb.ins().fsub(theta, step);
+                    }
                     e.fb.ins().store(Self::element_flags(ty), value, at, (16 * v) as i32);
                 }
             }
@@ -1647,6 +1747,18 @@ impl Emitter<'_, '_> {
         memo.insert(id, v);
         Ok(v)
     }
+}
+
+/// What [`Emitter::column_sums`] does with each sum.
+#[derive(Clone, Copy)]
+enum Finish {
+    /// Stores it.
+    Store,
+    /// Stores `±sum / batch`.
+    Mean { negate: bool },
+    /// Updates the destination (a parameter) in place to `θ − rate·(±sum / batch)`: a plain-SGD
+    /// step against the batch mean, `rate` a scalar value.
+    SgdStep { negate: bool, rate: Value },
 }
 
 /// One term of [`Emitter::column_sums`]: the source row's address and its factor for each output.

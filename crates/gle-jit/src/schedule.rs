@@ -11,6 +11,8 @@
 //! item computes what it computes in program order, so results do not change.
 
 use gle_derive::program::{Layout, Program, Stmt};
+use gle_derive::sym::Leaf;
+use std::collections::HashMap;
 
 /// One piece of work of a step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,7 +32,9 @@ struct Access {
 }
 
 impl Access {
-    fn of(program: &Program, item: Item) -> Self {
+    /// `absorbed` maps the index of an `Outer` statement that updates a parameter in place
+    /// (see `compile_absorbing`) to that parameter.
+    fn of(program: &Program, item: Item, absorbed: &HashMap<usize, usize>) -> Self {
         let batch = |b: usize| program.buffers[b].layout == Layout::Batch;
         match item {
             Item::Commit(k) => {
@@ -43,33 +47,16 @@ impl Access {
             }
             Item::Stmt(k) => {
                 let stmt = &program.stmts[k];
-                let (reads, writes, row_local) = match stmt {
-                    Stmt::Map { outs, .. } => {
-                        let writes: Vec<usize> = outs.iter().map(|o| o.0).collect();
-                        let mut reads = Vec::new();
-                        for (_, id) in outs {
-                            for leaf in program.graph.leaves(*id) {
-                                if let gle_derive::sym::Leaf::Buf(b) = leaf {
-                                    reads.push(b);
-                                }
-                            }
-                        }
-                        let local = writes.iter().all(|&b| batch(b));
-                        (reads, writes, local)
+                let (mut reads, mut writes) = reads_and_writes(program, stmt);
+                if let Some(&param) = absorbed.get(&k) {
+                    reads.push(param);
+                    writes = vec![param];
+                }
+                let row_local = match stmt {
+                    Stmt::Map { .. } | Stmt::MatVec { .. } | Stmt::MatTVec { .. } | Stmt::Softmax { .. } => {
+                        writes.iter().all(|&b| batch(b))
                     }
-                    &Stmt::MatVec {
-                        out, w, x, accumulate, ..
-                    } => {
-                        let mut reads = vec![w, x];
-                        if accumulate {
-                            reads.push(out);
-                        }
-                        (reads, vec![out], batch(out))
-                    }
-                    &Stmt::MatTVec { out, w, x, .. } => (vec![w, x], vec![out], batch(out)),
-                    &Stmt::Softmax { out, x, .. } => (vec![x], vec![out], batch(out)),
-                    &Stmt::Outer { grad, a, x, .. } => (vec![a, x], vec![grad], false),
-                    &Stmt::Mean { grad, x, .. } => (vec![x], vec![grad], false),
+                    Stmt::Outer { .. } | Stmt::Mean { .. } => false,
                 };
                 Access {
                     reads,
@@ -91,14 +78,45 @@ impl Access {
     }
 }
 
+/// The buffers a statement reads and those it writes.
+pub(crate) fn reads_and_writes(program: &Program, stmt: &Stmt) -> (Vec<usize>, Vec<usize>) {
+    match stmt {
+        Stmt::Map { outs, .. } => {
+            let writes = outs.iter().map(|o| o.0).collect();
+            let mut reads = Vec::new();
+            for (_, id) in outs {
+                for leaf in program.graph.leaves(*id) {
+                    if let Leaf::Buf(b) = leaf {
+                        reads.push(b);
+                    }
+                }
+            }
+            (reads, writes)
+        }
+        &Stmt::MatVec {
+            out, w, x, accumulate, ..
+        } => {
+            let mut reads = vec![w, x];
+            if accumulate {
+                reads.push(out);
+            }
+            (reads, vec![out])
+        }
+        &Stmt::MatTVec { out, w, x, .. } => (vec![w, x], vec![out]),
+        &Stmt::Softmax { out, x, .. } => (vec![x], vec![out]),
+        &Stmt::Outer { grad, a, x, .. } => (vec![a, x], vec![grad]),
+        &Stmt::Mean { grad, x, .. } => (vec![x], vec![grad]),
+    }
+}
+
 /// The items of a step in the order a team runs them, each with whether the threads meet
 /// (wait for each other) before it. The threads always meet at the end of the step.
-pub(crate) fn team_schedule(program: &Program) -> Vec<(Item, bool)> {
+pub(crate) fn team_schedule(program: &Program, absorbed: &HashMap<usize, usize>) -> Vec<(Item, bool)> {
     let items: Vec<Item> = (0..program.stmts.len())
         .map(Item::Stmt)
         .chain((0..program.commits.len()).map(Item::Commit))
         .collect();
-    let access: Vec<Access> = items.iter().map(|&i| Access::of(program, i)).collect();
+    let access: Vec<Access> = items.iter().map(|&i| Access::of(program, i, absorbed)).collect();
     // Item j must follow item i (i before j in program order) when they touch a buffer one of
     // them writes.
     let n = items.len();

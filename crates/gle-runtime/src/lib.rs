@@ -41,6 +41,34 @@ pub trait StepKernel {
     fn run_on_threads(&mut self, job: &(dyn Fn(usize) + Sync)) {
         job(0);
     }
+
+    /// Learnables (indices into the program's `learnables`, all of them among
+    /// [`sgd_learnables`]) whose plain-SGD update `θ ← θ − lr·g` this kernel applies itself in
+    /// every learning step, in the pass that computes `g`, with the rates of [`Self::set_rates`];
+    /// it then leaves their gradient buffers unwritten, and the optimiser skips them.
+    fn absorbed_updates(&self) -> &[usize] {
+        &[]
+    }
+
+    /// The rates of the absorbed updates for the next step, in the order of
+    /// [`Self::absorbed_updates`].
+    fn set_rates(&mut self, _rates: &[f64]) {}
+}
+
+/// The learnables whose optimiser update a kernel may apply in the step itself
+/// ([`StepKernel::absorbed_updates`]): plain SGD (`θ ← θ − lr·g`, nothing else to keep) on
+/// parameters without a clamp or an explicit rule, in a model that learns every step (not in
+/// the adjoint error mode, whose updates wait for the end of each window).
+pub fn sgd_learnables(model: &Model, program: &Program) -> Vec<usize> {
+    if !matches!(model.learning.optimizer, Optimizer::Sgd { .. }) || program.adjoint.is_some() {
+        return Vec::new();
+    }
+    (0..program.learnables.len())
+        .filter(|&k| {
+            let l = &program.learnables[k];
+            l.rule.is_none() && l.clamp_min.is_none()
+        })
+        .collect()
 }
 
 /// Parameters with fewer elements in all are updated by the calling thread alone: handing a few
@@ -279,8 +307,23 @@ impl Simulation {
     }
 
     /// Runs steps with `kernel` instead of the interpreter.
+    ///
+    /// # Panics
+    /// If the kernel absorbs the update of a learnable that [`sgd_learnables`] does not list
+    /// (a bug in the kernel's construction, not a property of the model).
     pub fn set_kernel(&mut self, kernel: Box<dyn StepKernel>) {
+        let allowed = sgd_learnables(&self.model, &self.program);
+        assert!(
+            kernel.absorbed_updates().iter().all(|k| allowed.contains(k)),
+            "a kernel may absorb only plain-SGD updates"
+        );
         self.kernel = Some(kernel);
+    }
+
+    /// The learnables whose updates the kernel applies in the step
+    /// ([`StepKernel::absorbed_updates`]; none with the interpreter).
+    pub fn absorbed_updates(&self) -> &[usize] {
+        self.kernel.as_ref().map_or(&[], |k| k.absorbed_updates())
     }
 
     /// Makes [`Simulation::run_protocol`] stop after `steps` steps in all.
@@ -356,6 +399,17 @@ impl Simulation {
         }
         let time = n as f64 * self.model.protocol.dt;
         if let Some(kernel) = self.kernel.as_mut() {
+            if self.learning && !kernel.absorbed_updates().is_empty() {
+                let rates: Vec<f64> = kernel
+                    .absorbed_updates()
+                    .iter()
+                    .map(|&k| {
+                        self.optim
+                            .sgd_rate(&self.model.learning.optimizer, &self.program.learnables[k])
+                    })
+                    .collect();
+                kernel.set_rates(&rates);
+            }
             kernel.run(
                 &mut self.data,
                 &self.consts,
@@ -458,6 +512,28 @@ impl Simulation {
     }
 
     fn check_finite(&self) -> Result<(), RunError> {
+        let result = self.check_watched();
+        if result.is_err() {
+            // A parameter a kernel updates in the step is checked only once something it feeds
+            // has blown up (a scan per step would cost what absorbing the update saves): name it
+            // if it is the origin.
+            let absorbed = self.kernel.as_ref().map_or(&[][..], |k| k.absorbed_updates());
+            for &learnable in absorbed {
+                let l = &self.program.learnables[learnable];
+                if let Some(k) = self.data[l.param].iter().position(|v| !v.is_finite()) {
+                    return Err(RunError::new(format!(
+                        "numerical blow-up: parameter `{}` is {} at element {k} (found after step {})",
+                        l.name,
+                        self.data[l.param][k],
+                        self.step - 1
+                    )));
+                }
+            }
+        }
+        result
+    }
+
+    fn check_watched(&self) -> Result<(), RunError> {
         for &b in &self.watch {
             // A branch-free scan first (it vectorises); the position only after a blow-up.
             if self.data[b].iter().fold(true, |ok, v| ok & v.is_finite()) {
@@ -480,6 +556,7 @@ impl Simulation {
 
     /// Applies one optimiser step to every learnable parameter, then the clamps.
     pub fn optimizer_step(&mut self) -> Result<(), RunError> {
+        let absorbed = self.kernel.as_ref().map_or(&[][..], |k| k.absorbed_updates()).to_vec();
         let elements: usize = self.program.learnables.iter().map(|l| self.data[l.param].len()).sum();
         let mut kernel = self
             .kernel
@@ -496,6 +573,7 @@ impl Simulation {
             &self.consts,
             &self.program,
             &mut self.data,
+            &absorbed,
             threads,
             run,
         );

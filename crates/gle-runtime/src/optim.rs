@@ -37,11 +37,24 @@ impl OptimizerState {
         }
     }
 
+    /// The rate of a plain-SGD update of `l` at this step (`lr` times `l`'s factor and the
+    /// schedule's scale), as [`Self::step`] applies it.
+    pub fn sgd_rate(&self, opt: &Optimizer, l: &Learnable) -> f64 {
+        match (l.rule, opt) {
+            (None, Optimizer::Sgd { .. }) => match self.update(opt, 0.0, &[], l) {
+                Update::Sgd { lr } => lr,
+                _ => f64::NAN,
+            },
+            _ => f64::NAN,
+        }
+    }
+
     /// One step against the gradients, then the lower clamps, the elements of every parameter
     /// split between `threads` parts that `run` executes (each job `t` updates part `t`; every
-    /// element is updated by the same operations whichever part holds it). Returns the first
-    /// parameter value that is not finite afterwards, as `(learnable, element)`: the check rides
-    /// along the update instead of a separate pass.
+    /// element is updated by the same operations whichever part holds it); the learnables in
+    /// `skip` were updated by the step itself. Returns the first parameter value that is not
+    /// finite afterwards, as `(learnable, element)`: the check rides along the update instead of
+    /// a separate pass.
     #[allow(clippy::too_many_arguments)]
     pub fn step(
         &mut self,
@@ -50,6 +63,7 @@ impl OptimizerState {
         consts: &[f64],
         program: &Program,
         data: &mut [Vec<f64>],
+        skip: &[usize],
         threads: usize,
         run: &mut dyn FnMut(&Job),
     ) -> Option<(usize, usize)> {
@@ -58,6 +72,9 @@ impl OptimizerState {
             // One part per parameter, updated here: no allocation (a LagLine step is ~0.5 µs).
             let mut bad = None;
             for (k, l) in program.learnables.iter().enumerate() {
+                if skip.contains(&k) {
+                    continue;
+                }
                 let update = self.update(opt, dt, consts, l);
                 let (theta, grad) = param_and_grad(data, l.param, l.grad);
                 let mut part = Part {
@@ -85,6 +102,9 @@ impl OptimizerState {
             .collect();
         let moments = self.m.iter_mut().zip(self.s.iter_mut());
         for (k, ((l, update), (m, s))) in program.learnables.iter().zip(updates).zip(moments).enumerate() {
+            if skip.contains(&k) {
+                continue;
+            }
             let (Some(theta), Some(grad)) = (buffers[l.param].take(), buffers[l.grad].take()) else {
                 unreachable!("every learnable has its own parameter and gradient buffers")
             };

@@ -231,7 +231,8 @@ fn main() -> ExitCode {
                     }
                 };
             }
-            match gle_jit::compile(&program, m.protocol.batch) {
+            let sgd = gle_runtime::sgd_learnables(&m, &program);
+            match gle_jit::compile_absorbing(&program, m.protocol.batch, 1, &sgd) {
                 Ok(k) => {
                     say_raw!("{}", k.clif());
                     ExitCode::SUCCESS

@@ -39,7 +39,8 @@ pub fn run(model: Model, base_dir: &Path, opts: &RunOptions) -> Result<Vec<Strin
     let checkpoint_every = model.protocol.checkpoint_every;
     let kernel = match opts.backend {
         crate::Backend::Jit => {
-            let step = gle_jit::compile_for_threads(&program, model.protocol.batch, opts.threads);
+            let sgd = gle_runtime::sgd_learnables(&model, &program);
+            let step = gle_jit::compile_absorbing(&program, model.protocol.batch, opts.threads, &sgd);
             Some(step.map_err(|e| RunError::new(e.to_string()))?)
         }
         crate::Backend::Interp => None,
