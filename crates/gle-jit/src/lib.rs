@@ -1821,26 +1821,11 @@ fn stmt_label(program: &Program, stmt: &Stmt) -> String {
     format!("{kind}:{}", program.buffers[buf].name.replace(' ', "_"))
 }
 
-/// Every buffer a statement reads or writes.
+/// Every buffer a statement reads or writes (those it writes first).
 fn stmt_buffers(program: &Program, stmt: &Stmt) -> Vec<usize> {
-    match stmt {
-        Stmt::Map { outs, .. } => {
-            let mut bufs: Vec<usize> = outs.iter().map(|o| o.0).collect();
-            for (_, id) in outs {
-                for l in program.graph.leaves(*id) {
-                    if let Leaf::Buf(b) = l {
-                        bufs.push(b);
-                    }
-                }
-            }
-            bufs
-        }
-        &Stmt::MatVec { out, w, x, .. } => vec![out, w, x],
-        &Stmt::MatTVec { out, w, x, .. } => vec![out, w, x],
-        &Stmt::Outer { grad, a, x, .. } => vec![grad, a, x],
-        &Stmt::Mean { grad, x, .. } => vec![grad, x],
-        &Stmt::Softmax { out, x, .. } => vec![out, x],
-    }
+    let (reads, mut bufs) = schedule::reads_and_writes(program, stmt);
+    bufs.extend(reads);
+    bufs
 }
 
 fn declare_shims(module: &mut JITModule) -> Result<Vec<(&'static str, FuncId)>, cranelift_module::ModuleError> {
