@@ -175,6 +175,8 @@ pub struct Simulation {
     resume: Option<u64>,
     /// A compiled step (the JIT); `None` runs the reference interpreter.
     kernel: Option<Box<dyn StepKernel>>,
+    /// The rates handed to the kernel each learning step (see [`StepKernel::set_rates`]).
+    rates: Vec<f64>,
     /// The window of the adjoint error mode (`errors adjoint(…)`).
     adjoint: Option<adjoint::Recorder>,
     /// Steps between checkpoints (`checkpoint N` in the run protocol).
@@ -303,6 +305,7 @@ impl Simulation {
             resume: None,
             checkpoint_every: None,
             kernel: None,
+            rates: Vec::new(),
         })
     }
 
@@ -400,15 +403,11 @@ impl Simulation {
         let time = n as f64 * self.model.protocol.dt;
         if let Some(kernel) = self.kernel.as_mut() {
             if self.learning && !kernel.absorbed_updates().is_empty() {
-                let rates: Vec<f64> = kernel
-                    .absorbed_updates()
-                    .iter()
-                    .map(|&k| {
-                        self.optim
-                            .sgd_rate(&self.model.learning.optimizer, &self.program.learnables[k])
-                    })
-                    .collect();
-                kernel.set_rates(&rates);
+                self.rates.clear();
+                let opt = &self.model.learning.optimizer;
+                let rate = |&k: &usize| self.optim.sgd_rate(opt, &self.program.learnables[k]);
+                self.rates.extend(kernel.absorbed_updates().iter().map(rate));
+                kernel.set_rates(&self.rates);
             }
             kernel.run(
                 &mut self.data,

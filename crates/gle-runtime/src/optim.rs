@@ -38,13 +38,13 @@ impl OptimizerState {
     }
 
     /// The rate of a plain-SGD update of `l` at this step (`lr` times `l`'s factor and the
-    /// schedule's scale), as [`Self::step`] applies it.
+    /// schedule's scale), as [`Self::step`] applies it; NaN for any other update.
     pub fn sgd_rate(&self, opt: &Optimizer, l: &Learnable) -> f64 {
-        match (l.rule, opt) {
-            (None, Optimizer::Sgd { .. }) => match self.update(opt, 0.0, &[], l) {
-                Update::Sgd { lr } => lr,
-                _ => f64::NAN,
-            },
+        if l.rule.is_some() {
+            return f64::NAN;
+        }
+        match self.update(opt, 0.0, &[], l) {
+            Update::Sgd { lr } => lr,
             _ => f64::NAN,
         }
     }
