@@ -175,6 +175,8 @@ pub struct Simulation {
     resume: Option<u64>,
     /// A compiled step (the JIT); `None` runs the reference interpreter.
     kernel: Option<Box<dyn StepKernel>>,
+    /// The kernel's [`StepKernel::absorbed_updates`], fixed when it is installed.
+    absorbed: Vec<usize>,
     /// The rates handed to the kernel each learning step (see [`StepKernel::set_rates`]).
     rates: Vec<f64>,
     /// The window of the adjoint error mode (`errors adjoint(…)`).
@@ -305,6 +307,7 @@ impl Simulation {
             resume: None,
             checkpoint_every: None,
             kernel: None,
+            absorbed: Vec::new(),
             rates: Vec::new(),
         })
     }
@@ -320,13 +323,14 @@ impl Simulation {
             kernel.absorbed_updates().iter().all(|k| allowed.contains(k)),
             "a kernel may absorb only plain-SGD updates"
         );
+        self.absorbed = kernel.absorbed_updates().to_vec();
         self.kernel = Some(kernel);
     }
 
     /// The learnables whose updates the kernel applies in the step
     /// ([`StepKernel::absorbed_updates`]; none with the interpreter).
     pub fn absorbed_updates(&self) -> &[usize] {
-        self.kernel.as_ref().map_or(&[], |k| k.absorbed_updates())
+        &self.absorbed
     }
 
     /// Makes [`Simulation::run_protocol`] stop after `steps` steps in all.
@@ -402,11 +406,11 @@ impl Simulation {
         }
         let time = n as f64 * self.model.protocol.dt;
         if let Some(kernel) = self.kernel.as_mut() {
-            if self.learning && !kernel.absorbed_updates().is_empty() {
+            if self.learning && !self.absorbed.is_empty() {
                 self.rates.clear();
                 let opt = &self.model.learning.optimizer;
                 let rate = |&k: &usize| self.optim.sgd_rate(opt, &self.program.learnables[k]);
-                self.rates.extend(kernel.absorbed_updates().iter().map(rate));
+                self.rates.extend(self.absorbed.iter().map(rate));
                 kernel.set_rates(&self.rates);
             }
             kernel.run(
@@ -516,8 +520,7 @@ impl Simulation {
             // A parameter a kernel updates in the step is checked only once something it feeds
             // has blown up (a scan per step would cost what absorbing the update saves): name it
             // if it is the origin.
-            let absorbed = self.kernel.as_ref().map_or(&[][..], |k| k.absorbed_updates());
-            for &learnable in absorbed {
+            for &learnable in &self.absorbed {
                 let l = &self.program.learnables[learnable];
                 if let Some(k) = self.data[l.param].iter().position(|v| !v.is_finite()) {
                     return Err(RunError::new(format!(
@@ -555,7 +558,6 @@ impl Simulation {
 
     /// Applies one optimiser step to every learnable parameter, then the clamps.
     pub fn optimizer_step(&mut self) -> Result<(), RunError> {
-        let absorbed = self.kernel.as_ref().map_or(&[][..], |k| k.absorbed_updates()).to_vec();
         let elements: usize = self.program.learnables.iter().map(|l| self.data[l.param].len()).sum();
         let mut kernel = self
             .kernel
@@ -572,7 +574,7 @@ impl Simulation {
             &self.consts,
             &self.program,
             &mut self.data,
-            &absorbed,
+            &self.absorbed,
             threads,
             run,
         );
