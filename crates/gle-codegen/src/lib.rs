@@ -322,6 +322,9 @@ fn step_fn(program: &Program, accessors: &[String]) -> Result<String, String> {
     for &(dst, src) in &program.commits {
         let _ = writeln!(body, "commit(data, {}, {});", names.get(dst), names.get(src));
     }
+    for &(dst, src) in &program.swaps {
+        let _ = writeln!(body, "data.swap({}, {});", names.get(dst), names.get(src));
+    }
     for &b in &names.used {
         let _ = writeln!(
             out,

@@ -242,6 +242,11 @@ pub struct Program {
     pub stmts: Vec<Stmt>,
     /// `(destination, source)` copies after the statements: staged values become committed.
     pub commits: Vec<(BufId, BufId)>,
+    /// `(destination, source)` pairs committed by exchanging the two buffers after the
+    /// statements and the copies (no values move): the destination takes the staged values,
+    /// and the source, which only the statements see and which one of them rewrites whole
+    /// before any reads it, is left holding the previous ones ([`Program::swappable`]).
+    pub swaps: Vec<(BufId, BufId)>,
     /// Parameters the optimiser updates.
     pub learnables: Vec<Learnable>,
     /// Buffers of each population.
@@ -1141,12 +1146,13 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
         )?),
         None => None,
     };
-    Ok(Program {
+    let mut program = Program {
         adjoint,
         graph: b.g,
         buffers: b.buffers,
         stmts: b.stmts,
         commits: b.commits,
+        swaps: Vec::new(),
         learnables: b.learnables,
         populations: pops,
         inputs,
@@ -1154,7 +1160,105 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
         neurons,
         errors,
         costs: costs.terms,
-    })
+    };
+    let (swaps, copies) = program.commits.iter().partition(|&&c| program.swappable(c));
+    program.swaps = swaps;
+    program.commits = copies;
+    Ok(program)
+}
+
+impl Program {
+    /// The buffers a statement reads and those it writes.
+    pub fn reads_and_writes(&self, stmt: &Stmt) -> (Vec<BufId>, Vec<BufId>) {
+        match stmt {
+            Stmt::Map { outs, .. } => {
+                let writes = outs.iter().map(|o| o.0).collect();
+                let mut reads = Vec::new();
+                for (_, id) in outs {
+                    for leaf in self.graph.leaves(*id) {
+                        if let Leaf::Buf(b) = leaf {
+                            reads.push(b);
+                        }
+                    }
+                }
+                (reads, writes)
+            }
+            &Stmt::MatVec {
+                out, w, x, accumulate, ..
+            } => {
+                let mut reads = vec![w, x];
+                if accumulate {
+                    reads.push(out);
+                }
+                (reads, vec![out])
+            }
+            &Stmt::MatTVec { out, w, x, .. } => (vec![w, x], vec![out]),
+            &Stmt::Softmax { out, x, .. } => (vec![x], vec![out]),
+            &Stmt::Outer { grad, a, x, .. } => (vec![a, x], vec![grad]),
+            &Stmt::Mean { grad, x, .. } => (vec![x], vec![grad]),
+        }
+    }
+
+    /// Whether the commit `(dst, src)` may exchange the two buffers instead of copying: they
+    /// have the same shape; `src` is a staging buffer nothing outside the statements reads
+    /// (no population variable, parameter, gradient, input, cost or adjoint record) and no
+    /// other commit touches; and one statement that runs in every step (not a gradient)
+    /// writes all of `src` before any statement reads it. The previous values a swap leaves
+    /// in `src` are then never seen.
+    pub fn swappable(&self, (dst, src): (BufId, BufId)) -> bool {
+        let (d, s) = (&self.buffers[dst], &self.buffers[src]);
+        if d.len != s.len || d.layout != s.layout || s.init != BufInit::Zero {
+            return false;
+        }
+        let mut visible: Vec<BufId> = self.inputs.clone();
+        for p in &self.populations {
+            visible.extend([p.u, p.uhat, p.r, p.udot].into_iter().chain(p.e).chain(p.v));
+            visible.extend(&p.params);
+        }
+        for l in &self.learnables {
+            visible.extend([l.param, l.grad]);
+        }
+        for c in &self.costs {
+            visible.extend([c.prediction, c.target]);
+        }
+        for (w, bias) in &self.projections {
+            visible.extend(std::iter::once(*w).chain(*bias));
+        }
+        if let Some(plan) = &self.adjoint {
+            visible.extend(plan.recorded());
+        }
+        let other_commits = self.commits.iter().filter(|&&c| c != (dst, src));
+        if visible.contains(&src)
+            || other_commits
+                .clone()
+                .any(|&(a, b)| a == src || b == src || a == dst || b == dst)
+        {
+            return false;
+        }
+        for stmt in &self.stmts {
+            let (reads, writes) = self.reads_and_writes(stmt);
+            if reads.contains(&src) {
+                return false;
+            }
+            if writes.contains(&src) {
+                return !stmt.computes_gradient() && self.writes_whole(stmt, src);
+            }
+        }
+        false
+    }
+
+    /// Whether `stmt` writes every element of buffer `b` (one of its outputs).
+    fn writes_whole(&self, stmt: &Stmt, b: BufId) -> bool {
+        let len = self.buffers[b].len;
+        match *stmt {
+            Stmt::Map { len: n, .. } => n == len,
+            Stmt::MatVec { rows, .. } => rows == len,
+            Stmt::MatTVec { cols, .. } => cols == len,
+            Stmt::Softmax { len: n, .. } => n == len,
+            Stmt::Outer { rows, cols, .. } => rows * cols == len,
+            Stmt::Mean { len: n, .. } => n == len,
+        }
+    }
 }
 
 /// The backward pass of the adjoint error mode: learners top-down, the projections between

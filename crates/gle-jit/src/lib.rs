@@ -82,6 +82,8 @@ pub struct CompiledStep {
     absorbed: Vec<usize>,
     /// Their rates for the next step, read by the code (at least one entry, for its address).
     rates: Box<[f64]>,
+    /// The program's commits by exchange, done after the code returns.
+    swaps: Vec<(usize, usize)>,
 }
 
 /// The helper threads of a team: they live as long as the compiled step and run their share
@@ -303,6 +305,9 @@ impl StepKernel for CompiledStep {
                 );
             }
             (Code::Threaded(_), None) => unreachable!("a team's step is compiled with its helpers"),
+        }
+        for &(dst, src) in &self.swaps {
+            data.swap(dst, src);
         }
         Ok(())
     }
@@ -556,18 +561,21 @@ pub fn compile_absorbing(
         meetings,
         absorbed: absorbed.iter().map(|a| a.0).collect(),
         rates: vec![f64::NAN; absorbed.len().max(1)].into_boxed_slice(),
+        swaps: program.swaps.clone(),
     })
 }
 
 /// The `candidates` whose update [`compile_absorbing`] can apply in the step, as (learnable,
 /// index of the `e·rᵀ` statement computing its gradient), in the order of `candidates`.
 fn absorbable(program: &Program, candidates: &[usize]) -> Vec<(usize, usize)> {
-    let access: Vec<(Vec<usize>, Vec<usize>)> = program
-        .stmts
-        .iter()
-        .map(|s| schedule::reads_and_writes(program, s))
-        .collect();
-    let committed = |b: usize| program.commits.iter().any(|&(d, s)| d == b || s == b);
+    let access: Vec<(Vec<usize>, Vec<usize>)> = program.stmts.iter().map(|s| program.reads_and_writes(s)).collect();
+    let committed = |b: usize| {
+        program
+            .commits
+            .iter()
+            .chain(&program.swaps)
+            .any(|&(d, s)| d == b || s == b)
+    };
     let mut out = Vec::new();
     for &k in candidates {
         let Some(l) = program.learnables.get(k) else {
@@ -1823,7 +1831,7 @@ fn stmt_label(program: &Program, stmt: &Stmt) -> String {
 
 /// Every buffer a statement reads or writes (those it writes first).
 fn stmt_buffers(program: &Program, stmt: &Stmt) -> Vec<usize> {
-    let (reads, mut bufs) = schedule::reads_and_writes(program, stmt);
+    let (reads, mut bufs) = program.reads_and_writes(stmt);
     bufs.extend(reads);
     bufs
 }

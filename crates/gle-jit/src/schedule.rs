@@ -11,7 +11,6 @@
 //! item computes what it computes in program order, so results do not change.
 
 use gle_derive::program::{Layout, Program, Stmt};
-use gle_derive::sym::Leaf;
 use std::collections::HashMap;
 
 /// One piece of work of a step.
@@ -47,7 +46,7 @@ impl Access {
             }
             Item::Stmt(k) => {
                 let stmt = &program.stmts[k];
-                let (mut reads, mut writes) = reads_and_writes(program, stmt);
+                let (mut reads, mut writes) = program.reads_and_writes(stmt);
                 if let Some(&param) = absorbed.get(&k) {
                     reads.push(param);
                     writes = vec![param];
@@ -75,37 +74,6 @@ impl Access {
         hit(&self.writes, &other.reads, &mut kept_apart)
             || hit(&self.reads, &other.writes, &mut kept_apart)
             || hit(&self.writes, &other.writes, &mut kept_apart)
-    }
-}
-
-/// The buffers a statement reads and those it writes.
-pub(crate) fn reads_and_writes(program: &Program, stmt: &Stmt) -> (Vec<usize>, Vec<usize>) {
-    match stmt {
-        Stmt::Map { outs, .. } => {
-            let writes = outs.iter().map(|o| o.0).collect();
-            let mut reads = Vec::new();
-            for (_, id) in outs {
-                for leaf in program.graph.leaves(*id) {
-                    if let Leaf::Buf(b) = leaf {
-                        reads.push(b);
-                    }
-                }
-            }
-            (reads, writes)
-        }
-        &Stmt::MatVec {
-            out, w, x, accumulate, ..
-        } => {
-            let mut reads = vec![w, x];
-            if accumulate {
-                reads.push(out);
-            }
-            (reads, vec![out])
-        }
-        &Stmt::MatTVec { out, w, x, .. } => (vec![w, x], vec![out]),
-        &Stmt::Softmax { out, x, .. } => (vec![x], vec![out]),
-        &Stmt::Outer { grad, a, x, .. } => (vec![a, x], vec![grad]),
-        &Stmt::Mean { grad, x, .. } => (vec![x], vec![grad]),
     }
 }
 

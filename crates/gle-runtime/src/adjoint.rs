@@ -27,7 +27,7 @@ impl Recorder {
             .recorded()
             .into_iter()
             .map(|b| {
-                let before = program.commits.iter().any(|&(dst, _)| dst == b);
+                let before = program.commits.iter().chain(&program.swaps).any(|&(dst, _)| dst == b);
                 let at = offset;
                 offset += data[b].len();
                 (b, before, at)

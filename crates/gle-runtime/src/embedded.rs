@@ -59,7 +59,12 @@ pub fn layout_fingerprint(program: &Program) -> u64 {
     for b in &program.buffers {
         text.push_str(&format!("{}:{}:{:?};", b.name, b.len, b.layout));
     }
-    text.push_str(&format!("{};{:?}", program.stmts.len(), program.commits));
+    text.push_str(&format!(
+        "{};{:?};{:?}",
+        program.stmts.len(),
+        program.commits,
+        program.swaps
+    ));
     crate::rng::name_hash(&text)
 }
 

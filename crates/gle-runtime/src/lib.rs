@@ -27,7 +27,8 @@ use std::path::{Path, PathBuf};
 /// interpreter is used when a simulation has none; both must compute the same values.
 pub trait StepKernel {
     /// Executes the step program's statements and commits on `data` (every buffer, laid out as
-    /// the program says for `batch` rows); without `learn`, the statements that only compute
+    /// the program says for `batch` rows; the commits copy, then exchange the `swaps`' buffers
+    /// in `data`); without `learn`, the statements that only compute
     /// gradients ([`gle_derive::program::Stmt::computes_gradient`]) are skipped.
     fn run(&mut self, data: &mut [Vec<f64>], consts: &[f64], dt: f64, time: f64, learn: bool) -> Result<(), RunError>;
 
@@ -445,6 +446,9 @@ impl Simulation {
         }
         for &(dst, src) in &self.program.commits {
             embedded::commit(&mut self.data, dst, src);
+        }
+        for &(dst, src) in &self.program.swaps {
+            self.data.swap(dst, src);
         }
         self.step += 1;
         if self.feed.is_some() {

@@ -1,6 +1,7 @@
 //! Runtime tests: the reference interpreter against the authors' golden runs and the closed
 //! forms of test-facts.md.
 
+mod commits;
 mod data;
 mod facts;
 mod golden;
