@@ -1168,6 +1168,15 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
 }
 
 impl Program {
+    /// The buffers checked for NaN and Inf after every step: each population's `u`, `r` and,
+    /// for learners, `e`.
+    pub fn watched(&self) -> Vec<BufId> {
+        self.populations
+            .iter()
+            .flat_map(|p| [p.u, p.r].into_iter().chain(p.e))
+            .collect()
+    }
+
     /// The buffers a statement reads and those it writes.
     pub fn reads_and_writes(&self, stmt: &Stmt) -> (Vec<BufId>, Vec<BufId>) {
         match stmt {

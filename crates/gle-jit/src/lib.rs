@@ -22,7 +22,7 @@ use gle_derive::sym::{Fun, Id, Leaf, Node, apply};
 use gle_ir::builtins::Builtin;
 use gle_runtime::{RunError, StepKernel};
 use schedule::Item;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
@@ -84,6 +84,10 @@ pub struct CompiledStep {
     rates: Box<[f64]>,
     /// The program's commits by exchange, done after the code returns.
     swaps: Vec<(usize, usize)>,
+    /// The watched buffers whose values the code checks as it computes them.
+    checked: Vec<usize>,
+    /// Per thread, 0 after a step whose checked values were all finite (NaN otherwise).
+    finite: Box<[f64]>,
 }
 
 /// The helper threads of a team: they live as long as the compiled step and run their share
@@ -269,6 +273,7 @@ impl StepKernel for CompiledStep {
         self.ptrs.extend(data.iter_mut().map(|b| b.as_mut_ptr()));
         self.ptrs.push(self.pool.lanes.as_ptr().cast::<f64>().cast_mut());
         self.ptrs.push(self.rates.as_mut_ptr());
+        self.ptrs.push(self.finite.as_mut_ptr());
         let consts = if consts.is_empty() {
             [0.0].as_ptr()
         } else {
@@ -277,7 +282,7 @@ impl StepKernel for CompiledStep {
         // SAFETY: the code was generated for exactly these buffer lengths (checked above) and
         // only indexes buffers within them; constants are read at indices below the model's
         // constant count, which `consts` holds; each scratch area has the size the code was
-        // compiled for and is owned by its thread. With helpers, every thread writes disjoint
+        // compiled for and is owned by its thread, as is each entry of `finite` (one per thread). With helpers, every thread writes disjoint
         // parts of each statement's output, and all meet at the barrier between any two items
         // that touch a buffer across rows (`schedule`) and at the end of the step, so no
         // element is written by one thread while another reads or writes it, and the helpers
@@ -326,6 +331,14 @@ impl StepKernel for CompiledStep {
         }
     }
 
+    fn checked_buffers(&self) -> &[usize] {
+        &self.checked
+    }
+
+    fn all_finite(&self) -> bool {
+        self.finite.iter().all(|f| *f == 0.0)
+    }
+
     fn run_on_threads(&mut self, job: &(dyn Fn(usize) + Sync)) {
         let Some(h) = &self.helpers else {
             return job(0);
@@ -372,6 +385,7 @@ pub fn compile_absorbing(
 ) -> Result<CompiledStep, JitError> {
     let threads = threads.max(1);
     let absorbed = absorbable(program, candidates);
+    let (checked, checked_outs) = finite_checks(program);
     // Outer statement → (parameter, slot in the rates).
     let absorbing: HashMap<usize, (usize, usize)> = absorbed
         .iter()
@@ -456,6 +470,7 @@ pub fn compile_absorbing(
             pool: VectorPool::new(),
             meetings: 0,
             absorbing: None,
+            checked_outs,
         };
         if threads > 1 {
             let meet = e.module.declare_func_in_func(barrier_id, e.fb.func);
@@ -466,6 +481,7 @@ pub fn compile_absorbing(
                 meet,
             });
         }
+        e.clear_finite_flag();
         // One thread runs the items in program order; a team in the order of
         // `schedule::team_schedule`, meeting only where it says.
         let items: Vec<(Item, bool)> = if threads > 1 {
@@ -554,7 +570,7 @@ pub fn compile_absorbing(
         code,
         lens,
         function,
-        ptrs: Vec::with_capacity(n + 2),
+        ptrs: Vec::with_capacity(n + 3),
         scratch: vec![0.0; scratch_len.max(1)],
         helpers,
         pool,
@@ -562,7 +578,36 @@ pub fn compile_absorbing(
         absorbed: absorbed.iter().map(|a| a.0).collect(),
         rates: vec![f64::NAN; absorbed.len().max(1)].into_boxed_slice(),
         swaps: program.swaps.clone(),
+        checked,
+        finite: vec![0.0; threads].into_boxed_slice(),
     })
+}
+
+/// The watched buffers ([`Program::watched`]) whose values the code checks as it computes
+/// them, and the `Map` outputs it checks for that: a watched buffer's values are computed into
+/// the buffer itself or into the staged buffer committed to it, and are checked when only
+/// `Map` statements write that buffer (the simulation scans the rest).
+fn finite_checks(program: &Program) -> (Vec<usize>, HashSet<usize>) {
+    let mut checked = Vec::new();
+    let mut outs = HashSet::new();
+    for w in program.watched() {
+        let source = program
+            .commits
+            .iter()
+            .chain(&program.swaps)
+            .find(|c| c.0 == w)
+            .map_or(w, |c| c.1);
+        let writers: Vec<&Stmt> = program
+            .stmts
+            .iter()
+            .filter(|s| program.reads_and_writes(s).1.contains(&source))
+            .collect();
+        if !writers.is_empty() && writers.iter().all(|s| matches!(s, Stmt::Map { .. })) {
+            checked.push(w);
+            outs.insert(source);
+        }
+    }
+    (checked, outs)
 }
 
 /// The `candidates` whose update [`compile_absorbing`] can apply in the step, as (learnable,
@@ -665,6 +710,8 @@ struct Emitter<'a, 'f> {
     /// For the statement being emitted, an absorbed update's parameter buffer and its slot in
     /// the rates (see [`compile_absorbing`]).
     absorbing: Option<(usize, usize)>,
+    /// `Map` outputs whose values the code checks for NaN and Inf (see [`finite_checks`]).
+    checked_outs: HashSet<usize>,
 }
 
 /// The threads that run one compiled step together.
@@ -762,6 +809,27 @@ impl Emitter<'_, '_> {
         self.fb.switch_to_block(exit);
         self.fb.seal_block(exit);
         Ok(())
+    }
+
+    /// The address of this thread's finiteness flag: entry `thread` of the array whose address
+    /// follows the rates' in the buffer pointers.
+    fn finite_flag(&mut self) -> Value {
+        let slot = ((self.program.buffers.len() + 2) * 8) as i32;
+        let flags = self.fb.ins().load(types::I64, MemFlagsData::trusted(), self.bufs, slot);
+        match &self.team {
+            Some(team) => {
+                let at = self.fb.ins().imul_imm_s(team.thread, 8);
+                self.fb.ins().iadd(flags, at)
+            }
+            None => flags,
+        }
+    }
+
+    /// Sets this thread's finiteness flag to 0 (all finite), at the start of a step.
+    fn clear_finite_flag(&mut self) {
+        let flag = self.finite_flag();
+        let zero = self.fb.ins().f64const(0.0);
+        self.fb.ins().store(MemFlagsData::trusted(), zero, flag, 0);
     }
 
     /// Waits at the team's barrier (nothing for a single thread).
@@ -976,6 +1044,16 @@ impl Emitter<'_, '_> {
                         }
                         let scratch = e.scratch;
                         let srow = e.offset(scratch, b, len);
+                        // `x − x` is 0 for a finite x and NaN otherwise: summed over the
+                        // checked outputs, NaN exactly when one of them is not finite.
+                        let check = phase.is_none() && outs.iter().any(|o| e.checked_outs.contains(&o.0));
+                        let (pairs_ok, last_ok) = (e.fb.declare_var(types::F64X2), e.fb.declare_var(types::F64));
+                        if check {
+                            let zero = e.fb.ins().f64const(0.0);
+                            e.fb.def_var(last_ok, zero);
+                            let zeros = e.fb.ins().splat(types::F64X2, zero);
+                            e.fb.def_var(pairs_ok, zeros);
+                        }
                         let element = |e: &mut Self, i: Value, ty: types::Type| -> Result<(), JitError> {
                             let mut memo = HashMap::new();
                             let ctx = Elem {
@@ -999,6 +1077,13 @@ impl Emitter<'_, '_> {
                                         .collect::<Result<_, _>>()?;
                                     for ((buf, _), v) in outs.iter().zip(values) {
                                         e.store_at(rows[buf], i, v);
+                                        if check && e.checked_outs.contains(buf) {
+                                            let ok = if ty == types::F64X2 { pairs_ok } else { last_ok };
+                                            let zero_if_finite = e.fb.ins().fsub(v, v);
+                                            let sum = e.fb.use_var(ok);
+                                            let sum = e.fb.ins().fadd(sum, zero_if_finite);
+                                            e.fb.def_var(ok, sum);
+                                        }
                                     }
                                 }
                             }
@@ -1017,6 +1102,16 @@ impl Emitter<'_, '_> {
                         if len % 2 == 1 {
                             let i = e.fb.ins().iconst(types::I64, (len - 1) as i64);
                             element(e, i, types::F64)?;
+                        }
+                        if check {
+                            let pairs = e.fb.use_var(pairs_ok);
+                            let low = e.fb.ins().extractlane(pairs, 0);
+                            let high = e.fb.ins().extractlane(pairs, 1);
+                            let last = e.fb.use_var(last_ok);
+                            let flag = e.finite_flag();
+                            let before = e.fb.ins().load(types::F64, MemFlagsData::trusted(), flag, 0);
+                            let sum = [low, high, last].into_iter().fold(before, |s, x| e.fb.ins().fadd(s, x));
+                            e.fb.ins().store(MemFlagsData::trusted(), sum, flag, 0);
                         }
                         Ok(())
                     })?;

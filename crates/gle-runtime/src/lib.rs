@@ -54,6 +54,18 @@ pub trait StepKernel {
     /// The rates of the absorbed updates for the next step, in the order of
     /// [`Self::absorbed_updates`].
     fn set_rates(&mut self, _rates: &[f64]) {}
+
+    /// The watched buffers ([`Program::watched`]) whose every value this kernel checks as it
+    /// computes it: the simulation scans only the others after a step, and scans all of them
+    /// only when [`Self::all_finite`] says a checked value was NaN or infinite.
+    fn checked_buffers(&self) -> &[usize] {
+        &[]
+    }
+
+    /// Whether every value of the [`Self::checked_buffers`] computed in the last step was finite.
+    fn all_finite(&self) -> bool {
+        true
+    }
 }
 
 /// The learnables whose optimiser update a kernel may apply in the step itself
@@ -152,6 +164,8 @@ pub struct Simulation {
     scratch: Vec<f64>,
     /// Buffers checked for NaN and Inf after every step.
     watch: Vec<usize>,
+    /// Those the simulation scans itself after a kernel's step (the kernel checks the others).
+    scanned: Vec<usize>,
     /// Whether steps compute gradients: false during phases that do not learn.
     learning: bool,
     /// The protocol stops after this many steps (`glec run --steps`).
@@ -272,11 +286,7 @@ impl Simulation {
             .collect::<Result<Vec<_>, _>>()?;
         let optim = optim::OptimizerState::new(&program, &data);
         let consts = model.consts.iter().map(|c| c.value).collect();
-        let watch = program
-            .populations
-            .iter()
-            .flat_map(|p| [p.u, p.r].into_iter().chain(p.e))
-            .collect();
+        let watch = program.watched();
         let adjoint = program
             .adjoint
             .clone()
@@ -294,6 +304,7 @@ impl Simulation {
             optim,
             step: 0,
             scratch: Vec::new(),
+            scanned: watch.clone(),
             watch,
             learning: true,
             limit: None,
@@ -325,6 +336,12 @@ impl Simulation {
             "a kernel may absorb only plain-SGD updates"
         );
         self.absorbed = kernel.absorbed_updates().to_vec();
+        self.scanned = self
+            .watch
+            .iter()
+            .copied()
+            .filter(|b| !kernel.checked_buffers().contains(b))
+            .collect();
         self.kernel = Some(kernel);
     }
 
@@ -519,7 +536,10 @@ impl Simulation {
     }
 
     fn check_finite(&self) -> Result<(), RunError> {
-        let result = self.check_watched();
+        let result = match &self.kernel {
+            Some(k) if k.all_finite() => self.check_buffers(&self.scanned),
+            _ => self.check_buffers(&self.watch),
+        };
         if result.is_err() {
             // A parameter a kernel updates in the step is checked only once something it feeds
             // has blown up (a scan per step would cost what absorbing the update saves): name it
@@ -539,8 +559,8 @@ impl Simulation {
         result
     }
 
-    fn check_watched(&self) -> Result<(), RunError> {
-        for &b in &self.watch {
+    fn check_buffers(&self, buffers: &[usize]) -> Result<(), RunError> {
+        for &b in buffers {
             // A branch-free scan first (it vectorises); the position only after a blow-up.
             if self.data[b].iter().fold(true, |ok, v| ok & v.is_finite()) {
                 continue;

@@ -231,3 +231,42 @@ fn a_blown_up_absorbed_weight_is_named() {
     let error = error.expect("the weights blow up");
     assert!(error.contains("parameter `x_y.W`"), "{error}");
 }
+
+/// The JIT checks the values it computes for NaN and Inf itself (the simulation then scans
+/// nothing), and a blow-up is reported as the interpreter reports it: the same variable,
+/// neuron, batch row and step, alone or in a team.
+#[test]
+fn blow_ups_are_found_by_the_code_and_reported_as_the_interpreter_does() {
+    // `r = exp(ŭ)` overflows after a few steps; the other neurons and rows stay finite longer.
+    let text = "model unstable\n\
+        neuron N {\n    param tau = 1\n    state u\n    let uhat = D[tau] u\n    rate r = exp(uhat)\n    mismatch e = D[tau] u - input\n}\n\
+        input x[3] = uniform(0, 1)\n\
+        population a[3] : N\npopulation b[5] : N\n\
+        connect x -> a : dense(init: uniform(0, 40))\nconnect a -> b : dense(init: uniform(0, 40))\n\
+        run {\n    dt 0.1\n    batch 4\n    steps 200\n}\n";
+    let (model, diags) = gle_ir::check_source("unstable.gle", text);
+    assert!(diags.is_empty(), "{diags:?}");
+    let model = model.unwrap();
+    let program = gle_derive::compile(&model).unwrap();
+    let run = |threads: usize| {
+        let mut sim = Simulation::new(model.clone(), program.clone(), Path::new("."), 200).unwrap();
+        if threads > 0 {
+            let kernel = gle_jit::compile_for_threads(&program, 4, threads).unwrap();
+            let watched = program.watched();
+            assert!(
+                watched
+                    .iter()
+                    .all(|b| gle_runtime::StepKernel::checked_buffers(&kernel).contains(b))
+            );
+            sim.set_kernel(Box::new(kernel));
+        }
+        (0..200)
+            .find_map(|_| sim.step().err())
+            .expect("the rates overflow")
+            .message
+    };
+    let reference = run(0);
+    assert!(reference.contains("numerical blow-up: `"), "{reference}");
+    assert_eq!(run(1), reference);
+    assert_eq!(run(2), reference);
+}
