@@ -1190,7 +1190,7 @@ impl Emitter<'_, '_> {
                     })
                     .collect();
                 let xrow = e.offset(xb, b, rows);
-                e.column_sums(rows, cols, &orows, Finish::Store, &mut |e, i| {
+                e.column_sums(rows, cols, &orows, Finish::Store, false, &mut |e, i| {
                     let xs = (0..count)
                         .map(|k| {
                             let at = e.offset(xrow, i, 1);
@@ -1236,7 +1236,7 @@ impl Emitter<'_, '_> {
                         })
                         .collect();
                     let acol = e.offset(ab, i, 1);
-                    e.column_sums(batch, cols, &grows, finish, &mut |e, b| {
+                    e.column_sums(batch, cols, &grows, finish, false, &mut |e, b| {
                         let at = e.offset(acol, b, rows);
                         let avs = (0..count)
                             .map(|k| e.fb.ins().load(types::F64, MemFlagsData::trusted(), at, (k * 8) as i32))
@@ -1249,23 +1249,12 @@ impl Emitter<'_, '_> {
                 })
             }
             &Stmt::Mean { grad, len, x, negate } => {
+                // Column sums over the batch rows, a strip of columns at a time in registers
+                // (one dependent chain of additions per element would wait on each).
                 let (gb, xb) = (self.base(grad), self.base(x));
-                self.repeat_part(len, &mut |e, i| {
-                    let acc = e.fb.declare_var(types::F64);
-                    let zero = e.fb.ins().f64const(0.0);
-                    e.fb.def_var(acc, zero);
-                    e.repeat(batch, &mut |e, b| {
-                        let row = e.offset(xb, b, len);
-                        let xv = e.load_at(row, i);
-                        let s0 = e.fb.use_var(acc);
-                        let s = e.fb.ins().fadd(s0, xv);
-                        e.fb.def_var(acc, s);
-                        Ok(())
-                    })?;
-                    let sum = e.fb.use_var(acc);
-                    let v = e.mean(sum, negate);
-                    e.store_at(gb, i, v);
-                    Ok(())
+                self.column_sums(batch, len, &[gb], Finish::Mean { negate }, true, &mut |e, b| SumTerm {
+                    row: e.offset(xb, b, len),
+                    scales: Vec::new(),
                 })
             }
             &Stmt::Softmax { out, x, len } => self.repeat_rows(1, &mut |e, b| {
@@ -1471,14 +1460,17 @@ impl Emitter<'_, '_> {
 
     /// `dsts[o][j] = fin(Σ_k src_k[j]·scale_{k,o})` for `j < cols` and each output row `o`, the
     /// sum over `k < terms` in order from 0.0, where `term(k)` gives the row `src_k` and its
-    /// factor for each output; `fin` is what `finish` says. Columns go in strips of [`STRIP`] (F64X2 registers), then the rest in one narrower
+    /// factor for each output (no factors: one output, `Σ_k src_k[j]`); `fin` is what `finish`
+    /// says. Columns go in strips of [`STRIP`] (F64X2 registers), then the rest in one narrower
     /// strip, so each strip is summed in registers; the outputs share every load of `src_k`.
+    /// With `split`, a team's threads share the strips (the narrower one is the last thread's).
     fn column_sums(
         &mut self,
         terms: usize,
         cols: usize,
         dsts: &[Value],
         finish: Finish,
+        split: bool,
         term: &mut dyn FnMut(&mut Self, Value) -> SumTerm,
     ) -> Result<(), JitError> {
         let strips = cols / STRIP;
@@ -1511,6 +1503,11 @@ impl Emitter<'_, '_> {
                 for (v, &ty) in kinds.iter().enumerate() {
                     let sv = e.fb.ins().load(ty, Self::element_flags(ty), at, (16 * v) as i32);
                     let factors = if ty == types::F64 { &scales } else { &splats };
+                    if factors.is_empty() {
+                        let old = e.fb.use_var(accs[v]);
+                        let s = e.fb.ins().fadd(old, sv);
+                        e.fb.def_var(accs[v], s);
+                    }
                     for (o, factor) in factors.iter().enumerate() {
                         e.add_product(accs[o * vectors + v], sv, *factor);
                     }
@@ -1542,22 +1539,28 @@ impl Emitter<'_, '_> {
             }
             Ok(())
         };
-        self.repeat(strips, &mut |e, k| {
+        let mut full = |e: &mut Self, k: Value| {
             let first = e.fb.ins().imul_imm_s(k, STRIP as i64);
             strip(e, first, STRIP)
-        })?;
+        };
+        if split {
+            self.repeat_part(strips, &mut full)?;
+        } else {
+            self.repeat(strips, &mut full)?;
+        }
         // The last columns in one strip, whose sums share the loop's loads and its latency.
         if !cols.is_multiple_of(STRIP) {
-            let first = self.fb.ins().iconst(types::I64, (strips * STRIP) as i64);
-            strip(self, first, cols % STRIP)?;
+            let mut rest = |e: &mut Self| {
+                let first = e.fb.ins().iconst(types::I64, (strips * STRIP) as i64);
+                strip(e, first, cols % STRIP)
+            };
+            if split {
+                self.on_last_thread(&mut rest)?;
+            } else {
+                rest(self)?;
+            }
         }
         Ok(())
-    }
-
-    fn mean(&mut self, sum: Value, negate: bool) -> Value {
-        let n = self.fb.ins().f64const(self.batch as f64);
-        let m = self.fb.ins().fdiv(sum, n);
-        if negate { self.fb.ins().fneg(m) } else { m }
     }
 
     /// `dst = src` for buffers of `n` values. A team splits batch buffers by rows (as
