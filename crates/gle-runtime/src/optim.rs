@@ -203,6 +203,55 @@ enum Update {
     },
 }
 
+/// The constants of one Adam step.
+struct Adam {
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    step_size: f64,
+    bias2_sqrt: f64,
+}
+
+impl Adam {
+    /// Updates `theta` and its moments `m`, `s` against the gradient `g`. Its square roots and
+    /// divisions are most of a step at batch 1: where the CPU has AVX, the loop is compiled for
+    /// it (four lanes per instruction instead of two, half the time); per element the IEEE
+    /// operations, correctly rounded at any width, and so the results, are the same.
+    fn apply(&self, theta: &mut [f64], m: &mut [f64], s: &mut [f64], g: &[f64]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx") {
+            // SAFETY: the CPU was just found to support AVX, the one feature `apply_avx` is
+            // compiled for.
+            #[allow(unsafe_code)]
+            unsafe {
+                self.apply_avx(theta, m, s, g)
+            };
+            return;
+        }
+        self.apply_portable(theta, m, s, g);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx")]
+    fn apply_avx(&self, theta: &mut [f64], m: &mut [f64], s: &mut [f64], g: &[f64]) {
+        self.apply_portable(theta, m, s, g);
+    }
+
+    /// Slices of one length and an index loop, so that the compiler drops the bounds checks and
+    /// vectorises; inlined into [`Self::apply_avx`] so that it is compiled for AVX there.
+    #[inline(always)]
+    fn apply_portable(&self, theta: &mut [f64], m: &mut [f64], s: &mut [f64], g: &[f64]) {
+        let n = theta.len();
+        let (m, s, g) = (&mut m[..n], &mut s[..n], &g[..n]);
+        for i in 0..n {
+            m[i] += (1.0 - self.beta1) * (g[i] - m[i]);
+            s[i] = s[i] * self.beta2 + (1.0 - self.beta2) * g[i] * g[i];
+            let denom = s[i].sqrt() / self.bias2_sqrt + self.eps;
+            theta[i] -= self.step_size * (m[i] / denom);
+        }
+    }
+}
+
 /// A contiguous range of one learnable's elements, with its gradient and moments.
 struct Part<'a> {
     learnable: usize,
@@ -247,17 +296,14 @@ impl Part<'_> {
                 step_size,
                 bias2_sqrt,
             } => {
-                // Slices of one length and an index loop, so that the compiler drops the bounds
-                // checks and runs two lanes per instruction (sqrt and division are most of a step
-                // at batch 1); per element the operations are unchanged.
-                let n = theta.len();
-                let (m, s, g) = (&mut self.m[..n], &mut self.s[..n], &g[..n]);
-                for i in 0..n {
-                    m[i] += (1.0 - beta1) * (g[i] - m[i]);
-                    s[i] = s[i] * beta2 + (1.0 - beta2) * g[i] * g[i];
-                    let denom = s[i].sqrt() / bias2_sqrt + eps;
-                    theta[i] -= step_size * (m[i] / denom);
-                }
+                let adam = Adam {
+                    beta1,
+                    beta2,
+                    eps,
+                    step_size,
+                    bias2_sqrt,
+                };
+                adam.apply(theta, self.m, self.s, g);
             }
         }
         // Explicit rules clip instead of clamping.
