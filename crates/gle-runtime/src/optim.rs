@@ -216,39 +216,41 @@ impl Adam {
     /// Updates `theta` and its moments `m`, `s` against the gradient `g`. Its square roots and
     /// divisions are most of a step at batch 1: where the CPU has AVX, the loop is compiled for
     /// it (four lanes per instruction instead of two, half the time); per element the IEEE
-    /// operations, correctly rounded at any width, and so the results, are the same.
-    fn apply(&self, theta: &mut [f64], m: &mut [f64], s: &mut [f64], g: &[f64]) {
+    /// operations, correctly rounded at any width, and so the results, are the same. Returns
+    /// whether every updated value is finite.
+    fn apply(&self, theta: &mut [f64], m: &mut [f64], s: &mut [f64], g: &[f64]) -> bool {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx") {
             // SAFETY: the CPU was just found to support AVX, the one feature `apply_avx` is
             // compiled for.
             #[allow(unsafe_code)]
-            unsafe {
-                self.apply_avx(theta, m, s, g)
-            };
-            return;
+            return unsafe { self.apply_avx(theta, m, s, g) };
         }
-        self.apply_portable(theta, m, s, g);
+        self.apply_portable(theta, m, s, g)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx")]
-    fn apply_avx(&self, theta: &mut [f64], m: &mut [f64], s: &mut [f64], g: &[f64]) {
-        self.apply_portable(theta, m, s, g);
+    fn apply_avx(&self, theta: &mut [f64], m: &mut [f64], s: &mut [f64], g: &[f64]) -> bool {
+        self.apply_portable(theta, m, s, g)
     }
 
     /// Slices of one length and an index loop, so that the compiler drops the bounds checks and
-    /// vectorises; inlined into [`Self::apply_avx`] so that it is compiled for AVX there.
+    /// vectorises (the finiteness test too, branch-free); inlined into [`Self::apply_avx`] so
+    /// that it is compiled for AVX there.
     #[inline(always)]
-    fn apply_portable(&self, theta: &mut [f64], m: &mut [f64], s: &mut [f64], g: &[f64]) {
+    fn apply_portable(&self, theta: &mut [f64], m: &mut [f64], s: &mut [f64], g: &[f64]) -> bool {
         let n = theta.len();
         let (m, s, g) = (&mut m[..n], &mut s[..n], &g[..n]);
+        let mut finite = true;
         for i in 0..n {
             m[i] += (1.0 - self.beta1) * (g[i] - m[i]);
             s[i] = s[i] * self.beta2 + (1.0 - self.beta2) * g[i] * g[i];
             let denom = s[i].sqrt() / self.bias2_sqrt + self.eps;
             theta[i] -= self.step_size * (m[i] / denom);
+            finite &= theta[i].is_finite();
         }
+        finite
     }
 }
 
@@ -269,6 +271,8 @@ impl Part<'_> {
     /// Applies the update and the clamp; returns the first element that is not finite.
     fn apply(&mut self) -> Option<usize> {
         let (theta, g) = (&mut *self.theta, self.grad);
+        // Whether the update already found every value finite (a clamp keeps finite values so).
+        let mut finite = false;
         match self.update {
             Update::Rule { step, clip } => {
                 for (p, g) in theta.iter_mut().zip(g) {
@@ -303,12 +307,16 @@ impl Part<'_> {
                     step_size,
                     bias2_sqrt,
                 };
-                adam.apply(theta, self.m, self.s, g);
+                finite = adam.apply(theta, self.m, self.s, g);
             }
         }
         // Explicit rules clip instead of clamping.
         if let (Some(min), false) = (self.clamp_min, matches!(self.update, Update::Rule { .. })) {
             theta.iter_mut().for_each(|p| *p = p.max(min));
+        }
+        // A branch-free scan first (it vectorises); the position only after a blow-up.
+        if finite || theta.iter().fold(true, |ok, p| ok & p.is_finite()) {
+            return None;
         }
         theta.iter().position(|p| !p.is_finite())
     }
