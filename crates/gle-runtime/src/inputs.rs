@@ -128,6 +128,11 @@ impl InputStream {
                     None => 1.0,
                 };
                 let inner = InputStream::function(&args[0], width, batch, seed, inp)?;
+                // Smoothing looks `radius` steps ahead: prepared that much further (up to the
+                // protocol's end), the first `steps` values are those of the whole run, so a run
+                // cut short by `--steps` sees the inputs of the full one.
+                let protocol = crate::Simulation::protocol_steps(model).unwrap_or(steps);
+                let steps = (steps + smoothing_radius(sigma)).min(protocol.max(steps));
                 let mut raw = vec![0.0; steps * batch * width];
                 for n in 0..steps {
                     inner.fill(n, &consts, dt, &mut raw[n * batch * width..(n + 1) * batch * width])?;
@@ -149,7 +154,7 @@ impl InputStream {
                     return Err(RunError::at("`ou` needs τ > 0 and σ ≥ 0", inp.span));
                 }
                 let row = batch * width;
-                let mut rng = Rng::new(seed, 0x2_0000 + inp.span.start as u64);
+                let mut rng = Rng::new(seed, draws_stream("ou", inp));
                 let mut x = vec![0.0; row];
                 let mut data = Vec::with_capacity(steps * row);
                 let kick = sigma * (2.0 * dt / tau).sqrt();
@@ -184,7 +189,7 @@ impl InputStream {
     fn function(expr: &Expr, width: usize, batch: usize, seed: u64, inp: &Input) -> Result<Self, RunError> {
         let mut sites = Vec::new();
         random_sites(expr, &mut sites);
-        let mut rng = Rng::new(seed, 0x1_0000 + inp.span.start as u64);
+        let mut rng = Rng::new(seed, draws_stream("input", inp));
         let mut draws = Vec::new();
         for (lo_or_mean, hi_or_std, uniform) in sites {
             draws.push(
@@ -341,13 +346,24 @@ fn contains_data(e: &Expr) -> bool {
     }
 }
 
+/// How many steps on either side of a step the Gaussian kernel of width `sigma` reaches.
+fn smoothing_radius(sigma: f64) -> usize {
+    if sigma > 0.0 { (4.0 * sigma + 0.5) as usize } else { 0 }
+}
+
+/// The random stream of an input's draws: from its name (and kind), so that editing the file
+/// elsewhere — a comment, another declaration — does not change them.
+fn draws_stream(kind: &str, inp: &Input) -> u64 {
+    crate::rng::name_hash(&format!("{kind} {}", inp.name))
+}
+
 /// Gaussian smoothing along time of `row` independent series (scipy's `gaussian_filter1d` with
 /// `truncate = 4` and `mode = 'reflect'`).
 pub fn smooth(raw: &[f64], steps: usize, row: usize, sigma: f64) -> Vec<f64> {
     if sigma <= 0.0 || steps == 0 {
         return raw.to_vec();
     }
-    let radius = (4.0 * sigma + 0.5) as isize;
+    let radius = smoothing_radius(sigma) as isize;
     let mut w: Vec<f64> = (-radius..=radius)
         .map(|k| (-0.5 * (k * k) as f64 / (sigma * sigma)).exp())
         .collect();

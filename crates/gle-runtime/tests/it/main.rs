@@ -5,6 +5,7 @@ mod commits;
 mod data;
 mod facts;
 mod golden;
+mod inputs;
 mod lagnet;
 mod noise;
 mod resume;
