@@ -1236,12 +1236,8 @@ impl Program {
         if let Some(plan) = &self.adjoint {
             visible.extend(plan.recorded());
         }
-        let other_commits = self.commits.iter().filter(|&&c| c != (dst, src));
-        if visible.contains(&src)
-            || other_commits
-                .clone()
-                .any(|&(a, b)| a == src || b == src || a == dst || b == dst)
-        {
+        let mut other_commits = self.commits.iter().filter(|&&c| c != (dst, src));
+        if visible.contains(&src) || other_commits.any(|&(a, b)| a == src || b == src || a == dst || b == dst) {
             return false;
         }
         for stmt in &self.stmts {

@@ -282,8 +282,8 @@ impl StepKernel for CompiledStep {
         // SAFETY: the code was generated for exactly these buffer lengths (checked above) and
         // only indexes buffers within them; constants are read at indices below the model's
         // constant count, which `consts` holds; each scratch area has the size the code was
-        // compiled for and is owned by its thread, as is each entry of `finite` (one per thread). With helpers, every thread writes disjoint
-        // parts of each statement's output, and all meet at the barrier between any two items
+        // compiled for and is owned by its thread, as is each entry of `finite` (one per
+        // thread). With helpers, every thread writes disjoint parts of each statement's output, and all meet at the barrier between any two items
         // that touch a buffer across rows (`schedule`) and at the end of the step, so no
         // element is written by one thread while another reads or writes it, and the helpers
         // are done with the buffers when this returns.
@@ -1046,14 +1046,16 @@ impl Emitter<'_, '_> {
                         let srow = e.offset(scratch, b, len);
                         // `x − x` is 0 for a finite x and NaN otherwise: summed over the
                         // checked outputs, NaN exactly when one of them is not finite.
+                        // (Accumulators for pairs of elements and for an odd last one.)
                         let check = phase.is_none() && outs.iter().any(|o| e.checked_outs.contains(&o.0));
-                        let (pairs_ok, last_ok) = (e.fb.declare_var(types::F64X2), e.fb.declare_var(types::F64));
-                        if check {
+                        let finite_sums = check.then(|| {
+                            let (pairs, last) = (e.fb.declare_var(types::F64X2), e.fb.declare_var(types::F64));
                             let zero = e.fb.ins().f64const(0.0);
-                            e.fb.def_var(last_ok, zero);
+                            e.fb.def_var(last, zero);
                             let zeros = e.fb.ins().splat(types::F64X2, zero);
-                            e.fb.def_var(pairs_ok, zeros);
-                        }
+                            e.fb.def_var(pairs, zeros);
+                            (pairs, last)
+                        });
                         let element = |e: &mut Self, i: Value, ty: types::Type| -> Result<(), JitError> {
                             let mut memo = HashMap::new();
                             let ctx = Elem {
@@ -1077,8 +1079,10 @@ impl Emitter<'_, '_> {
                                         .collect::<Result<_, _>>()?;
                                     for ((buf, _), v) in outs.iter().zip(values) {
                                         e.store_at(rows[buf], i, v);
-                                        if check && e.checked_outs.contains(buf) {
-                                            let ok = if ty == types::F64X2 { pairs_ok } else { last_ok };
+                                        if let Some((pairs, last)) = finite_sums
+                                            && e.checked_outs.contains(buf)
+                                        {
+                                            let ok = if ty == types::F64X2 { pairs } else { last };
                                             let zero_if_finite = e.fb.ins().fsub(v, v);
                                             let sum = e.fb.use_var(ok);
                                             let sum = e.fb.ins().fadd(sum, zero_if_finite);
@@ -1103,11 +1107,11 @@ impl Emitter<'_, '_> {
                             let i = e.fb.ins().iconst(types::I64, (len - 1) as i64);
                             element(e, i, types::F64)?;
                         }
-                        if check {
-                            let pairs = e.fb.use_var(pairs_ok);
+                        if let Some((pairs, last)) = finite_sums {
+                            let pairs = e.fb.use_var(pairs);
                             let low = e.fb.ins().extractlane(pairs, 0);
                             let high = e.fb.ins().extractlane(pairs, 1);
-                            let last = e.fb.use_var(last_ok);
+                            let last = e.fb.use_var(last);
                             let flag = e.finite_flag();
                             let before = e.fb.ins().load(types::F64, MemFlagsData::trusted(), flag, 0);
                             let sum = [low, high, last].into_iter().fold(before, |s, x| e.fb.ins().fadd(s, x));
