@@ -111,6 +111,10 @@ pub struct PhaseReport {
     pub loss: Option<f64>,
     /// Fraction of samples classified correctly by the read-out (`None` without one).
     pub accuracy: Option<f64>,
+    /// Whether the phase learned with an output cost: the cost's error then pulls the output
+    /// towards the target while the loss and accuracy are read, so they overstate what the
+    /// network alone answers (a phase with `learn off` and the cost weight at 0 measures that).
+    pub nudged: bool,
     /// The learning-rate multiplier of the plateau schedule after the phase.
     pub lr_scale: f64,
 }
@@ -789,6 +793,7 @@ impl Simulation {
             end_step: self.step,
             loss: metrics.loss(),
             accuracy: metrics.accuracy(),
+            nudged: phase.learn && !self.program.costs.is_empty(),
             lr_scale: self.optim.lr_scale,
         };
         (hooks.report)(&r)?;

@@ -233,6 +233,8 @@ fn earlier_reports(path: &Path, until: u64) -> Vec<gle_runtime::PhaseReport> {
             end_step: f.get(3)?.parse().ok()?,
             loss: opt(f.get(4)?)?,
             accuracy: opt(f.get(5)?)?,
+            // (Not in metrics.csv: these reports are only written back to it.)
+            nudged: false,
             lr_scale: f.get(6)?.parse().ok()?,
         })
     };
@@ -315,6 +317,9 @@ fn phase_line(r: &gle_runtime::PhaseReport) -> String {
     }
     if let Some(acc) = r.accuracy {
         line.push_str(&format!("  accuracy {:.2} %", 100.0 * acc));
+    }
+    if r.nudged && (r.loss.is_some() || r.accuracy.is_some()) {
+        line.push_str("  (output nudged by the target)");
     }
     if r.lr_scale != 1.0 {
         line.push_str(&format!("  lr × {}", r.lr_scale));

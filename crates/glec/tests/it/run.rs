@@ -289,3 +289,36 @@ fn two_threads_print_the_same_results() {
     let out = glec(&["run", "models/le_chain.gle", "--threads", "0"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The loss and accuracy of a learning phase are read while the cost pulls the output towards
+/// the target, and the phase line says so; a phase with `learn off` and the cost weight at 0
+/// is not marked.
+#[test]
+fn learning_phases_say_their_output_is_nudged() {
+    let dir = temp_dir("nudged");
+    let model = dir.join("nudged.gle");
+    std::fs::write(
+        &model,
+        "neuron L {\n    state u\n    rate r = u\n    mismatch e = D[1] u - input\n}\n\
+         const beta = 0.5\ninput x[2] = 1\ninput y[2] = 0.5\npopulation out[2] : L\n\
+         connect x -> out : dense(init: 0.1) learn\n\
+         energy E = mismatch(out) + beta * mse(out.r, y)\nlearn {\n    errors instantaneous\n    optimizer sgd(lr: 0.01)\n}\n\
+         run {\n    dt 0.1\n    phase train { steps 20 }\n    phase test { steps 20  learn off  beta 0 }\n}\n",
+    )
+    .unwrap();
+    let out = glec(&["run", model.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{stdout}"))
+    };
+    assert!(line("train").contains("(output nudged by the target)"), "{stdout}");
+    assert!(
+        line("test").contains("loss") && !line("test").contains("nudged"),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
