@@ -168,13 +168,13 @@ impl OptimizerState {
                 let lr = lr * l.lr_factor * self.lr_scale;
                 let t = self.t as f64;
                 let bias1 = 1.0 - beta1.powf(t);
-                Update::Adam {
+                Update::Adam(Adam {
                     beta1,
                     beta2,
                     eps,
                     step_size: lr / bias1,
                     bias2_sqrt: (1.0 - beta2.powf(t)).sqrt(),
-                }
+                })
             }
         }
     }
@@ -183,27 +183,14 @@ impl OptimizerState {
 /// One optimiser update with its constants for this step.
 #[derive(Clone, Copy, Debug)]
 enum Update {
-    Rule {
-        step: f64,
-        clip: Option<(f64, f64)>,
-    },
-    Sgd {
-        lr: f64,
-    },
-    Momentum {
-        lr: f64,
-        mu: f64,
-    },
-    Adam {
-        beta1: f64,
-        beta2: f64,
-        eps: f64,
-        step_size: f64,
-        bias2_sqrt: f64,
-    },
+    Rule { step: f64, clip: Option<(f64, f64)> },
+    Sgd { lr: f64 },
+    Momentum { lr: f64, mu: f64 },
+    Adam(Adam),
 }
 
 /// The constants of one Adam step.
+#[derive(Clone, Copy, Debug)]
 struct Adam {
     beta1: f64,
     beta2: f64,
@@ -293,20 +280,7 @@ impl Part<'_> {
                     *p -= lr * *m;
                 }
             }
-            Update::Adam {
-                beta1,
-                beta2,
-                eps,
-                step_size,
-                bias2_sqrt,
-            } => {
-                let adam = Adam {
-                    beta1,
-                    beta2,
-                    eps,
-                    step_size,
-                    bias2_sqrt,
-                };
+            Update::Adam(adam) => {
                 finite = adam.apply(theta, self.m, self.s, g);
             }
         }
