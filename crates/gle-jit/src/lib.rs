@@ -14,7 +14,7 @@ use cranelift_codegen::ir::{
     AbiParam, BlockArg, Endianness, FuncRef, InstBuilder, MemFlagsData, Signature, SourceLoc, Value, types,
 };
 use cranelift_codegen::settings::{self, Configurable};
-use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
 use gle_derive::program::{Layout, Program, Stmt};
@@ -26,6 +26,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
+pub mod products;
 mod schedule;
 
 /// Why a program could not be compiled.
@@ -40,10 +41,6 @@ impl std::fmt::Display for JitError {
 
 /// The native signature of a compiled step: buffer pointers, constants, dt, time, scratch,
 /// and whether gradients are computed (0 or 1).
-/// Output columns summed in registers at once by [`Emitter::column_sums`] (sixteen spill
-/// registers and run 40 % slower on MNIST-1D 15k at batch 100).
-const STRIP: usize = 8;
-
 type StepFn = extern "C" fn(*const *mut f64, *const f64, f64, f64, *mut f64, i64);
 
 /// The signature of a step compiled for several threads: [`StepFn`]'s arguments, then the
@@ -410,6 +407,9 @@ pub fn compile_absorbing(
     let mut jb = JITBuilder::with_isa(isa, default_libcall_names());
     for (name, ptr) in shims::SYMBOLS {
         jb.symbol(*name, *ptr);
+    }
+    for (name, ptr) in products::symbols() {
+        jb.symbol(name, ptr);
     }
     jb.symbol("gle_barrier", gle_barrier as *const u8);
     let mut module = JITModule::new(jb);
@@ -944,45 +944,6 @@ impl Emitter<'_, '_> {
         self.when(self.learn, body)
     }
 
-    /// `body(first, 2)` for the pairs `first = 0, 2, 4, …` of `0..n`, split between the team's
-    /// threads, then `body(n − 1, 1)` on the last thread when `n` is odd.
-    fn in_pairs(
-        &mut self,
-        n: usize,
-        body: &mut dyn FnMut(&mut Self, Value, usize) -> Result<(), JitError>,
-    ) -> Result<(), JitError> {
-        self.repeat_part(n / 2, &mut |e, pair| {
-            let first = e.fb.ins().imul_imm_s(pair, 2);
-            body(e, first, 2)
-        })?;
-        if n.is_multiple_of(2) {
-            return Ok(());
-        }
-        self.on_last_thread(&mut |e| {
-            let last = e.fb.ins().iconst(types::I64, (n - 1) as i64);
-            body(e, last, 1)
-        })
-    }
-
-    /// [`Self::in_pairs`] over the batch rows, split as [`Self::row_share`] splits them.
-    fn in_row_pairs(
-        &mut self,
-        body: &mut dyn FnMut(&mut Self, Value, usize) -> Result<(), JitError>,
-    ) -> Result<(), JitError> {
-        self.repeat_rows(2, &mut |e, pair| {
-            let first = e.fb.ins().imul_imm_s(pair, 2);
-            body(e, first, 2)
-        })?;
-        let batch = self.batch;
-        if batch.is_multiple_of(2) {
-            return Ok(());
-        }
-        self.on_last_thread(&mut |e| {
-            let last = e.fb.ins().iconst(types::I64, (batch - 1) as i64);
-            body(e, last, 1)
-        })
-    }
-
     /// Runs `body` on the team's last thread only (on the only thread when alone).
     fn on_last_thread(&mut self, body: &mut dyn FnMut(&mut Self) -> Result<(), JitError>) -> Result<(), JitError> {
         let Some(team) = &self.team else {
@@ -1122,6 +1083,10 @@ impl Emitter<'_, '_> {
                 }
                 Ok(())
             }
+            // The products are calls of Rust loops built for the widest vectors the CPU has
+            // (see [`products`]); each sum runs in the interpreter's order, so results agree bit
+            // for bit. A team splits them as the row-local statements split the batch rows (or,
+            // for e·rᵀ, the rows of the gradient).
             &Stmt::MatVec {
                 out,
                 w,
@@ -1130,84 +1095,34 @@ impl Emitter<'_, '_> {
                 x,
                 accumulate,
             } => {
-                // Batch rows in fours (two lane pairs), then a pair, one row per lane: each W
-                // element is loaded once for all, and every lane's sum runs in the
-                // interpreter's order. An odd last row runs alone.
-                self.scratch_len = self.scratch_len.max(4 * cols);
-                if let Some((start, end)) = self.row_share(1) {
-                    // A team member's rows: fours from its first row, then a pair if left.
-                    let count = self.fb.ins().isub(end, start);
-                    let quads = self.fb.ins().ushr_imm_u(count, 2);
-                    let zero = self.fb.ins().iconst(types::I64, 0);
-                    self.repeat_range(zero, quads, &mut |e, quad| {
-                        let offset = e.fb.ins().imul_imm_s(quad, 4);
-                        let b = e.fb.ins().iadd(start, offset);
-                        e.paired_dot_rows(w, x, out, b, 2, rows, cols, accumulate)
-                    })?;
-                    let left = self.fb.ins().band_imm_u(count, 2);
-                    self.when(left, &mut |e| {
-                        let offset = e.fb.ins().imul_imm_s(quads, 4);
-                        let b = e.fb.ins().iadd(start, offset);
-                        e.paired_dot_rows(w, x, out, b, 1, rows, cols, accumulate)
-                    })?;
-                } else {
-                    self.repeat(batch / 4, &mut |e, quad| {
-                        let b = e.fb.ins().imul_imm_s(quad, 4);
-                        e.paired_dot_rows(w, x, out, b, 2, rows, cols, accumulate)
-                    })?;
-                    if batch % 4 >= 2 {
-                        let b = self.fb.ins().iconst(types::I64, (batch / 4 * 4) as i64);
-                        self.paired_dot_rows(w, x, out, b, 1, rows, cols, accumulate)?;
-                    }
-                }
-                if batch.is_multiple_of(2) {
-                    return Ok(());
-                }
-                self.on_last_thread(&mut |e| {
-                    let b = e.fb.ins().iconst(types::I64, (batch - 1) as i64);
-                    let (wb, xb, ob) = (e.base(w), e.base(x), e.base(out));
-                    let xrow = e.offset(xb, b, cols);
-                    let orow = e.offset(ob, b, rows);
-                    // Rows in blocks of four: four independent in-order sums hide the latency
-                    // of the additions and share each load of x; a single-row loop takes the rest.
-                    let blocks = rows / 4;
-                    e.repeat(blocks, &mut |e, block| {
-                        let first = e.fb.ins().imul_imm_s(block, 4);
-                        e.dot_rows(wb, xrow, orow, first, 4, cols, accumulate)
-                    })?;
-                    e.repeat(rows % 4, &mut |e, t| {
-                        let i = e.fb.ins().iadd_imm_s(t, (blocks * 4) as i64);
-                        e.dot_rows(wb, xrow, orow, i, 1, cols, accumulate)
-                    })
-                })
+                self.scratch_len = self.scratch_len.max(8 * cols);
+                let (start, end) = self.pair_share(batch);
+                let (wb, xb, ob) = (self.base(w), self.base(x), self.base(out));
+                let [rows, cols, accumulate] = [rows, cols, usize::from(accumulate)].map(|v| self.int(v));
+                let mat_vec = self.shim("gle_mat_vec");
+                let scratch = self.scratch;
+                self.fb
+                    .ins()
+                    .call(mat_vec, &[wb, xb, ob, rows, cols, start, end, accumulate, scratch]);
+                Ok(())
             }
-            // Sums run over the same index in the same order as the interpreter's, so results
-            // agree bit for bit; each strip of output columns stays in registers while the sum
-            // walks the rows (of W, or of the batch).
-            // Batch rows in pairs share each load of W (an odd last row runs alone).
-            &Stmt::MatTVec { out, w, rows, cols, x } => self.in_row_pairs(&mut |e, b, count| {
-                let (wb, xb, ob) = (e.base(w), e.base(x), e.base(out));
-                let orows: Vec<Value> = (0..count)
-                    .map(|k| {
-                        let bk = e.fb.ins().iadd_imm_s(b, k as i64);
-                        e.offset(ob, bk, cols)
-                    })
-                    .collect();
-                let xrow = e.offset(xb, b, rows);
-                e.column_sums(rows, cols, &orows, Finish::Store, false, &mut |e, i| {
-                    let xs = (0..count)
-                        .map(|k| {
-                            let at = e.offset(xrow, i, 1);
-                            e.fb.ins()
-                                .load(types::F64, MemFlagsData::trusted(), at, (k * rows * 8) as i32)
-                        })
-                        .collect();
-                    SumTerm {
-                        row: e.offset(wb, i, cols),
-                        scales: xs,
-                    }
-                })
-            }),
+            &Stmt::MatTVec { out, w, rows, cols, x } => {
+                // out[b][j] = Σ_i W[i][j]·x[b][i]: the rows of W summed, one output per batch row.
+                let (start, end) = self.pair_share(batch);
+                let (wb, xb, ob) = (self.base(w), self.base(x), self.base(out));
+                let sums = ColumnSums {
+                    src: wb,
+                    src_stride: cols,
+                    scales: xb,
+                    term_stride: 1,
+                    output_stride: rows,
+                    dst: ob,
+                    dst_stride: cols,
+                    terms: rows,
+                    cols: self.int(cols),
+                };
+                self.call_column_sums(sums, start, end, Finish::Store)
+            }
             &Stmt::Outer {
                 grad,
                 rows,
@@ -1216,9 +1131,8 @@ impl Emitter<'_, '_> {
                 x,
                 negate,
             } => {
-                // ±Σ_b a[b][i]·x[b]ᵀ / batch, rows i of the gradient in pairs that share each
-                // load of x (an odd last row alone); or, for an absorbed update, the parameter's
-                // SGD step against it, in place of the gradient.
+                // ±Σ_b a[b][i]·x[b]ᵀ / batch, one output per row i of the gradient; or, for an
+                // absorbed update, the parameter's SGD step against it, in place of the gradient.
                 let (target, finish) = match self.absorbing {
                     Some((param, slot)) => {
                         let at = ((self.program.buffers.len() + 1) * 8) as i32;
@@ -1231,35 +1145,43 @@ impl Emitter<'_, '_> {
                     }
                     None => (grad, Finish::Mean { negate }),
                 };
-                self.in_pairs(rows, &mut |e, i, count| {
-                    let (ab, xb, gb) = (e.base(a), e.base(x), e.base(target));
-                    let grows: Vec<Value> = (0..count)
-                        .map(|k| {
-                            let ik = e.fb.ins().iadd_imm_s(i, k as i64);
-                            e.offset(gb, ik, cols)
-                        })
-                        .collect();
-                    let acol = e.offset(ab, i, 1);
-                    e.column_sums(batch, cols, &grows, finish, false, &mut |e, b| {
-                        let at = e.offset(acol, b, rows);
-                        let avs = (0..count)
-                            .map(|k| e.fb.ins().load(types::F64, MemFlagsData::trusted(), at, (k * 8) as i32))
-                            .collect();
-                        SumTerm {
-                            row: e.offset(xb, b, cols),
-                            scales: avs,
-                        }
-                    })
-                })
+                let (start, end) = self.pair_share(rows);
+                let (ab, xb, tb) = (self.base(a), self.base(x), self.base(target));
+                let sums = ColumnSums {
+                    src: xb,
+                    src_stride: cols,
+                    scales: ab,
+                    term_stride: rows,
+                    output_stride: 1,
+                    dst: tb,
+                    dst_stride: cols,
+                    terms: batch,
+                    cols: self.int(cols),
+                };
+                self.call_column_sums(sums, start, end, finish)
             }
             &Stmt::Mean { grad, len, x, negate } => {
-                // Column sums over the batch rows, a strip of columns at a time in registers
-                // (one dependent chain of additions per element would wait on each).
+                // ±Σ_b x[b][j] / batch: the batch rows summed with factors 1.0 (exact: x·1.0 is
+                // x), a team's threads each taking a part of the columns.
+                let (start, end) = self.pair_share(len);
                 let (gb, xb) = (self.base(grad), self.base(x));
-                self.column_sums(batch, len, &[gb], Finish::Mean { negate }, true, &mut |e, b| SumTerm {
-                    row: e.offset(xb, b, len),
-                    scales: Vec::new(),
-                })
+                let first = self.fb.ins().imul_imm_s(start, 8);
+                let (src, dst) = (self.fb.ins().iadd(xb, first), self.fb.ins().iadd(gb, first));
+                let cols = self.fb.ins().isub(end, start);
+                let ones = self.pool_address(1.0)?;
+                let sums = ColumnSums {
+                    src,
+                    src_stride: len,
+                    scales: ones,
+                    term_stride: 0,
+                    output_stride: 0,
+                    dst,
+                    dst_stride: len,
+                    terms: batch,
+                    cols,
+                };
+                let (zero, one) = (self.int(0), self.int(1));
+                self.call_column_sums(sums, zero, one, Finish::Mean { negate })
             }
             &Stmt::Softmax { out, x, len } => self.repeat_rows(1, &mut |e, b| {
                 let (xb, ob) = (e.base(x), e.base(out));
@@ -1304,266 +1226,75 @@ impl Emitter<'_, '_> {
         }
     }
 
-    /// `±sum / batch`.
-    /// `out[first + r] (+)= Σ_j W[first + r][j]·x[j]` for `r < count`: one in-order sum per row,
-    /// the rows' sums interleaved in a single pass over `j`.
-    #[allow(clippy::too_many_arguments)]
-    fn dot_rows(
-        &mut self,
-        w: Value,
-        x: Value,
-        out: Value,
-        first: Value,
-        count: usize,
-        cols: usize,
-        accumulate: bool,
-    ) -> Result<(), JitError> {
-        let (rows, accs) = self.row_sums(w, first, count, cols, types::F64);
-        self.repeat(cols, &mut |e, j| {
-            let xv = e.load_at(x, j);
-            for (row, acc) in rows.iter().zip(&accs) {
-                let wv = e.load_at(*row, j);
-                e.add_product(*acc, wv, xv);
-            }
-            Ok(())
-        })?;
-        for (r, acc) in accs.iter().enumerate() {
-            let i = self.fb.ins().iadd_imm_s(first, r as i64);
-            let sum = self.fb.use_var(*acc);
-            self.store_sum(out, i, sum, accumulate);
-        }
-        Ok(())
+    /// An `i64` constant.
+    fn int(&mut self, v: usize) -> Value {
+        self.fb.ins().iconst(types::I64, v as i64)
     }
 
-    /// For rows `first..first + count` of the `cols`-wide matrix at `w`: each row's address and
-    /// an accumulator of type `ty` (F64 or F64X2) set to zero.
-    fn row_sums(
-        &mut self,
-        w: Value,
-        first: Value,
-        count: usize,
-        cols: usize,
-        ty: types::Type,
-    ) -> (Vec<Value>, Vec<Variable>) {
-        let mut rows = Vec::with_capacity(count);
-        let mut accs = Vec::with_capacity(count);
-        for r in 0..count {
-            let i = self.fb.ins().iadd_imm_s(first, r as i64);
-            rows.push(self.offset(w, i, cols));
-            let acc = self.fb.declare_var(ty);
-            let zero = self.fb.ins().f64const(0.0);
-            let zero = if ty == types::F64 {
-                zero
-            } else {
-                self.fb.ins().splat(ty, zero)
-            };
-            self.fb.def_var(acc, zero);
-            accs.push(acc);
-        }
-        (rows, accs)
-    }
-
-    /// `acc += a·b` (a multiplication, then an addition: never fused, as in the interpreter).
-    fn add_product(&mut self, acc: Variable, a: Value, b: Value) {
-        let p = self.fb.ins().fmul(a, b);
-        let old = self.fb.use_var(acc);
-        let s = self.fb.ins().fadd(old, p);
-        self.fb.def_var(acc, s);
-    }
-
-    /// `row[i] = sum`, or `row[i] += sum` when `accumulate`.
-    fn store_sum(&mut self, row: Value, i: Value, sum: Value, accumulate: bool) {
-        let v = if accumulate {
-            let old = self.load_at(row, i);
-            self.fb.ins().fadd(old, sum)
-        } else {
-            sum
+    /// This thread's part `start..end` of `0..n`, split in pairs: thread t of T starts at
+    /// `2·(⌊n/2⌋·t/T)` and the last ends at `n` (so only the last has an odd count), as
+    /// [`Self::row_share`] splits the batch rows; `0..n` for a single thread.
+    fn pair_share(&mut self, n: usize) -> (Value, Value) {
+        let Some(team) = &self.team else {
+            return (self.int(0), self.int(n));
         };
-        self.store_at(row, i, v);
+        let (thread, threads) = (team.thread, team.threads as i64);
+        let first = |e: &mut Self, t: Value| {
+            let scaled = e.fb.ins().imul_imm_s(t, (n / 2) as i64);
+            let count = e.fb.ins().iconst(types::I64, threads);
+            let p = e.fb.ins().udiv(scaled, count);
+            e.fb.ins().imul_imm_s(p, 2)
+        };
+        let start = first(self, thread);
+        let next_thread = self.fb.ins().iadd_imm_s(thread, 1);
+        let next = first(self, next_thread);
+        let is_last = self.fb.ins().icmp_imm_s(IntCC::Equal, thread, threads - 1);
+        let all = self.int(n);
+        let end = self.fb.ins().select(is_last, all, next);
+        (start, end)
     }
 
-    /// `out[b + l][i] (+)= Σ_j W[i][j]·x[b + l][j]` for the `2·pairs` batch rows `l` and every
-    /// row `i`: the x rows are interleaved into scratch, then rows of W in blocks of four (and
-    /// one at a time for the rest) sum `splat(W[i][j])·(x[b + 2p][j], x[b + 2p + 1][j])` for each
-    /// pair `p`, in order over `j` (each W element is loaded once for all rows).
-    #[allow(clippy::too_many_arguments)]
-    fn paired_dot_rows(
-        &mut self,
-        w: usize,
-        x: usize,
-        out: usize,
-        b: Value,
-        pairs: usize,
-        rows: usize,
-        cols: usize,
-        accumulate: bool,
-    ) -> Result<(), JitError> {
-        let flags = MemFlagsData::new().with_notrap();
-        let lanes = 2 * pairs;
-        let (wb, xb, ob) = (self.base(w), self.base(x), self.base(out));
-        let x0 = self.offset(xb, b, cols);
-        let interleaved = self.scratch;
-        self.repeat(cols, &mut |e, j| {
-            let at = e.offset(interleaved, j, lanes);
-            for l in 0..lanes {
-                let xl = e.fb.ins().iadd_imm_s(x0, (l * cols * 8) as i64);
-                let v = e.load_at(xl, j);
-                e.fb.ins().store(flags, v, at, (8 * l) as i32);
-            }
-            Ok(())
-        })?;
-        let o0 = self.offset(ob, b, rows);
-        let orows: Vec<Value> = (0..lanes)
-            .map(|l| self.fb.ins().iadd_imm_s(o0, (l * rows * 8) as i64))
-            .collect();
-        let block = |e: &mut Self, first: Value, count: usize| -> Result<(), JitError> {
-            // accs[r * pairs + p]: W row r, lane pair p.
-            let mut wrows = Vec::new();
-            let mut accs = Vec::new();
-            for _ in 0..pairs {
-                let (rows_p, accs_p) = e.row_sums(wb, first, count, cols, types::F64X2);
-                wrows = rows_p;
-                accs.push(accs_p);
-            }
-            e.repeat(cols, &mut |e, j| {
-                let at = e.offset(interleaved, j, lanes);
-                let xs: Vec<Value> = (0..pairs)
-                    .map(|p| e.fb.ins().load(types::F64X2, flags, at, (16 * p) as i32))
-                    .collect();
-                for (r, row) in wrows.iter().enumerate() {
-                    let wv = e.load_at(*row, j);
-                    let w2 = e.fb.ins().splat(types::F64X2, wv);
-                    for (p, xv) in xs.iter().enumerate() {
-                        e.add_product(accs[p][r], w2, *xv);
-                    }
-                }
-                Ok(())
-            })?;
-            for r in 0..count {
-                let i = e.fb.ins().iadd_imm_s(first, r as i64);
-                for (p, accs_p) in accs.iter().enumerate() {
-                    let sums = e.fb.use_var(accs_p[r]);
-                    for lane in 0..2 {
-                        let sum = e.fb.ins().extractlane(sums, lane as u8);
-                        e.store_sum(orows[2 * p + lane], i, sum, accumulate);
-                    }
-                }
-            }
-            Ok(())
+    /// Calls the `gle_column_sums` product for outputs `start..end` of `sums`.
+    fn call_column_sums(&mut self, sums: ColumnSums, start: Value, end: Value, finish: Finish) -> Result<(), JitError> {
+        let (kind, negate, rate) = match finish {
+            Finish::Store => (products::STORE, false, None),
+            Finish::Mean { negate } => (products::MEAN, negate, None),
+            Finish::SgdStep { negate, rate } => (products::SGD_STEP, negate, Some(rate)),
         };
-        let blocks = rows / 4;
-        self.repeat(blocks, &mut |e, k| {
-            let first = e.fb.ins().imul_imm_s(k, 4);
-            block(e, first, 4)
-        })?;
-        self.repeat(rows % 4, &mut |e, t| {
-            let i = e.fb.ins().iadd_imm_s(t, (blocks * 4) as i64);
-            block(e, i, 1)
-        })
-    }
-
-    /// `dsts[o][j] = fin(Σ_k src_k[j]·scale_{k,o})` for `j < cols` and each output row `o`, the
-    /// sum over `k < terms` in order from 0.0, where `term(k)` gives the row `src_k` and its
-    /// factor for each output (no factors: one output, `Σ_k src_k[j]`); `fin` is what `finish`
-    /// says. Columns go in strips of [`STRIP`] (F64X2 registers), then the rest in one narrower
-    /// strip, so each strip is summed in registers; the outputs share every load of `src_k`.
-    /// With `split`, a team's threads share the strips (the narrower one is the last thread's).
-    fn column_sums(
-        &mut self,
-        terms: usize,
-        cols: usize,
-        dsts: &[Value],
-        finish: Finish,
-        split: bool,
-        term: &mut dyn FnMut(&mut Self, Value) -> SumTerm,
-    ) -> Result<(), JitError> {
-        let strips = cols / STRIP;
-        let outputs = dsts.len();
-        // A strip of `lanes` columns: `lanes / 2` F64X2 accumulators per output and, for an odd
-        // count, one F64.
-        let mut strip = |e: &mut Self, first: Value, lanes: usize| -> Result<(), JitError> {
-            let mut kinds = vec![types::F64X2; lanes / 2];
-            if lanes % 2 == 1 {
-                kinds.push(types::F64);
-            }
-            let vectors = kinds.len();
-            // accs[o * vectors + v]: output o, accumulator v of the strip.
-            let mut accs = Vec::with_capacity(outputs * vectors);
-            for _ in 0..outputs {
-                for &ty in &kinds {
-                    // (Splatted, not from the pool: hoisted out of every loop, one register.)
-                    let zero = e.fb.ins().f64const(0.0);
-                    let zero = e.widen(zero, ty);
-                    let acc = e.fb.declare_var(ty);
-                    e.fb.def_var(acc, zero);
-                    accs.push(acc);
-                }
-            }
-            let first_byte = e.fb.ins().imul_imm_s(first, 8);
-            e.repeat(terms, &mut |e, k| {
-                let SumTerm { row, scales } = term(e, k);
-                let splats: Vec<Value> = scales.iter().map(|s| e.fb.ins().splat(types::F64X2, *s)).collect();
-                let at = e.fb.ins().iadd(row, first_byte);
-                for (v, &ty) in kinds.iter().enumerate() {
-                    let sv = e.fb.ins().load(ty, Self::element_flags(ty), at, (16 * v) as i32);
-                    let factors = if ty == types::F64 { &scales } else { &splats };
-                    if factors.is_empty() {
-                        let old = e.fb.use_var(accs[v]);
-                        let s = e.fb.ins().fadd(old, sv);
-                        e.fb.def_var(accs[v], s);
-                    }
-                    for (o, factor) in factors.iter().enumerate() {
-                        e.add_product(accs[o * vectors + v], sv, *factor);
-                    }
-                }
-                Ok(())
-            })?;
-            for (o, dst) in dsts.iter().enumerate() {
-                let at = e.fb.ins().iadd(*dst, first_byte);
-                for (v, &ty) in kinds.iter().enumerate() {
-                    let sum = e.fb.use_var(accs[o * vectors + v]);
-                    let mut value = match finish {
-                        Finish::Store => sum,
-                        Finish::Mean { negate } | Finish::SgdStep { negate, .. } => {
-                            let count = e.fb.ins().f64const(e.batch as f64);
-                            let count = e.widen(count, ty);
-                            let m = e.fb.ins().fdiv(sum, count);
-                            if negate { e.fb.ins().fneg(m) } else { m }
-                        }
-                    };
-                    if let Finish::SgdStep { rate, .. } = finish {
-                        // θ − lr·g, as the optimiser's plain SGD computes it.
-                        let theta = e.fb.ins().load(ty, Self::element_flags(ty), at, (16 * v) as i32);
-                        let rate = e.widen(rate, ty);
-                        let step = e.fb.ins().fmul(rate, value);
-                        value = e.fb.ins().fsub(theta, step);
-                    }
-                    e.fb.ins().store(Self::element_flags(ty), value, at, (16 * v) as i32);
-                }
-            }
-            Ok(())
-        };
-        let mut full = |e: &mut Self, k: Value| {
-            let first = e.fb.ins().imul_imm_s(k, STRIP as i64);
-            strip(e, first, STRIP)
-        };
-        if split {
-            self.repeat_part(strips, &mut full)?;
-        } else {
-            self.repeat(strips, &mut full)?;
-        }
-        // The last columns in one strip, whose sums share the loop's loads and its latency.
-        if !cols.is_multiple_of(STRIP) {
-            let mut rest = |e: &mut Self| {
-                let first = e.fb.ins().iconst(types::I64, (strips * STRIP) as i64);
-                strip(e, first, cols % STRIP)
-            };
-            if split {
-                self.on_last_thread(&mut rest)?;
-            } else {
-                rest(self)?;
-            }
-        }
+        let ints = [
+            sums.src_stride,
+            sums.term_stride,
+            sums.output_stride,
+            sums.dst_stride,
+            sums.terms,
+        ]
+        .map(|v| self.int(v));
+        let [src_stride, term_stride, output_stride, dst_stride, terms] = ints;
+        let kind = self.fb.ins().iconst(types::I64, kind);
+        let negate = self.int(usize::from(negate));
+        let count = self.fb.ins().f64const(self.batch as f64);
+        let rate = rate.unwrap_or_else(|| self.fb.ins().f64const(0.0));
+        let f = self.shim("gle_column_sums");
+        self.fb.ins().call(
+            f,
+            &[
+                sums.src,
+                src_stride,
+                sums.scales,
+                term_stride,
+                output_stride,
+                sums.dst,
+                dst_stride,
+                terms,
+                sums.cols,
+                start,
+                end,
+                kind,
+                negate,
+                count,
+                rate,
+            ],
+        );
         Ok(())
     }
 
@@ -1749,13 +1480,28 @@ impl Emitter<'_, '_> {
             // The pool's address is read where the constant is needed, from after the buffer
             // pointers: a value the loop defines keeps the (pure) load of the constant inside
             // the loop, next to its use, where it becomes an operand.
-            let slot = (self.program.buffers.len() * 8) as i32;
-            let base = self.fb.ins().load(types::I64, MemFlagsData::trusted(), self.bufs, slot);
+            let base = self.pool_base();
             let flags = MemFlagsData::trusted().with_readonly().with_can_move();
             return self.fb.ins().load(ty, flags, base, offset as i32);
         }
         let s = self.fb.ins().f64const(v);
         self.widen(s, ty)
+    }
+
+    /// The address of the constant pool, from after the buffer pointers.
+    fn pool_base(&mut self) -> Value {
+        let slot = (self.program.buffers.len() * 8) as i32;
+        self.fb.ins().load(types::I64, MemFlagsData::trusted(), self.bufs, slot)
+    }
+
+    /// The address of `v` (twice) in the constant pool.
+    fn pool_address(&mut self, v: f64) -> Result<Value, JitError> {
+        let offset = self
+            .pool
+            .offset(v)
+            .ok_or_else(|| JitError(format!("more than {POOL_CAPACITY} distinct vector constants")))?;
+        let base = self.pool_base();
+        Ok(self.fb.ins().iadd_imm_s(base, offset as i64))
     }
 
     /// `v` as a value of type `ty`: itself, or splatted into both lanes of an F64X2.
@@ -1871,10 +1617,19 @@ enum Finish {
     SgdStep { negate: bool, rate: Value },
 }
 
-/// One term of [`Emitter::column_sums`]: the source row's address and its factor for each output.
-struct SumTerm {
-    row: Value,
-    scales: Vec<Value>,
+/// A call of the `gle_column_sums` product (see [`products`]): output `o` gets
+/// `Σ_k src[k·src_stride + j]·scales[k·term_stride + o·output_stride]` for `k < terms` at
+/// `dst[o·dst_stride + j]`, for `j < cols`.
+struct ColumnSums {
+    src: Value,
+    src_stride: usize,
+    scales: Value,
+    term_stride: usize,
+    output_stride: usize,
+    dst: Value,
+    dst_stride: usize,
+    terms: usize,
+    cols: Value,
 }
 
 /// Where an element of a `Map` is: the batch row's pointer of every buffer, the element
@@ -1946,6 +1701,16 @@ fn declare_shims(module: &mut JITModule) -> Result<Vec<(&'static str, FuncId)>, 
             sig.params.push(AbiParam::new(types::F64));
         }
         sig.returns.push(AbiParam::new(types::F64));
+        out.push((*name, module.declare_function(name, Linkage::Import, &sig)?));
+    }
+    for (name, ints, floats) in products::SIGNATURES {
+        let mut sig: Signature = module.make_signature();
+        for _ in 0..*ints {
+            sig.params.push(AbiParam::new(types::I64));
+        }
+        for _ in 0..*floats {
+            sig.params.push(AbiParam::new(types::F64));
+        }
         out.push((*name, module.declare_function(name, Linkage::Import, &sig)?));
     }
     Ok(out)

@@ -1,6 +1,7 @@
 //! JIT tests: every bundled model and 200 random ones give the interpreter's trajectories; the
-//! Cranelift IR of every model is snapshotted.
+//! Cranelift IR of every model is snapshotted; the compiled products give the plain sums.
 
 mod clif;
 mod equivalence;
+mod products;
 mod random;

@@ -1,0 +1,525 @@
+//! The dense products of a step (`W·x`, `Wᵀ·e`, `e·rᵀ`), compiled ahead of time and called by
+//! the generated code.
+//!
+//! Cranelift 0.135's x86-64 backend has only 128-bit vectors; these loops are Rust generic over
+//! four-lane vectors, built twice: for AVX (256-bit registers; chosen when the CPU has it) and
+//! for any x86-64 CPU. Both compute every sum exactly as the interpreter does — from 0.0, over
+//! the same index in the same order, a multiplication then an addition, never fused — so the
+//! results agree bit for bit whichever build runs. Their safety rests on the JIT: it checks
+//! every buffer's length before the generated code runs, and the code passes only pointers into
+//! those buffers with the shapes the program was compiled for.
+
+// Raw pointers are these loops' interface; register blocks are small arrays indexed in two
+// dimensions, where the order of the loops (not an iterator's) is the point.
+#![allow(unsafe_code, clippy::too_many_arguments, clippy::needless_range_loop)]
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::{
+    __m256d, _mm256_add_pd, _mm256_div_pd, _mm256_loadu_pd, _mm256_mul_pd, _mm256_set1_pd, _mm256_setzero_pd,
+    _mm256_storeu_pd, _mm256_sub_pd, _mm256_xor_pd,
+};
+
+/// [`gle_column_sums`] stores each sum.
+pub const STORE: i64 = 0;
+/// [`gle_column_sums`] stores `±sum / count`.
+pub const MEAN: i64 = 1;
+/// [`gle_column_sums`] updates the destination to `θ − rate·(±sum / count)`.
+pub const SGD_STEP: i64 = 2;
+
+/// The products' symbols with the addresses of the build this CPU runs (AVX where it has it).
+pub fn symbols() -> [(&'static str, *const u8); 2] {
+    #[cfg(target_arch = "x86_64")]
+    if avx() {
+        return [
+            ("gle_column_sums", avx::column_sums as *const u8),
+            ("gle_mat_vec", avx::mat_vec as *const u8),
+        ];
+    }
+    [
+        ("gle_column_sums", portable::column_sums as *const u8),
+        ("gle_mat_vec", portable::mat_vec as *const u8),
+    ]
+}
+
+/// The number of `i64` (pointer or integer) and `f64` arguments of each product, in order.
+pub const SIGNATURES: &[(&str, usize, usize)] = &[("gle_column_sums", 13, 2), ("gle_mat_vec", 9, 0)];
+
+/// Whether the AVX build can run here.
+#[cfg(target_arch = "x86_64")]
+pub fn avx() -> bool {
+    std::arch::is_x86_feature_detected!("avx")
+}
+
+/// Four f64 lanes and the lane-wise operations the products use (each lane an ordinary IEEE
+/// operation, as on scalars).
+trait Quad: Copy {
+    unsafe fn zero() -> Self;
+    unsafe fn splat(v: f64) -> Self;
+    unsafe fn load(p: *const f64) -> Self;
+    unsafe fn store(self, p: *mut f64);
+    unsafe fn add(self, o: Self) -> Self;
+    unsafe fn sub(self, o: Self) -> Self;
+    unsafe fn mul(self, o: Self) -> Self;
+    unsafe fn div(self, o: Self) -> Self;
+    unsafe fn neg(self) -> Self;
+}
+
+/// Four lanes in an array: the build for any CPU.
+#[derive(Clone, Copy)]
+struct Array([f64; 4]);
+
+impl Array {
+    #[inline(always)]
+    fn each(self, o: Self, f: impl Fn(f64, f64) -> f64) -> Self {
+        Self([
+            f(self.0[0], o.0[0]),
+            f(self.0[1], o.0[1]),
+            f(self.0[2], o.0[2]),
+            f(self.0[3], o.0[3]),
+        ])
+    }
+}
+
+impl Quad for Array {
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        Self([0.0; 4])
+    }
+    #[inline(always)]
+    unsafe fn splat(v: f64) -> Self {
+        Self([v; 4])
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f64) -> Self {
+        // SAFETY: the caller passes four readable values.
+        unsafe { Self(p.cast::<[f64; 4]>().read_unaligned()) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f64) {
+        // SAFETY: the caller passes four writable values.
+        unsafe { p.cast::<[f64; 4]>().write_unaligned(self.0) }
+    }
+    #[inline(always)]
+    unsafe fn add(self, o: Self) -> Self {
+        self.each(o, |a, b| a + b)
+    }
+    #[inline(always)]
+    unsafe fn sub(self, o: Self) -> Self {
+        self.each(o, |a, b| a - b)
+    }
+    #[inline(always)]
+    unsafe fn mul(self, o: Self) -> Self {
+        self.each(o, |a, b| a * b)
+    }
+    #[inline(always)]
+    unsafe fn div(self, o: Self) -> Self {
+        self.each(o, |a, b| a / b)
+    }
+    #[inline(always)]
+    unsafe fn neg(self) -> Self {
+        self.each(self, |a, _| -a)
+    }
+}
+
+/// An AVX register (used only inside functions compiled for AVX, which the callers check).
+#[cfg(target_arch = "x86_64")]
+impl Quad for __m256d {
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        unsafe { _mm256_setzero_pd() }
+    }
+    #[inline(always)]
+    unsafe fn splat(v: f64) -> Self {
+        unsafe { _mm256_set1_pd(v) }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f64) -> Self {
+        unsafe { _mm256_loadu_pd(p) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f64) {
+        unsafe { _mm256_storeu_pd(p, self) }
+    }
+    #[inline(always)]
+    unsafe fn add(self, o: Self) -> Self {
+        unsafe { _mm256_add_pd(self, o) }
+    }
+    #[inline(always)]
+    unsafe fn sub(self, o: Self) -> Self {
+        unsafe { _mm256_sub_pd(self, o) }
+    }
+    #[inline(always)]
+    unsafe fn mul(self, o: Self) -> Self {
+        unsafe { _mm256_mul_pd(self, o) }
+    }
+    #[inline(always)]
+    unsafe fn div(self, o: Self) -> Self {
+        unsafe { _mm256_div_pd(self, o) }
+    }
+    #[inline(always)]
+    unsafe fn neg(self) -> Self {
+        unsafe { _mm256_xor_pd(self, _mm256_set1_pd(-0.0)) }
+    }
+}
+
+/// The arguments of [`gle_column_sums`]: `dst_o[j] = fin(Σ_k src_k[j]·scale(k, o))` for the
+/// outputs `o` in `first..end` and columns `j < cols`, the sum over `k < terms` in order from
+/// 0.0, where `src_k = src + k·src_stride`, `scale(k, o) = scales[k·term_stride +
+/// o·output_stride]` and `dst_o = dst + o·dst_stride`.
+struct Sums {
+    src: *const f64,
+    src_stride: usize,
+    scales: *const f64,
+    term_stride: usize,
+    output_stride: usize,
+    dst: *mut f64,
+    dst_stride: usize,
+    terms: usize,
+    cols: usize,
+    finish: i64,
+    negate: bool,
+    count: f64,
+    rate: f64,
+}
+
+/// [`Sums`] for outputs `first..end`: in fours that share each load of the source rows, then
+/// a pair, then an odd last one alone.
+#[inline(always)]
+unsafe fn column_sums<Q: Quad>(s: &Sums, first: usize, end: usize) {
+    let mut o = first;
+    while o + 4 <= end {
+        unsafe { strips::<Q, 4, 2>(s, o) };
+        o += 4;
+    }
+    if o + 2 <= end {
+        unsafe { strips::<Q, 2, 4>(s, o) };
+        o += 2;
+    }
+    if o < end {
+        unsafe { strips::<Q, 1, 4>(s, o) };
+    }
+}
+
+/// Every column of outputs `o..o + O`: strips of `FULL` vectors per output (eight accumulators
+/// of the sixteen registers, or four for a single output), then the rest in one strip of
+/// vectors and scalars.
+#[inline(always)]
+unsafe fn strips<Q: Quad, const O: usize, const FULL: usize>(s: &Sums, o: usize) {
+    let width = 4 * FULL;
+    let full = s.cols / width;
+    for k in 0..full {
+        unsafe { strip::<Q, O, FULL, 0>(s, o, k * width) };
+    }
+    let first = full * width;
+    unsafe {
+        match (s.cols % width / 4, s.cols % 4) {
+            (0, 0) => {}
+            (0, 1) => strip::<Q, O, 0, 1>(s, o, first),
+            (0, 2) => strip::<Q, O, 0, 2>(s, o, first),
+            (0, _) => strip::<Q, O, 0, 3>(s, o, first),
+            (1, 0) => strip::<Q, O, 1, 0>(s, o, first),
+            (1, 1) => strip::<Q, O, 1, 1>(s, o, first),
+            (1, 2) => strip::<Q, O, 1, 2>(s, o, first),
+            (1, _) => strip::<Q, O, 1, 3>(s, o, first),
+            (2, 0) => strip::<Q, O, 2, 0>(s, o, first),
+            (2, 1) => strip::<Q, O, 2, 1>(s, o, first),
+            (2, 2) => strip::<Q, O, 2, 2>(s, o, first),
+            (2, _) => strip::<Q, O, 2, 3>(s, o, first),
+            (_, 0) => strip::<Q, O, 3, 0>(s, o, first),
+            (_, 1) => strip::<Q, O, 3, 1>(s, o, first),
+            (_, 2) => strip::<Q, O, 3, 2>(s, o, first),
+            (_, _) => strip::<Q, O, 3, 3>(s, o, first),
+        }
+    }
+}
+
+/// Columns `first..first + 4·V + S` of outputs `o..o + O`: `V` vectors and `S` scalars per
+/// output summed in registers while the sum walks the terms.
+#[inline(always)]
+unsafe fn strip<Q: Quad, const O: usize, const V: usize, const S: usize>(s: &Sums, o: usize, first: usize) {
+    unsafe {
+        let mut acc = [[Q::zero(); V]; O];
+        let mut scalar = [[0.0f64; S]; O];
+        for k in 0..s.terms {
+            let row = s.src.add(k * s.src_stride + first);
+            let mut factors = [0.0f64; O];
+            let mut splats = [Q::zero(); O];
+            for (p, (f, splat)) in factors.iter_mut().zip(&mut splats).enumerate() {
+                *f = *s.scales.add(k * s.term_stride + (o + p) * s.output_stride);
+                *splat = Q::splat(*f);
+            }
+            for v in 0..V {
+                let x = Q::load(row.add(4 * v));
+                for p in 0..O {
+                    acc[p][v] = acc[p][v].add(x.mul(splats[p]));
+                }
+            }
+            for c in 0..S {
+                let x = *row.add(4 * V + c);
+                for p in 0..O {
+                    scalar[p][c] += x * factors[p];
+                }
+            }
+        }
+        for p in 0..O {
+            let dst = s.dst.add((o + p) * s.dst_stride + first);
+            for (v, sum) in acc[p].iter().enumerate() {
+                let at = dst.add(4 * v);
+                let value = match s.finish {
+                    STORE => *sum,
+                    _ => {
+                        let m = sum.div(Q::splat(s.count));
+                        let m = if s.negate { m.neg() } else { m };
+                        if s.finish == SGD_STEP {
+                            Q::load(at).sub(Q::splat(s.rate).mul(m))
+                        } else {
+                            m
+                        }
+                    }
+                };
+                value.store(at);
+            }
+            for (c, sum) in scalar[p].iter().enumerate() {
+                let at = dst.add(4 * V + c);
+                *at = match s.finish {
+                    STORE => *sum,
+                    _ => {
+                        let m = sum / s.count;
+                        let m = if s.negate { -m } else { m };
+                        if s.finish == SGD_STEP { *at - s.rate * m } else { m }
+                    }
+                };
+            }
+        }
+    }
+}
+
+/// `out[b][i] (+)= Σ_j W[i][j]·x[b][j]` for batch rows `b` in `first..end` and every row `i`
+/// of the `rows × cols` matrix W, each sum in order over `j` from 0.0. Batch rows go eight
+/// (two vectors) or four (one) at a time, one row per lane, their `x` interleaved into
+/// `scratch` (`8·cols` values), and rows of W in fours that share each load of it; the last
+/// batch rows (fewer than four) run one at a time on scalars.
+#[inline(always)]
+unsafe fn mat_vec<Q: Quad>(
+    w: *const f64,
+    x: *const f64,
+    out: *mut f64,
+    rows: usize,
+    cols: usize,
+    first: usize,
+    end: usize,
+    accumulate: bool,
+    scratch: *mut f64,
+) {
+    unsafe {
+        let mut b = first;
+        while b + 8 <= end {
+            lanes_block::<Q, 2>(w, x, out, rows, cols, b, accumulate, scratch);
+            b += 8;
+        }
+        if b + 4 <= end {
+            lanes_block::<Q, 1>(w, x, out, rows, cols, b, accumulate, scratch);
+            b += 4;
+        }
+        for b in b..end {
+            let (xrow, orow) = (x.add(b * cols), out.add(b * rows));
+            let mut i = 0;
+            while i + 4 <= rows {
+                scalar_dots::<4>(w, xrow, orow, i, cols, accumulate);
+                i += 4;
+            }
+            for i in i..rows {
+                scalar_dots::<1>(w, xrow, orow, i, cols, accumulate);
+            }
+        }
+    }
+}
+
+/// [`mat_vec`] for batch rows `b..b + 4·H`.
+#[inline(always)]
+unsafe fn lanes_block<Q: Quad, const H: usize>(
+    w: *const f64,
+    x: *const f64,
+    out: *mut f64,
+    rows: usize,
+    cols: usize,
+    b: usize,
+    accumulate: bool,
+    scratch: *mut f64,
+) {
+    unsafe {
+        let lanes = 4 * H;
+        for j in 0..cols {
+            for l in 0..lanes {
+                *scratch.add(j * lanes + l) = *x.add((b + l) * cols + j);
+            }
+        }
+        let mut i = 0;
+        while i + 4 <= rows {
+            lanes_rows::<Q, H, 4>(w, out, rows, cols, b, i, accumulate, scratch);
+            i += 4;
+        }
+        for i in i..rows {
+            lanes_rows::<Q, H, 1>(w, out, rows, cols, b, i, accumulate, scratch);
+        }
+    }
+}
+
+/// Rows `i..i + R` of W against the interleaved batch rows `b..b + 4·H` in `scratch`.
+#[inline(always)]
+unsafe fn lanes_rows<Q: Quad, const H: usize, const R: usize>(
+    w: *const f64,
+    out: *mut f64,
+    rows: usize,
+    cols: usize,
+    b: usize,
+    i: usize,
+    accumulate: bool,
+    scratch: *const f64,
+) {
+    unsafe {
+        let lanes = 4 * H;
+        let mut acc = [[Q::zero(); H]; R];
+        for j in 0..cols {
+            let mut xs = [Q::zero(); H];
+            for (h, xv) in xs.iter_mut().enumerate() {
+                *xv = Q::load(scratch.add(j * lanes + 4 * h));
+            }
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let wv = Q::splat(*w.add((i + r) * cols + j));
+                for h in 0..H {
+                    acc_r[h] = acc_r[h].add(wv.mul(xs[h]));
+                }
+            }
+        }
+        for (r, acc_r) in acc.iter().enumerate() {
+            for (h, sums) in acc_r.iter().enumerate() {
+                let mut lanes = [0.0f64; 4];
+                sums.store(lanes.as_mut_ptr());
+                for (l, sum) in lanes.into_iter().enumerate() {
+                    let at = out.add((b + 4 * h + l) * rows + i + r);
+                    *at = if accumulate { *at + sum } else { sum };
+                }
+            }
+        }
+    }
+}
+
+/// `out[i + r] (+)= Σ_j W[i + r][j]·x[j]` for `r < R`: `R` in-order sums interleaved in one
+/// pass over `j`.
+#[inline(always)]
+unsafe fn scalar_dots<const R: usize>(
+    w: *const f64,
+    x: *const f64,
+    out: *mut f64,
+    i: usize,
+    cols: usize,
+    accumulate: bool,
+) {
+    unsafe {
+        let mut acc = [0.0f64; R];
+        for j in 0..cols {
+            let xv = *x.add(j);
+            for (r, a) in acc.iter_mut().enumerate() {
+                *a += *w.add((i + r) * cols + j) * xv;
+            }
+        }
+        for (r, sum) in acc.into_iter().enumerate() {
+            let at = out.add(i + r);
+            *at = if accumulate { *at + sum } else { sum };
+        }
+    }
+}
+
+/// Defines the two `extern "C"` entry points of one build of the products.
+macro_rules! entry_points {
+    ($quad:ty $(, $feature:literal)?) => {
+        /// `dst_o[j] = fin(Σ_k src_k[j]·scale(k, o))` for outputs `first..end` (see
+        /// [`Sums`]); `finish` is [`STORE`](super::STORE), [`MEAN`](super::MEAN) or
+        /// [`SGD_STEP`](super::SGD_STEP).
+        ///
+        /// # Safety
+        /// Every address the arguments describe must be valid; the AVX build needs AVX.
+        $(#[target_feature(enable = $feature)])?
+        pub unsafe extern "C" fn column_sums(
+            src: *const f64,
+            src_stride: i64,
+            scales: *const f64,
+            term_stride: i64,
+            output_stride: i64,
+            dst: *mut f64,
+            dst_stride: i64,
+            terms: i64,
+            cols: i64,
+            first: i64,
+            end: i64,
+            finish: i64,
+            negate: i64,
+            count: f64,
+            rate: f64,
+        ) {
+            let sums = Sums {
+                src,
+                src_stride: src_stride as usize,
+                scales,
+                term_stride: term_stride as usize,
+                output_stride: output_stride as usize,
+                dst,
+                dst_stride: dst_stride as usize,
+                terms: terms as usize,
+                cols: cols as usize,
+                finish,
+                negate: negate != 0,
+                count,
+                rate,
+            };
+            unsafe { super::column_sums::<$quad>(&sums, first as usize, end as usize) }
+        }
+
+        /// `out[b][i] (+)= Σ_j W[i][j]·x[b][j]` for batch rows `first..end` (see
+        /// [`mat_vec`](super::mat_vec)).
+        ///
+        /// # Safety
+        /// Every address the arguments describe must be valid; the AVX build needs AVX.
+        $(#[target_feature(enable = $feature)])?
+        pub unsafe extern "C" fn mat_vec(
+            w: *const f64,
+            x: *const f64,
+            out: *mut f64,
+            rows: i64,
+            cols: i64,
+            first: i64,
+            end: i64,
+            accumulate: i64,
+            scratch: *mut f64,
+        ) {
+            unsafe {
+                super::mat_vec::<$quad>(
+                    w,
+                    x,
+                    out,
+                    rows as usize,
+                    cols as usize,
+                    first as usize,
+                    end as usize,
+                    accumulate != 0,
+                    scratch,
+                )
+            }
+        }
+    };
+}
+
+/// The build for CPUs with AVX.
+#[cfg(target_arch = "x86_64")]
+pub mod avx {
+    use super::Sums;
+    use std::arch::x86_64::__m256d;
+    entry_points!(__m256d, "avx");
+}
+
+/// The build for any CPU.
+pub mod portable {
+    use super::{Array, Sums};
+    entry_points!(Array);
+}

@@ -1,0 +1,153 @@
+//! The compiled products (`gle_jit::products`): both builds give, bit for bit, the sums written
+//! out the plain way — from 0.0, in order, a multiplication then an addition — on every shape
+//! of strip, tail and batch block.
+#![allow(unsafe_code)]
+
+use gle_jit::products::{self, MEAN, SGD_STEP, STORE};
+
+/// Values of mixed signs and magnitudes (so that the order of additions shows in the bits).
+fn values(n: usize, seed: u64) -> Vec<f64> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let unit = (state >> 11) as f64 / (1u64 << 53) as f64;
+            (unit - 0.5) * 10f64.powi((state % 7) as i32 - 3)
+        })
+        .collect()
+}
+
+type ColumnSums =
+    unsafe extern "C" fn(*const f64, i64, *const f64, i64, i64, *mut f64, i64, i64, i64, i64, i64, i64, i64, f64, f64);
+
+type MatVec = unsafe extern "C" fn(*const f64, *const f64, *mut f64, i64, i64, i64, i64, i64, *mut f64);
+
+/// The builds this CPU can run.
+fn builds() -> Vec<(&'static str, ColumnSums, MatVec)> {
+    let mut out: Vec<(&'static str, ColumnSums, MatVec)> =
+        vec![("portable", products::portable::column_sums, products::portable::mat_vec)];
+    #[cfg(target_arch = "x86_64")]
+    if products::avx() {
+        out.push(("avx", products::avx::column_sums, products::avx::mat_vec));
+    }
+    out
+}
+
+#[test]
+fn column_sums_equal_the_plain_sums_in_every_build() {
+    let mut checked = 0;
+    for (build, column_sums, _) in builds() {
+        for cols in 1..=37 {
+            for terms in [1, 2, 5] {
+                for outputs in 1..=7 {
+                    for (finish, negate) in [(STORE, false), (MEAN, false), (MEAN, true), (SGD_STEP, true)] {
+                        // Outputs `first..outputs`, laid out as e·rᵀ lays them out: src [terms][cols],
+                        // scales [terms][outputs], dst [outputs][cols] (with a margin that must
+                        // stay untouched).
+                        let first = outputs % 2;
+                        let src = values(terms * cols, (cols * 131 + terms * 7 + outputs) as u64);
+                        let scales = values(terms * outputs, (cols + 3 * terms + 17 * outputs) as u64);
+                        let start = values(outputs * cols + 3, 99);
+                        let (count, rate) = (terms as f64 + 0.5, 0.037);
+                        let mut expected = start.clone();
+                        for o in first..outputs {
+                            for j in 0..cols {
+                                let mut sum = 0.0;
+                                for k in 0..terms {
+                                    sum += src[k * cols + j] * scales[k * outputs + o];
+                                }
+                                let at = o * cols + j;
+                                let mean = if negate { -(sum / count) } else { sum / count };
+                                expected[at] = match finish {
+                                    STORE => sum,
+                                    MEAN => mean,
+                                    _ => start[at] - rate * mean,
+                                };
+                            }
+                        }
+                        let mut dst = start.clone();
+                        // SAFETY: every address the arguments describe lies in the vectors.
+                        unsafe {
+                            column_sums(
+                                src.as_ptr(),
+                                cols as i64,
+                                scales.as_ptr(),
+                                outputs as i64,
+                                1,
+                                dst.as_mut_ptr(),
+                                cols as i64,
+                                terms as i64,
+                                cols as i64,
+                                first as i64,
+                                outputs as i64,
+                                finish,
+                                i64::from(negate),
+                                count,
+                                rate,
+                            )
+                        };
+                        let same = dst.iter().zip(&expected).all(|(a, b)| a.to_bits() == b.to_bits());
+                        assert!(
+                            same,
+                            "{build}: cols {cols}, terms {terms}, outputs {first}..{outputs}, finish {finish}"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked >= 37 * 3 * 7 * 4);
+}
+
+#[test]
+fn mat_vec_equals_the_plain_sums_in_every_build() {
+    for (build, _, mat_vec) in builds() {
+        for batch in 1..=21 {
+            for rows in [1, 3, 4, 9] {
+                for cols in [1, 2, 7] {
+                    for accumulate in [false, true] {
+                        // Batch rows 1..batch (the first stays untouched).
+                        let w = values(rows * cols, (batch * 5 + rows * 11 + cols) as u64);
+                        let x = values(batch * cols, (batch + rows + 13 * cols) as u64);
+                        let start = values(batch * rows, 7);
+                        let mut expected = start.clone();
+                        for b in 1..batch {
+                            for i in 0..rows {
+                                let mut sum = 0.0;
+                                for j in 0..cols {
+                                    sum += w[i * cols + j] * x[b * cols + j];
+                                }
+                                let at = b * rows + i;
+                                expected[at] = if accumulate { start[at] + sum } else { sum };
+                            }
+                        }
+                        let mut out = start.clone();
+                        let mut scratch = vec![0.0; 8 * cols];
+                        // SAFETY: every address the arguments describe lies in the vectors.
+                        unsafe {
+                            mat_vec(
+                                w.as_ptr(),
+                                x.as_ptr(),
+                                out.as_mut_ptr(),
+                                rows as i64,
+                                cols as i64,
+                                1,
+                                batch as i64,
+                                i64::from(accumulate),
+                                scratch.as_mut_ptr(),
+                            )
+                        };
+                        let same = out.iter().zip(&expected).all(|(a, b)| a.to_bits() == b.to_bits());
+                        assert!(
+                            same,
+                            "{build}: batch {batch}, rows {rows}, cols {cols}, accumulate {accumulate}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
