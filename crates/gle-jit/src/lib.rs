@@ -3,7 +3,9 @@
 //! The function runs every statement of a step and the commits, for the whole batch, with the
 //! same arithmetic in the same order as the reference interpreter (`gle-runtime`), so both agree
 //! to the last bit. Elementwise functions (`tanh`, `exp`, `softplus`, …) are calls to the same
-//! Rust functions the interpreter uses (`extern "C"` shims), so they agree too. Before every call
+//! Rust functions the interpreter uses (`extern "C"` shims), so they agree too; the dense
+//! products are calls of [`products`], Rust loops built for the CPU's widest vectors that sum
+//! in the interpreter's order. Before every call
 //! the buffers handed to the native code are checked against the sizes it was compiled for, so
 //! nothing a `.gle` file says can make it read or write out of bounds.
 //!
