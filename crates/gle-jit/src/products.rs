@@ -19,11 +19,11 @@ use std::arch::x86_64::{
     _mm256_storeu_pd, _mm256_sub_pd, _mm256_xor_pd,
 };
 
-/// [`gle_column_sums`] stores each sum.
+/// `gle_column_sums` stores each sum.
 pub const STORE: i64 = 0;
-/// [`gle_column_sums`] stores `±sum / count`.
+/// `gle_column_sums` stores `±sum / count`.
 pub const MEAN: i64 = 1;
-/// [`gle_column_sums`] updates the destination to `θ − rate·(±sum / count)`.
+/// `gle_column_sums` updates the destination to `θ − rate·(±sum / count)`.
 pub const SGD_STEP: i64 = 2;
 
 /// The products' symbols with the addresses of the build this CPU runs (AVX where it has it).
@@ -162,7 +162,7 @@ impl Quad for __m256d {
     }
 }
 
-/// The arguments of [`gle_column_sums`]: `dst_o[j] = fin(Σ_k src_k[j]·scale(k, o))` for the
+/// The arguments of `gle_column_sums`: `dst_o[j] = fin(Σ_k src_k[j]·scale(k, o))` for the
 /// outputs `o` in `first..end` and columns `j < cols`, the sum over `k < terms` in order from
 /// 0.0, where `src_k = src + k·src_stride`, `scale(k, o) = scales[k·term_stride +
 /// o·output_stride]` and `dst_o = dst + o·dst_stride`.
@@ -434,9 +434,12 @@ unsafe fn scalar_dots<const R: usize>(
 /// Defines the two `extern "C"` entry points of one build of the products.
 macro_rules! entry_points {
     ($quad:ty $(, $feature:literal)?) => {
-        /// `dst_o[j] = fin(Σ_k src_k[j]·scale(k, o))` for outputs `first..end` (see
-        /// [`Sums`]); `finish` is [`STORE`](super::STORE), [`MEAN`](super::MEAN) or
-        /// [`SGD_STEP`](super::SGD_STEP).
+        /// `dst_o[j] = fin(Σ_k src_k[j]·scale(k, o))` for outputs `first..end` and columns
+        /// `j < cols`, each sum over `k < terms` in order from 0.0, where `src_k = src +
+        /// k·src_stride`, `scale(k, o) = scales[k·term_stride + o·output_stride]` and `dst_o =
+        /// dst + o·dst_stride`; `fin` is `finish`: [`STORE`](super::STORE),
+        /// [`MEAN`](super::MEAN) (`±sum / count`) or [`SGD_STEP`](super::SGD_STEP)
+        /// (`θ − rate·(±sum / count)` in place).
         ///
         /// # Safety
         /// Every address the arguments describe must be valid; the AVX build needs AVX.
@@ -476,8 +479,9 @@ macro_rules! entry_points {
             unsafe { super::column_sums::<$quad>(&sums, first as usize, end as usize) }
         }
 
-        /// `out[b][i] (+)= Σ_j W[i][j]·x[b][j]` for batch rows `first..end` (see
-        /// [`mat_vec`](super::mat_vec)).
+        /// `out[b][i] (+)= Σ_j W[i][j]·x[b][j]` (`+=` when `accumulate` is 1) for batch rows
+        /// `first..end` and every row `i` of the `rows × cols` matrix W, each sum in order over
+        /// `j` from 0.0; `scratch` holds `8·cols` values.
         ///
         /// # Safety
         /// Every address the arguments describe must be valid; the AVX build needs AVX.
