@@ -892,38 +892,42 @@ impl Emitter<'_, '_> {
         Ok(())
     }
 
-    /// This thread's batch rows, in units of `unit` rows (1 or 2): thread t of T starts at row
-    /// `2·(⌊batch/2⌋·t/T)`, the last ends at the batch's end (so only the last has an odd
-    /// count). Every row-local statement (see [`schedule`]) splits the batch this way, so a
-    /// thread reads only rows it wrote. `None` for a single thread.
-    fn row_share(&mut self, unit: usize) -> Option<(Value, Value)> {
-        let team = self.team.as_ref()?;
+    /// This thread's part `start..end` of `0..n`, split in pairs: thread t of T starts at
+    /// `2·(⌊n/2⌋·t/T)` and the last ends at `n` (so only the last has an odd count); `0..n` for
+    /// a single thread.
+    fn pair_share(&mut self, n: usize) -> (Value, Value) {
+        let Some(team) = &self.team else {
+            return (self.int(0), self.int(n));
+        };
         let (thread, threads) = (team.thread, team.threads as i64);
-        let pairs = (self.batch / 2) as i64;
         let first = |e: &mut Self, t: Value| {
-            let scaled = e.fb.ins().imul_imm_s(t, pairs);
+            let scaled = e.fb.ins().imul_imm_s(t, (n / 2) as i64);
             let count = e.fb.ins().iconst(types::I64, threads);
             let p = e.fb.ins().udiv(scaled, count);
-            e.fb.ins().imul_imm_s(p, (2 / unit) as i64)
+            e.fb.ins().imul_imm_s(p, 2)
         };
         let start = first(self, thread);
         let next_thread = self.fb.ins().iadd_imm_s(thread, 1);
         let next = first(self, next_thread);
         let is_last = self.fb.ins().icmp_imm_s(IntCC::Equal, thread, threads - 1);
-        let all = self.fb.ins().iconst(types::I64, (self.batch / unit) as i64);
+        let all = self.int(n);
         let end = self.fb.ins().select(is_last, all, next);
-        Some((start, end))
+        (start, end)
     }
 
-    /// [`Self::repeat`] over this thread's units of `unit` batch rows (see [`Self::row_share`]).
-    fn repeat_rows(
-        &mut self,
-        unit: usize,
-        body: &mut dyn FnMut(&mut Self, Value) -> Result<(), JitError>,
-    ) -> Result<(), JitError> {
-        match self.row_share(unit) {
+    /// This thread's batch rows, `0..batch` split as [`Self::pair_share`] splits it. Every
+    /// row-local statement (see [`schedule`]) splits the batch this way, so a thread reads only
+    /// rows it wrote. `None` for a single thread.
+    fn row_share(&mut self) -> Option<(Value, Value)> {
+        self.team.as_ref()?;
+        Some(self.pair_share(self.batch))
+    }
+
+    /// [`Self::repeat`] over this thread's batch rows (see [`Self::row_share`]).
+    fn repeat_rows(&mut self, body: &mut dyn FnMut(&mut Self, Value) -> Result<(), JitError>) -> Result<(), JitError> {
+        match self.row_share() {
             Some((start, end)) => self.repeat_range(start, end, body),
-            None => self.repeat(self.batch / unit, body),
+            None => self.repeat(self.batch, body),
         }
     }
 
@@ -993,7 +997,7 @@ impl Emitter<'_, '_> {
                 let mut phases: Vec<Option<Id>> = calls.iter().map(|c| Some(*c)).collect();
                 phases.push(None);
                 for phase in phases {
-                    self.repeat_rows(1, &mut |e, b| {
+                    self.repeat_rows(&mut |e, b| {
                         let mut rows = HashMap::new();
                         for &buf in &bufs {
                             let base = e.base(buf);
@@ -1185,7 +1189,7 @@ impl Emitter<'_, '_> {
                 let (zero, one) = (self.int(0), self.int(1));
                 self.call_column_sums(sums, zero, one, Finish::Mean { negate })
             }
-            &Stmt::Softmax { out, x, len } => self.repeat_rows(1, &mut |e, b| {
+            &Stmt::Softmax { out, x, len } => self.repeat_rows(&mut |e, b| {
                 let (xb, ob) = (e.base(x), e.base(out));
                 let xrow = e.offset(xb, b, len);
                 let orow = e.offset(ob, b, len);
@@ -1231,29 +1235,6 @@ impl Emitter<'_, '_> {
     /// An `i64` constant.
     fn int(&mut self, v: usize) -> Value {
         self.fb.ins().iconst(types::I64, v as i64)
-    }
-
-    /// This thread's part `start..end` of `0..n`, split in pairs: thread t of T starts at
-    /// `2·(⌊n/2⌋·t/T)` and the last ends at `n` (so only the last has an odd count), as
-    /// [`Self::row_share`] splits the batch rows; `0..n` for a single thread.
-    fn pair_share(&mut self, n: usize) -> (Value, Value) {
-        let Some(team) = &self.team else {
-            return (self.int(0), self.int(n));
-        };
-        let (thread, threads) = (team.thread, team.threads as i64);
-        let first = |e: &mut Self, t: Value| {
-            let scaled = e.fb.ins().imul_imm_s(t, (n / 2) as i64);
-            let count = e.fb.ins().iconst(types::I64, threads);
-            let p = e.fb.ins().udiv(scaled, count);
-            e.fb.ins().imul_imm_s(p, 2)
-        };
-        let start = first(self, thread);
-        let next_thread = self.fb.ins().iadd_imm_s(thread, 1);
-        let next = first(self, next_thread);
-        let is_last = self.fb.ins().icmp_imm_s(IntCC::Equal, thread, threads - 1);
-        let all = self.int(n);
-        let end = self.fb.ins().select(is_last, all, next);
-        (start, end)
     }
 
     /// Calls the `gle_column_sums` product for outputs `start..end` of `sums`.
@@ -1312,7 +1293,7 @@ impl Emitter<'_, '_> {
             Ok(())
         };
         let rows = (self.program.buffers[dst].layout == Layout::Batch)
-            .then(|| self.row_share(1))
+            .then(|| self.row_share())
             .flatten();
         let _ = match rows {
             Some((first, end)) => {
