@@ -8,6 +8,7 @@ mod golden;
 mod inputs;
 mod lagnet;
 mod noise;
+mod optim;
 mod resume;
 
 use gle_runtime::Simulation;
