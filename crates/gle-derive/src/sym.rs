@@ -659,6 +659,8 @@ impl Graph {
 }
 
 /// Applies an elementwise function to numbers: the reference semantics of every function.
+/// Inlined, so that a caller naming one function (each JIT shim) compiles to its arm alone.
+#[inline]
 pub fn apply(f: Fun, a: &[f64]) -> f64 {
     match f {
         Fun::B(b) => gle_ir::eval::apply(b, a),

@@ -147,7 +147,10 @@ pub fn num_op(op: BinOp, x: f64, y: f64) -> f64 {
     }
 }
 
-/// Applies an elementwise built-in to numbers (used only for constant folding at check time).
+/// Applies an elementwise built-in to numbers: constant folding at check time, and the reference
+/// semantics that every backend runs (through `gle_derive::sym::apply`). Inlined, so that a
+/// caller naming one built-in (each JIT shim) compiles to that built-in's arm alone.
+#[inline]
 pub fn apply(b: Builtin, a: &[f64]) -> f64 {
     let x = a.first().copied().unwrap_or(0.0);
     match b {
