@@ -158,7 +158,7 @@ pub fn apply(b: Builtin, a: &[f64]) -> f64 {
         Builtin::Tanh => crate::math::tanh(x),
         Builtin::Sigmoid => 1.0 / (1.0 + (-x).exp()),
         Builtin::HardSigmoid => x.clamp(0.0, 1.0),
-        Builtin::Relu => x.max(0.0),
+        Builtin::Relu => crate::math::max(x, 0.0),
         Builtin::Softplus => {
             if x > 20.0 {
                 x
@@ -174,9 +174,9 @@ pub fn apply(b: Builtin, a: &[f64]) -> f64 {
         Builtin::Abs => x.abs(),
         Builtin::Sin => x.sin(),
         Builtin::Cos => x.cos(),
-        Builtin::Min => x.min(a[1]),
-        Builtin::Max => x.max(a[1]),
-        Builtin::Clamp => x.max(a[1]).min(a[2]),
+        Builtin::Min => crate::math::min(x, a[1]),
+        Builtin::Max => crate::math::max(x, a[1]),
+        Builtin::Clamp => crate::math::min(crate::math::max(x, a[1]), a[2]),
         Builtin::Step => {
             if x >= 0.0 {
                 1.0

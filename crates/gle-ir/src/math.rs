@@ -86,3 +86,16 @@ fn exp_moderate(w: f64) -> f64 {
 pub fn scale_bits(t_bits: u64) -> u64 {
     t_bits.wrapping_sub(ROUND_MAGIC.to_bits()).wrapping_add(1023) << 52
 }
+
+/// The larger of `x` and `y`: `y` where `x` is NaN or `y > x`, otherwise `x` (so `x` when the
+/// two compare equal, as `-0.0` and `0.0` do). Written out instead of `f64::max`, which may
+/// return either zero, so that every backend computes the same bits with two comparisons and
+/// selections (`Emitter::piecewise` in `gle-jit`).
+pub fn max(x: f64, y: f64) -> f64 {
+    if x.is_nan() || y > x { y } else { x }
+}
+
+/// The smaller of `x` and `y`: `y` where `x` is NaN or `y < x`, otherwise `x` (see [`max`]).
+pub fn min(x: f64, y: f64) -> f64 {
+    if x.is_nan() || y < x { y } else { x }
+}

@@ -1447,6 +1447,80 @@ impl Emitter<'_, '_> {
         self.value_if(fails, otherwise, then)
     }
 
+    /// Function `f` (one that [`piecewise`] accepts) of `args`, written as comparisons and
+    /// selections that give, per lane, the reference function's bits (`gle_derive::sym::apply`):
+    /// `clamp(x, lo, hi)` as Rust's `f64::clamp`, `min`/`max` as `gle_ir::math`'s, a NaN
+    /// argument where the reference passes it on or drops it.
+    fn piecewise(&mut self, f: Fun, args: &[Value]) -> Result<Value, JitError> {
+        let ty = self.fb.func.dfg.value_type(args[0]);
+        let c = |e: &mut Self, v: f64| e.constant(v, ty);
+        let arity = if matches!(f, Fun::B(Builtin::Min | Builtin::Max)) {
+            2
+        } else if f == Fun::B(Builtin::Clamp) {
+            3
+        } else {
+            1
+        };
+        if args.len() != arity {
+            return Err(JitError(format!(
+                "{} takes {arity} arguments, not {}",
+                f.name(),
+                args.len()
+            )));
+        }
+        let x = args[0];
+        // `x` limited to `lo..=hi` as `f64::clamp` does it: `lo` where `x < lo`, then `hi` where
+        // the result is `> hi`.
+        let clamp = |e: &mut Self, lo: f64, hi: f64| {
+            let (lo, hi) = (c(e, lo), c(e, hi));
+            let low = e.choose(FloatCC::LessThan, x, lo, lo, x);
+            e.choose(FloatCC::GreaterThan, low, hi, hi, low)
+        };
+        let (zero, one) = (c(self, 0.0), c(self, 1.0));
+        Ok(match f {
+            Fun::Positive => self.choose(FloatCC::GreaterThan, x, zero, one, zero),
+            Fun::Sign => {
+                let minus_one = c(self, -1.0);
+                let positive = self.choose(FloatCC::GreaterThan, x, zero, one, zero);
+                self.choose(FloatCC::LessThan, x, zero, minus_one, positive)
+            }
+            Fun::B(Builtin::Step) => self.choose(FloatCC::GreaterThanOrEqual, x, zero, one, zero),
+            Fun::B(Builtin::Abs) => self.fb.ins().fabs(x),
+            Fun::B(Builtin::HardSigmoid) => clamp(self, 0.0, 1.0),
+            Fun::B(Builtin::HardTanh) => clamp(self, -1.0, 1.0),
+            Fun::B(Builtin::Relu) => self.max(x, zero),
+            Fun::B(Builtin::Max) => self.max(x, args[1]),
+            Fun::B(Builtin::Min) => self.min(x, args[1]),
+            Fun::B(Builtin::Clamp) => {
+                let low = self.max(x, args[1]);
+                self.min(low, args[2])
+            }
+            _ => return Err(JitError(format!("{} is not piecewise", f.name()))),
+        })
+    }
+
+    /// `gle_ir::math::max(x, y)`: `y` where `x` is NaN or `y > x`, otherwise `x`.
+    fn max(&mut self, x: Value, y: Value) -> Value {
+        let larger = self.choose(FloatCC::GreaterThan, y, x, y, x);
+        self.choose(FloatCC::Unordered, x, x, y, larger)
+    }
+
+    /// `gle_ir::math::min(x, y)`: `y` where `x` is NaN or `y < x`, otherwise `x`.
+    fn min(&mut self, x: Value, y: Value) -> Value {
+        let smaller = self.choose(FloatCC::LessThan, y, x, y, x);
+        self.choose(FloatCC::Unordered, x, x, y, smaller)
+    }
+
+    /// `a cc b ? then : otherwise`, lane by lane for F64X2 values.
+    fn choose(&mut self, cc: FloatCC, a: Value, b: Value, then: Value, otherwise: Value) -> Value {
+        let cond = self.fb.ins().fcmp(cc, a, b);
+        if self.fb.func.dfg.value_type(a) == types::F64 {
+            self.fb.ins().select(cond, then, otherwise)
+        } else {
+            self.select_lanes(cond, then, otherwise)
+        }
+    }
+
     /// `cond ? x : y` lane by lane for a lane mask `cond` of F64X2 values.
     fn select_lanes(&mut self, cond: Value, x: Value, y: Value) -> Value {
         let ty = self.fb.func.dfg.value_type(x);
@@ -1573,6 +1647,13 @@ impl Emitter<'_, '_> {
                 let x = self.expr(args[0], ctx, memo)?;
                 self.tanh(x)
             }
+            Node::Call(f, args) if piecewise(f) => {
+                let vals: Vec<Value> = args
+                    .iter()
+                    .map(|a| self.expr(*a, ctx, memo))
+                    .collect::<Result<_, _>>()?;
+                self.piecewise(f, &vals)?
+            }
             Node::Call(f, args) => {
                 let vals: Vec<Value> = args
                     .iter()
@@ -1630,7 +1711,17 @@ struct Elem<'a> {
 
 /// Whether calls of `f` are inlined rather than calls to a shim.
 fn inlined(f: Fun) -> bool {
-    f == Fun::B(Builtin::Tanh)
+    f == Fun::B(Builtin::Tanh) || piecewise(f)
+}
+
+/// Whether `f` is computed by comparisons and selections ([`Emitter::piecewise`]).
+fn piecewise(f: Fun) -> bool {
+    use Builtin::{Abs, Clamp, HardSigmoid, HardTanh, Max, Min, Relu, Step};
+    matches!(f, Fun::Positive | Fun::Sign)
+        || matches!(
+            f,
+            Fun::B(Abs | Clamp | HardSigmoid | HardTanh | Max | Min | Relu | Step)
+        )
 }
 
 /// Setting this environment variable makes [`compile_for_threads`] describe the compiled code

@@ -200,6 +200,85 @@ fn inlined_tanh_is_the_scalar_function_in_every_lane() {
     assert!(u.chunks(2).any(|p| p.len() == 2 && !small(p[0]) && !small(p[1])));
 }
 
+/// The functions the JIT writes as comparisons and selections (`relu`, `hard_sigmoid`,
+/// `hard_tanh`, `min`, `max`, `clamp`, `step`, `abs`, and the derivatives `positive` and `sign`)
+/// give the interpreter's bits in both lanes of a pair and alone, at NaN, ±0, ±∞ and their
+/// breakpoints.
+#[test]
+fn piecewise_functions_are_the_reference_functions_in_every_lane() {
+    // One population per function, its rate the function of the state (and its slope the
+    // derivative: `positive`, `sign`, …), each fed by the input and feeding the output.
+    let functions = [
+        "relu(u)",
+        "hard_sigmoid(u)",
+        "hard_tanh(u)",
+        "min(u, 0.25)",
+        "max(u, -0.25)",
+        "clamp(u, -0.5, 0.5)",
+        "step(u)",
+        "abs(u)",
+    ];
+    let mut text = String::from("model piecewise_lanes\nconst beta = 1\ninput x[1] = 0\ninput target[15] = 0.5\n");
+    text += "neuron Out {\n    param tau = 1\n    state u\n    rate r = u\n    mismatch e = D[tau] u - input\n}\n";
+    text += "population out[15] : Out\n";
+    for (k, f) in functions.iter().enumerate() {
+        text += &format!(
+            "neuron N{k} {{\n    param tau = 1\n    state u\n    rate r = {f}\n    mismatch e = D[tau] u - input\n}}\n\
+             population p{k}[15] : N{k}\nconnect x -> p{k} : dense(init: 0) fixed\nconnect p{k} -> out : dense(init: 0.01) learn\n"
+        );
+    }
+    let populations: Vec<String> = (0..functions.len()).map(|k| format!("p{k}")).collect();
+    text += &format!(
+        "energy E = mismatch({}, out) + beta * mse(out.r, target)\n\
+         learn {{\n    errors instantaneous\n    optimizer sgd(lr: 0.1)\n}}\nrun {{\n    dt 0.1\n    duration 1\n}}\n",
+        populations.join(", ")
+    );
+    let (model, diags) = gle_ir::check_source_with("piecewise_lanes.gle", &text, &[]);
+    assert!(diags.is_empty(), "{diags:?}");
+    let model = model.unwrap();
+    let program = gle_derive::compile(&model).unwrap();
+    let mut jit = Simulation::new(model.clone(), program.clone(), Path::new("."), 10).unwrap();
+    jit.set_kernel(Box::new(gle_jit::compile(&program, 1).unwrap()));
+    let mut interp = Simulation::new(model, program.clone(), Path::new("."), 10).unwrap();
+    // Pairs (NaN, −0), (0, −∞), (∞, −1), (−0.5, 0.5), (1, 0.25), (−0.25, 2), (−2, tiny), then one.
+    let u = [
+        f64::NAN,
+        -0.0,
+        0.0,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        -1.0,
+        -0.5,
+        0.5,
+        1.0,
+        0.25,
+        -0.25,
+        2.0,
+        -2.0,
+        1e-300,
+        -1e-300,
+    ];
+    for sim in [&mut jit, &mut interp] {
+        for k in 0..functions.len() {
+            let id = sim.buffer_id(&format!("p{k}.u")).unwrap();
+            sim.set_buffer(id, &u);
+        }
+        // NaN and ∞ blow the step up; its buffers are computed all the same.
+        assert!(sim.step().is_err());
+    }
+    let mut compared = 0;
+    for (b, decl) in program.buffers.iter().enumerate() {
+        let (x, y) = (jit.buffer(b), interp.buffer(b));
+        for (k, (x, y)) in x.iter().zip(y).enumerate() {
+            // (A NaN's sign and payload depend on operand order in arithmetic, and mean nothing.)
+            let same = x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan());
+            assert!(same, "`{}`[{k}]: JIT {x:e}, interpreter {y:e}", decl.name);
+            compared += 1;
+        }
+    }
+    assert!(compared > 15 * 3 * functions.len());
+}
+
 /// A weight the JIT updates in the step and that blows up is named once what it feeds blows up.
 #[test]
 fn a_blown_up_absorbed_weight_is_named() {
