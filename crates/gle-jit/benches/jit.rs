@@ -1,6 +1,7 @@
 //! The JIT against the interpreter and the emitted Rust (`model!`), in the same run: training
-//! steps per second of the LagLine and MNIST-1D 15k models at batch 1 and 100, and compile time
-//! of every bundled model.
+//! steps per second of the LagLine and MNIST-1D 15k models at batch 1 and 100 and of the LE MLP
+//! on MNIST-1D (hard-sigmoid layers, plain SGD) at its batch 100, and compile time of every
+//! bundled model.
 
 use criterion::{Criterion, Throughput, criterion_main};
 use gle_runtime::Simulation;
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 gle_macros::model!("../../models/gle_lagline.gle");
 gle_macros::model!("../../models/gle_mnist1d_15k.gle");
+gle_macros::model!("../../models/le_mnist1d_mlp.gle");
 
 /// Which backend runs the steps.
 #[derive(Clone, Copy)]
@@ -37,6 +39,7 @@ fn simulation(file: &str, batch: usize, backend: Backend) -> Simulation {
             Some(Box::new(gle_jit::compile_absorbing(&program, batch, 1, &sgd).unwrap()))
         }
         Backend::EmittedRust if file.starts_with("gle_lagline") => Some(gle_lagline::compiled_step(batch)),
+        Backend::EmittedRust if file.starts_with("le_mnist1d_mlp") => Some(le_mnist1d_mlp::compiled_step(batch)),
         Backend::EmittedRust => Some(gle_mnist1d_15k::compiled_step(batch)),
     };
     let steps = Simulation::protocol_steps(&model).unwrap().min(1_000_000);
@@ -122,6 +125,7 @@ fn benches(c: &mut Criterion) {
     train_steps(c, "lagline", "gle_lagline.gle", 100);
     train_steps(c, "mnist1d_15k", "gle_mnist1d_15k.gle", 1);
     train_steps(c, "mnist1d_15k", "gle_mnist1d_15k.gle", 100);
+    train_steps(c, "le_mnist1d_mlp", "le_mnist1d_mlp.gle", 100);
 }
 
 mod group {
