@@ -1,5 +1,6 @@
 //! The products the generated code calls (`gle_jit::products`), alone, on MNIST-1D 15k's hidden
-//! shapes at batch 100 (53 × 53 weights): both builds, throughput in multiply-adds per second.
+//! shapes at batch 100 and batch 1 (53 × 53 weights): both builds, throughput in multiply-adds
+//! per second.
 //! The CPU's peak for reference: 8 per cycle with 256-bit vectors (two multiply and two add
 //! pipes), 4 with 128-bit ones.
 #![allow(unsafe_code, reason = "the products take raw pointers")]
@@ -10,7 +11,6 @@ use std::hint::black_box;
 use std::time::Duration;
 
 const N: usize = 53;
-const BATCH: usize = 100;
 
 type ColumnSums =
     unsafe extern "C" fn(*const f64, i64, *const f64, i64, i64, *mut f64, i64, i64, i64, i64, i64, i64, i64, f64, f64);
@@ -21,20 +21,26 @@ fn values(n: usize) -> Vec<f64> {
 }
 
 fn benches(c: &mut Criterion) {
+    products_at(c, 100);
+    products_at(c, 1);
+}
+
+/// The three products at batch size `batch`.
+fn products_at(c: &mut Criterion, batch: usize) {
     let mut builds: Vec<(&str, ColumnSums, MatVec)> =
         vec![("portable", products::portable::column_sums, products::portable::mat_vec)];
     #[cfg(target_arch = "x86_64")]
     if products::avx() {
         builds.push(("avx", products::avx::column_sums, products::avx::mat_vec));
     }
-    let mut group = c.benchmark_group("products_53x53_batch100");
+    let mut group = c.benchmark_group(format!("products_53x53_batch{batch}"));
     group
         .sample_size(20)
         .measurement_time(Duration::from_secs(2))
         .warm_up_time(Duration::from_millis(300));
-    group.throughput(Throughput::Elements((N * N * BATCH) as u64));
-    let (w, x, e) = (values(N * N), values(BATCH * N), values(BATCH * N));
-    let mut out = vec![0.0; BATCH * N];
+    group.throughput(Throughput::Elements((N * N * batch) as u64));
+    let (w, x, e) = (values(N * N), values(batch * N), values(batch * N));
+    let mut out = vec![0.0; batch * N];
     let mut grad = vec![0.0; N * N];
     let mut scratch = vec![0.0; 8 * N];
     let n = N as i64;
@@ -50,7 +56,7 @@ fn benches(c: &mut Criterion) {
                         n,
                         n,
                         0,
-                        BATCH as i64,
+                        batch as i64,
                         0,
                         scratch.as_mut_ptr(),
                     )
@@ -73,7 +79,7 @@ fn benches(c: &mut Criterion) {
                         n,
                         n,
                         0,
-                        BATCH as i64,
+                        batch as i64,
                         STORE,
                         0,
                         0.0,
@@ -95,13 +101,13 @@ fn benches(c: &mut Criterion) {
                         1,
                         grad.as_mut_ptr(),
                         n,
-                        BATCH as i64,
+                        batch as i64,
                         n,
                         0,
                         n,
                         MEAN,
                         0,
-                        BATCH as f64,
+                        batch as f64,
                         0.0,
                     )
                 };

@@ -178,8 +178,6 @@ struct Sums {
     cols: usize,
     finish: i64,
     negate: bool,
-    /// The divisor of a mean. At batch 1 it is 1.0, and `x / 1.0` is `x` for every value: the
-    /// division is skipped (a batch-1 step would otherwise divide once per weight).
     count: f64,
     rate: f64,
 }
@@ -270,11 +268,7 @@ unsafe fn strip<Q: Quad, const O: usize, const V: usize, const S: usize>(s: &Sum
                 let value = match s.finish {
                     STORE => *sum,
                     _ => {
-                        let m = if s.count == 1.0 {
-                            *sum
-                        } else {
-                            sum.div(Q::splat(s.count))
-                        };
+                        let m = sum.div(Q::splat(s.count));
                         let m = if s.negate { m.neg() } else { m };
                         if s.finish == SGD_STEP {
                             Q::load(at).sub(Q::splat(s.rate).mul(m))
@@ -290,7 +284,7 @@ unsafe fn strip<Q: Quad, const O: usize, const V: usize, const S: usize>(s: &Sum
                 *at = match s.finish {
                     STORE => *sum,
                     _ => {
-                        let m = if s.count == 1.0 { *sum } else { sum / s.count };
+                        let m = sum / s.count;
                         let m = if s.negate { -m } else { m };
                         if s.finish == SGD_STEP { *at - s.rate * m } else { m }
                     }

@@ -42,7 +42,7 @@ fn column_sums_equal_the_plain_sums_in_every_build() {
         for cols in 1..=37 {
             for terms in [1, 2, 5] {
                 for outputs in 1..=7 {
-                    // A mean over one batch row divides by 1.0, which the build skips.
+                    // A mean over one batch row divides by 1.0; others by the batch size.
                     let finishes = [
                         (STORE, false, 1.0),
                         (MEAN, false, 1.0),
