@@ -77,6 +77,8 @@ pub struct CompiledStep {
     pool: VectorPool,
     /// How often a team's threads meet at the barrier in a step (0 for one thread).
     meetings: usize,
+    /// How many `W·x` statements share their pass over W with an absorbed update.
+    row_passes: usize,
     /// The learnables whose SGD update the code applies (see [`compile_absorbing`]).
     absorbed: Vec<usize>,
     /// Their rates for the next step, read by the code (at least one entry, for its address).
@@ -244,6 +246,12 @@ impl CompiledStep {
     /// How often the threads of a team wait for each other in one step (0 for one thread).
     pub fn meetings_per_step(&self) -> usize {
         self.meetings
+    }
+
+    /// How many `W·x` statements share their pass over W with the absorbed update of that W
+    /// (one thread, batch 1; see [`compile_absorbing`]).
+    pub fn row_passes(&self) -> usize {
+        self.row_passes
     }
 
     /// The Cranelift IR text of the compiled function (rendered on each call).
@@ -442,6 +450,8 @@ pub fn compile_absorbing(
             Layout::Shared => b.len,
         })
         .collect();
+    let passes = find_row_passes(program, &absorbing, batch, threads);
+    let passes_count = passes.len();
     let mut fctx = FunctionBuilderContext::new();
     let scratch_len;
     let pool;
@@ -502,6 +512,15 @@ pub fn compile_absorbing(
             }
             match item {
                 Item::Stmt(k) => {
+                    for pass in passes.iter().filter(|p| p.at == k) {
+                        if profile {
+                            e.fb.set_srcloc(SourceLoc::new(pass.mat_vec as u32));
+                        }
+                        e.row_pass(pass)?;
+                    }
+                    if passes.iter().any(|p| p.mat_vec == k || p.outer == k) {
+                        continue;
+                    }
                     if profile {
                         e.fb.set_srcloc(SourceLoc::new(k as u32));
                     }
@@ -577,6 +596,7 @@ pub fn compile_absorbing(
         helpers,
         pool,
         meetings,
+        row_passes: passes_count,
         absorbed: absorbed.iter().map(|a| a.0).collect(),
         rates: vec![f64::NAN; absorbed.len().max(1)].into_boxed_slice(),
         swaps: program.swaps.clone(),
@@ -642,6 +662,69 @@ fn absorbable(program: &Program, candidates: &[usize]) -> Vec<(usize, usize)> {
         }
     }
     out
+}
+
+/// A `W·x` statement and the absorbed `e·xᵀ` update of the same W that one thread runs as one
+/// pass over W at batch 1 ([`find_row_passes`]), placed before statement `at`.
+struct RowPass {
+    mat_vec: usize,
+    outer: usize,
+    /// The absorbed update's slot in the rates.
+    slot: usize,
+    at: usize,
+}
+
+/// The `W·x` statements whose pass over W can also apply an absorbed update of that W
+/// (`absorbing`: `e·xᵀ` statement → (parameter, slot)), for one thread at batch 1 (a larger batch
+/// would stream every batch row once per row of W). The update reads the same `x` as the product
+/// and the statements between them let the product move down and the update move up to a common
+/// place `at` (the first), which puts it after the statements that compute `e`: both compute what
+/// they computed where the step program has them.
+fn find_row_passes(
+    program: &Program,
+    absorbing: &HashMap<usize, (usize, usize)>,
+    batch: usize,
+    threads: usize,
+) -> Vec<RowPass> {
+    if batch != 1 || threads != 1 {
+        return Vec::new();
+    }
+    let access: Vec<(Vec<usize>, Vec<usize>)> = program.stmts.iter().map(|s| program.reads_and_writes(s)).collect();
+    let conflict = |a: &(Vec<usize>, Vec<usize>), b: &(Vec<usize>, Vec<usize>)| {
+        let hit = |x: &[usize], y: &[usize]| x.iter().any(|v| y.contains(v));
+        hit(&a.1, &b.0) || hit(&a.0, &b.1) || hit(&a.1, &b.1)
+    };
+    let mut passes = Vec::new();
+    let mut outers: Vec<(&usize, &(usize, usize))> = absorbing.iter().collect();
+    outers.sort();
+    for (&outer, &(param, slot)) in outers {
+        let Stmt::Outer { rows, cols, x, .. } = program.stmts[outer] else {
+            continue;
+        };
+        let Some(mat_vec) = (0..outer).rev().find(|&p| {
+            matches!(program.stmts[p], Stmt::MatVec { w, rows: r, cols: c, x: v, .. }
+                if w == param && r == rows && c == cols && v == x)
+        }) else {
+            continue;
+        };
+        // The absorbed update reads e, x and W and writes W.
+        let mut update = access[outer].clone();
+        update.0.push(param);
+        update.1 = vec![param];
+        let at = (mat_vec + 1..=outer).find(|&at| {
+            (mat_vec + 1..at).all(|s| !conflict(&access[s], &access[mat_vec]))
+                && (at..outer).all(|s| !conflict(&access[s], &update))
+        });
+        if let Some(at) = at {
+            passes.push(RowPass {
+                mat_vec,
+                outer,
+                slot,
+                at,
+            });
+        }
+    }
+    passes
 }
 
 /// Room for this many distinct constants in a [`VectorPool`].
@@ -1141,12 +1224,7 @@ impl Emitter<'_, '_> {
                 // absorbed update, the parameter's SGD step against it, in place of the gradient.
                 let (target, finish) = match self.absorbing {
                     Some((param, slot)) => {
-                        let at = ((self.program.buffers.len() + 1) * 8) as i32;
-                        let rates = self.fb.ins().load(types::I64, MemFlagsData::trusted(), self.bufs, at);
-                        let rate = self
-                            .fb
-                            .ins()
-                            .load(types::F64, MemFlagsData::trusted(), rates, (slot * 8) as i32);
+                        let rate = self.absorbed_rate(slot);
                         (param, Finish::SgdStep { negate, rate })
                     }
                     None => (grad, Finish::Mean { negate }),
@@ -1230,6 +1308,49 @@ impl Emitter<'_, '_> {
                 })
             }),
         }
+    }
+
+    /// This step's rate of the absorbed update in `slot` (see [`compile_absorbing`]).
+    fn absorbed_rate(&mut self, slot: usize) -> Value {
+        let at = ((self.program.buffers.len() + 1) * 8) as i32;
+        let rates = self.fb.ins().load(types::I64, MemFlagsData::trusted(), self.bufs, at);
+        self.fb
+            .ins()
+            .load(types::F64, MemFlagsData::trusted(), rates, (slot * 8) as i32)
+    }
+
+    /// A `W·x` statement and the absorbed SGD update of the same W ([`RowPass`]) as one call of
+    /// `gle_mat_vec_sgd`: one pass over W, which updates W only in learning steps.
+    fn row_pass(&mut self, pass: &RowPass) -> Result<(), JitError> {
+        let (
+            &Stmt::MatVec {
+                out,
+                w,
+                rows,
+                cols,
+                x,
+                accumulate,
+            },
+            &Stmt::Outer { a, negate, .. },
+        ) = (&self.program.stmts[pass.mat_vec], &self.program.stmts[pass.outer])
+        else {
+            return Err(JitError("a row pass joins a W·x and an e·rᵀ statement".into()));
+        };
+        self.bases.clear();
+        let (wb, xb, ob, eb) = (self.base(w), self.base(x), self.base(out), self.base(a));
+        let rate = self.absorbed_rate(pass.slot);
+        let [cols, first, end, accumulate, negate] =
+            [cols, 0, rows, usize::from(accumulate), usize::from(negate)].map(|v| self.int(v));
+        let count = self.fb.ins().f64const(self.batch as f64);
+        let update = self.learn;
+        let f = self.shim("gle_mat_vec_sgd");
+        self.fb.ins().call(
+            f,
+            &[
+                wb, xb, ob, eb, cols, first, end, accumulate, update, negate, count, rate,
+            ],
+        );
+        Ok(())
     }
 
     /// An `i64` constant.

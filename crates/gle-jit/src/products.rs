@@ -1,5 +1,5 @@
-//! The dense products of a step (`W·x`, `Wᵀ·e`, `e·rᵀ`), compiled ahead of time and called by
-//! the generated code.
+//! The dense products of a step (`W·x`, `Wᵀ·e`, `e·rᵀ`, and `W·x` fused with an absorbed SGD
+//! step of W), compiled ahead of time and called by the generated code.
 //!
 //! Cranelift 0.135's x86-64 backend has only 128-bit vectors; these loops are Rust generic over
 //! four-lane vectors, built twice: for AVX (256-bit registers; chosen when the CPU has it) and
@@ -27,22 +27,28 @@ pub const MEAN: i64 = 1;
 pub const SGD_STEP: i64 = 2;
 
 /// The products' symbols with the addresses of the build this CPU runs (AVX where it has it).
-pub fn symbols() -> [(&'static str, *const u8); 2] {
+pub fn symbols() -> [(&'static str, *const u8); 3] {
     #[cfg(target_arch = "x86_64")]
     if avx() {
         return [
             ("gle_column_sums", avx::column_sums as *const u8),
             ("gle_mat_vec", avx::mat_vec as *const u8),
+            ("gle_mat_vec_sgd", avx::mat_vec_sgd as *const u8),
         ];
     }
     [
         ("gle_column_sums", portable::column_sums as *const u8),
         ("gle_mat_vec", portable::mat_vec as *const u8),
+        ("gle_mat_vec_sgd", portable::mat_vec_sgd as *const u8),
     ]
 }
 
 /// The number of `i64` (pointer or integer) and `f64` arguments of each product, in order.
-pub const SIGNATURES: &[(&str, usize, usize)] = &[("gle_column_sums", 13, 2), ("gle_mat_vec", 9, 0)];
+pub const SIGNATURES: &[(&str, usize, usize)] = &[
+    ("gle_column_sums", 13, 2),
+    ("gle_mat_vec", 9, 0),
+    ("gle_mat_vec_sgd", 10, 2),
+];
 
 /// Whether the AVX build can run here.
 #[cfg(target_arch = "x86_64")]
@@ -431,6 +437,90 @@ unsafe fn scalar_dots<const R: usize>(
     }
 }
 
+/// The arguments of `gle_mat_vec_sgd`: `W·x` for one batch row, and the SGD step of W against
+/// `±e·xᵀ / count` that the step applies in place (an absorbed update), in one pass over W.
+struct RowPass {
+    w: *mut f64,
+    x: *const f64,
+    out: *mut f64,
+    e: *const f64,
+    cols: usize,
+    accumulate: bool,
+    update: bool,
+    negate: bool,
+    count: f64,
+    rate: f64,
+}
+
+/// `out[i] (+)= Σ_j W[i][j]·x[j]` for rows `first..end`, each sum in order over `j` from 0.0
+/// on the values W holds when the call starts; with `update`, each `W[i][j]`, once read, becomes
+/// `W[i][j] − rate·(±(0.0 + x[j]·e[i]) / count)`, the step [`column_sums`] applies for one term
+/// ([`SGD_STEP`]). Rows go four at a time, their sums interleaved; the products and the
+/// updates four columns per vector.
+#[inline(always)]
+unsafe fn mat_vec_sgd<Q: Quad>(p: &RowPass, first: usize, end: usize) {
+    let mut i = first;
+    while i + 4 <= end {
+        unsafe { row_pass::<Q, 4>(p, i) };
+        i += 4;
+    }
+    for i in i..end {
+        unsafe { row_pass::<Q, 1>(p, i) };
+    }
+}
+
+/// Rows `i..i + R` of [`mat_vec_sgd`].
+#[inline(always)]
+unsafe fn row_pass<Q: Quad, const R: usize>(p: &RowPass, i: usize) {
+    unsafe {
+        let mut acc = [0.0f64; R];
+        let mut factors = [0.0f64; R];
+        for (r, f) in factors.iter_mut().enumerate() {
+            *f = *p.e.add(i + r);
+        }
+        let splats = factors.map(|f| Q::splat(f));
+        let (count, rate) = (Q::splat(p.count), Q::splat(p.rate));
+        let mut products = [0.0f64; 4];
+        let mut j = 0;
+        while j + 4 <= p.cols {
+            let x = Q::load(p.x.add(j));
+            for r in 0..R {
+                let at = p.w.add((i + r) * p.cols + j);
+                let w = Q::load(at);
+                w.mul(x).store(products.as_mut_ptr());
+                for product in products {
+                    acc[r] += product;
+                }
+                if p.update {
+                    let sum = Q::zero().add(x.mul(splats[r]));
+                    let m = if p.count == 1.0 { sum } else { sum.div(count) };
+                    let m = if p.negate { m.neg() } else { m };
+                    w.sub(rate.mul(m)).store(at);
+                }
+            }
+            j += 4;
+        }
+        for j in j..p.cols {
+            let x = *p.x.add(j);
+            for r in 0..R {
+                let at = p.w.add((i + r) * p.cols + j);
+                let w = *at;
+                acc[r] += w * x;
+                if p.update {
+                    let sum = 0.0 + x * factors[r];
+                    let m = if p.count == 1.0 { sum } else { sum / p.count };
+                    let m = if p.negate { -m } else { m };
+                    *at = w - p.rate * m;
+                }
+            }
+        }
+        for (r, sum) in acc.into_iter().enumerate() {
+            let at = p.out.add(i + r);
+            *at = if p.accumulate { *at + sum } else { sum };
+        }
+    }
+}
+
 /// Defines the two `extern "C"` entry points of one build of the products.
 macro_rules! entry_points {
     ($quad:ty $(, $feature:literal)?) => {
@@ -511,19 +601,57 @@ macro_rules! entry_points {
                 )
             }
         }
+
+        /// `out[i] (+)= Σ_j W[i][j]·x[j]` for rows `first..end` of one batch row (`+=` when
+        /// `accumulate` is 1), each sum in order over `j` from 0.0 on the values W holds when
+        /// the call starts; when `update` is 1, each `W[i][j]`, once read, becomes
+        /// `W[i][j] − rate·(±(0.0 + x[j]·e[i]) / count)` (`−` when `negate` is 1): `W·x` and
+        /// the absorbed SGD step of the same W in one pass over it.
+        ///
+        /// # Safety
+        /// Every address the arguments describe must be valid; the AVX build needs AVX.
+        $(#[target_feature(enable = $feature)])?
+        pub unsafe extern "C" fn mat_vec_sgd(
+            w: *mut f64,
+            x: *const f64,
+            out: *mut f64,
+            e: *const f64,
+            cols: i64,
+            first: i64,
+            end: i64,
+            accumulate: i64,
+            update: i64,
+            negate: i64,
+            count: f64,
+            rate: f64,
+        ) {
+            let pass = RowPass {
+                w,
+                x,
+                out,
+                e,
+                cols: cols as usize,
+                accumulate: accumulate != 0,
+                update: update != 0,
+                negate: negate != 0,
+                count,
+                rate,
+            };
+            unsafe { super::mat_vec_sgd::<$quad>(&pass, first as usize, end as usize) }
+        }
     };
 }
 
 /// The build for CPUs with AVX.
 #[cfg(target_arch = "x86_64")]
 pub mod avx {
-    use super::Sums;
+    use super::{RowPass, Sums};
     use std::arch::x86_64::__m256d;
     entry_points!(__m256d, "avx");
 }
 
 /// The build for any CPU.
 pub mod portable {
-    use super::{Array, Sums};
+    use super::{Array, RowPass, Sums};
     entry_points!(Array);
 }

@@ -101,6 +101,40 @@ fn jit_matches_the_interpreter_on_every_model() {
 
 /// Two threads sharing each statement give the same numbers (batch 7: W·x runs one block of
 /// four rows, then the last thread a pair and the odd row).
+/// At batch 1 on one thread, `W·x` and the absorbed SGD step of the same W run as one pass
+/// over W (the issue's plastic layer, in a small odd shape): every buffer still matches the
+/// interpreter after every step, learning or not.
+#[test]
+fn a_shared_pass_over_w_matches_the_interpreter() {
+    let dir = std::env::temp_dir().join(format!("glec-row-pass-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("plastic.gle");
+    std::fs::write(
+        &path,
+        "neuron Layer {\n    param tau_m = 10\n    param tau_r = 5\n    param gamma = 0\n    state u\n\
+             let uhat = D[tau_r] u\n    rate r = tanh(uhat)\n    mismatch e = D[tau_m] u - input\n}\n\
+         const beta = 1\n\
+         input x[29] = sin(0.01 * linspace(1, 29, 29) * t)\n\
+         input target[37] = 0.5 * cos(0.02 * t)\n\
+         population y[37] : Layer\n\
+         connect x -> y : dense(init: uniform(-0.3, 0.3)) learn\n\
+         energy E = mismatch(y) + beta * mse(y.r, target)\n\
+         learn {\n    errors instantaneous\n    optimizer sgd(lr: 0.05)\n}\n\
+         run {\n    dt 0.1\n    steps 2000\n}\n",
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (model, diags) = gle_ir::check_source_with("plastic.gle", &text, &[]);
+    assert!(diags.is_empty(), "{diags:?}");
+    let model = model.unwrap();
+    let program = gle_derive::compile(&model).unwrap();
+    let sgd = gle_runtime::sgd_learnables(&model, &program);
+    let kernel = gle_jit::compile_absorbing(&program, 1, 1, &sgd).unwrap();
+    assert_eq!(kernel.row_passes(), 1, "W·x and the update share the pass");
+    assert_eq!(compare(&path, 1000, 1, 1), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn jit_on_two_threads_matches_the_interpreter() {
     for path in models() {
