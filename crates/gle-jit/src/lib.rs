@@ -679,7 +679,8 @@ struct RowPass {
 /// would stream every batch row once per row of W). The update reads the same `x` as the product
 /// and the statements between them let the product move down and the update move up to a common
 /// place `at` (the first), which puts it after the statements that compute `e`: both compute what
-/// they computed where the step program has them.
+/// they computed where the step program has them. The spans of two passes never overlap, so each
+/// moves only past statements that stay where they are.
 fn find_row_passes(
     program: &Program,
     absorbing: &HashMap<usize, (usize, usize)>,
@@ -689,7 +690,20 @@ fn find_row_passes(
     if batch != 1 || threads != 1 {
         return Vec::new();
     }
-    let access: Vec<(Vec<usize>, Vec<usize>)> = program.stmts.iter().map(|s| program.reads_and_writes(s)).collect();
+    // Each statement's reads and writes; an absorbed update reads e, x and W and writes W.
+    let access: Vec<(Vec<usize>, Vec<usize>)> = program
+        .stmts
+        .iter()
+        .enumerate()
+        .map(|(k, stmt)| {
+            let (mut reads, mut writes) = program.reads_and_writes(stmt);
+            if let Some(&(param, _)) = absorbing.get(&k) {
+                reads.push(param);
+                writes = vec![param];
+            }
+            (reads, writes)
+        })
+        .collect();
     let conflict = |a: &(Vec<usize>, Vec<usize>), b: &(Vec<usize>, Vec<usize>)| {
         let hit = |x: &[usize], y: &[usize]| x.iter().any(|v| y.contains(v));
         hit(&a.1, &b.0) || hit(&a.0, &b.1) || hit(&a.1, &b.1)
@@ -707,13 +721,13 @@ fn find_row_passes(
         }) else {
             continue;
         };
-        // The absorbed update reads e, x and W and writes W.
-        let mut update = access[outer].clone();
-        update.0.push(param);
-        update.1 = vec![param];
+        // Updates come in step order: a pass whose span overlaps the last one's is left out.
+        if passes.last().is_some_and(|p: &RowPass| p.outer >= mat_vec) {
+            continue;
+        }
         let at = (mat_vec + 1..=outer).find(|&at| {
             (mat_vec + 1..at).all(|s| !conflict(&access[s], &access[mat_vec]))
-                && (at..outer).all(|s| !conflict(&access[s], &update))
+                && (at..outer).all(|s| !conflict(&access[s], &access[outer]))
         });
         if let Some(at) = at {
             passes.push(RowPass {
