@@ -456,7 +456,8 @@ struct RowPass {
 /// on the values W holds when the call starts; with `update`, each `W[i][j]`, once read, becomes
 /// `W[i][j] − rate·(±(0.0 + x[j]·e[i]) / count)`, the step [`column_sums`] applies for one term
 /// ([`SGD_STEP`]). Rows go four at a time, their sums interleaved; the products and the
-/// updates four columns per vector.
+/// updates four columns per vector. A `count` of 1.0 (batch 1) is not divided by (`x / 1.0` is
+/// `x`): the divisions would otherwise bound this loop.
 #[inline(always)]
 unsafe fn mat_vec_sgd<Q: Quad>(p: &RowPass, first: usize, end: usize) {
     let mut i = first;
