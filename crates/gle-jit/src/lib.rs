@@ -450,7 +450,9 @@ pub fn compile_absorbing(
             Layout::Shared => b.len,
         })
         .collect();
-    let passes = find_row_passes(program, &absorbing, batch, threads);
+    // The same, as `e·rᵀ` statement → parameter.
+    let absorbed_params: HashMap<usize, usize> = absorbing.iter().map(|(&stmt, &(param, _))| (stmt, param)).collect();
+    let passes = find_row_passes(program, &absorbing, &absorbed_params, batch, threads);
     let passes_count = passes.len();
     let mut fctx = FunctionBuilderContext::new();
     let scratch_len;
@@ -497,8 +499,7 @@ pub fn compile_absorbing(
         // One thread runs the items in program order; a team in the order of
         // `schedule::team_schedule`, meeting only where it says.
         let items: Vec<(Item, bool)> = if threads > 1 {
-            let params = absorbing.iter().map(|(&stmt, &(param, _))| (stmt, param)).collect();
-            schedule::team_schedule(program, &params)
+            schedule::team_schedule(program, &absorbed_params)
         } else {
             (0..program.stmts.len())
                 .map(Item::Stmt)
@@ -675,7 +676,8 @@ struct RowPass {
 }
 
 /// The `W·x` statements whose pass over W can also apply an absorbed update of that W
-/// (`absorbing`: `e·xᵀ` statement → (parameter, slot)), for one thread at batch 1 (a larger batch
+/// (`absorbing`: `e·xᵀ` statement → (parameter, slot); `absorbed_params` the same without the
+/// slots), for one thread at batch 1 (a larger batch
 /// would stream every batch row once per row of W). The update reads the same `x` as the product
 /// and the statements between them let the product move down and the update move up to a common
 /// place `at` (the first), which puts it after the statements that compute `e`: both compute what
@@ -684,30 +686,19 @@ struct RowPass {
 fn find_row_passes(
     program: &Program,
     absorbing: &HashMap<usize, (usize, usize)>,
+    absorbed_params: &HashMap<usize, usize>,
     batch: usize,
     threads: usize,
 ) -> Vec<RowPass> {
     if batch != 1 || threads != 1 {
         return Vec::new();
     }
-    // Each statement's reads and writes; an absorbed update reads e, x and W and writes W.
-    let access: Vec<(Vec<usize>, Vec<usize>)> = program
-        .stmts
-        .iter()
-        .enumerate()
-        .map(|(k, stmt)| {
-            let (mut reads, mut writes) = program.reads_and_writes(stmt);
-            if let Some(&(param, _)) = absorbing.get(&k) {
-                reads.push(param);
-                writes = vec![param];
-            }
-            (reads, writes)
-        })
+    // Each statement's accesses as the team schedule sees them (an absorbed update reads e, x
+    // and W and writes W).
+    let access: Vec<schedule::Access> = (0..program.stmts.len())
+        .map(|k| schedule::Access::of(program, Item::Stmt(k), absorbed_params))
         .collect();
-    let conflict = |a: &(Vec<usize>, Vec<usize>), b: &(Vec<usize>, Vec<usize>)| {
-        let hit = |x: &[usize], y: &[usize]| x.iter().any(|v| y.contains(v));
-        hit(&a.1, &b.0) || hit(&a.0, &b.1) || hit(&a.1, &b.1)
-    };
+    let conflict = |a: &schedule::Access, b: &schedule::Access| a.conflicts(b, |_| false);
     let mut passes = Vec::new();
     let mut outers: Vec<(&usize, &(usize, usize))> = absorbing.iter().collect();
     outers.sort();

@@ -274,8 +274,7 @@ unsafe fn strip<Q: Quad, const O: usize, const V: usize, const S: usize>(s: &Sum
                 let value = match s.finish {
                     STORE => *sum,
                     _ => {
-                        let m = sum.div(Q::splat(s.count));
-                        let m = if s.negate { m.neg() } else { m };
+                        let m = mean_vector(*sum, s.negate, s.count);
                         if s.finish == SGD_STEP {
                             Q::load(at).sub(Q::splat(s.rate).mul(m))
                         } else {
@@ -290,8 +289,7 @@ unsafe fn strip<Q: Quad, const O: usize, const V: usize, const S: usize>(s: &Sum
                 *at = match s.finish {
                     STORE => *sum,
                     _ => {
-                        let m = sum / s.count;
-                        let m = if s.negate { -m } else { m };
+                        let m = mean_scalar(*sum, s.negate, s.count);
                         if s.finish == SGD_STEP { *at - s.rate * m } else { m }
                     }
                 };
@@ -437,6 +435,24 @@ unsafe fn scalar_dots<const R: usize>(
     }
 }
 
+/// `±sum / count` for four sums: the mean of the gradient sums and of the SGD steps. A `count`
+/// of 1.0 (batch 1) is not divided by (`x / 1.0` is `x`); in the row pass the divisions would
+/// otherwise bound the loop.
+#[inline(always)]
+unsafe fn mean_vector<Q: Quad>(sum: Q, negate: bool, count: f64) -> Q {
+    unsafe {
+        let m = if count == 1.0 { sum } else { sum.div(Q::splat(count)) };
+        if negate { m.neg() } else { m }
+    }
+}
+
+/// [`mean_vector`] for one sum.
+#[inline(always)]
+fn mean_scalar(sum: f64, negate: bool, count: f64) -> f64 {
+    let m = if count == 1.0 { sum } else { sum / count };
+    if negate { -m } else { m }
+}
+
 /// The arguments of `gle_mat_vec_sgd`: `W·x` for one batch row, and the SGD step of W against
 /// `±e·xᵀ / count` that the step applies in place (an absorbed update), in one pass over W.
 struct RowPass {
@@ -456,8 +472,7 @@ struct RowPass {
 /// on the values W holds when the call starts; with `update`, each `W[i][j]`, once read, becomes
 /// `W[i][j] − rate·(±(0.0 + x[j]·e[i]) / count)`, the step [`column_sums`] applies for one term
 /// ([`SGD_STEP`]). Rows go four at a time, their sums interleaved; the products and the
-/// updates four columns per vector. A `count` of 1.0 (batch 1) is not divided by (`x / 1.0` is
-/// `x`): the divisions would otherwise bound this loop.
+/// updates four columns per vector.
 #[inline(always)]
 unsafe fn mat_vec_sgd<Q: Quad>(p: &RowPass, first: usize, end: usize) {
     let mut i = first;
@@ -480,7 +495,7 @@ unsafe fn row_pass<Q: Quad, const R: usize>(p: &RowPass, i: usize) {
             *f = *p.e.add(i + r);
         }
         let splats = factors.map(|f| Q::splat(f));
-        let (count, rate) = (Q::splat(p.count), Q::splat(p.rate));
+        let rate = Q::splat(p.rate);
         let mut products = [0.0f64; 4];
         let mut j = 0;
         while j + 4 <= p.cols {
@@ -493,9 +508,7 @@ unsafe fn row_pass<Q: Quad, const R: usize>(p: &RowPass, i: usize) {
                     acc[r] += product;
                 }
                 if p.update {
-                    let sum = Q::zero().add(x.mul(splats[r]));
-                    let m = if p.count == 1.0 { sum } else { sum.div(count) };
-                    let m = if p.negate { m.neg() } else { m };
+                    let m = mean_vector(Q::zero().add(x.mul(splats[r])), p.negate, p.count);
                     w.sub(rate.mul(m)).store(at);
                 }
             }
@@ -508,10 +521,7 @@ unsafe fn row_pass<Q: Quad, const R: usize>(p: &RowPass, i: usize) {
                 let w = *at;
                 acc[r] += w * x;
                 if p.update {
-                    let sum = 0.0 + x * factors[r];
-                    let m = if p.count == 1.0 { sum } else { sum / p.count };
-                    let m = if p.negate { -m } else { m };
-                    *at = w - p.rate * m;
+                    *at = w - p.rate * mean_scalar(0.0 + x * factors[r], p.negate, p.count);
                 }
             }
         }
@@ -522,7 +532,7 @@ unsafe fn row_pass<Q: Quad, const R: usize>(p: &RowPass, i: usize) {
     }
 }
 
-/// Defines the two `extern "C"` entry points of one build of the products.
+/// Defines the three `extern "C"` entry points of one build of the products.
 macro_rules! entry_points {
     ($quad:ty $(, $feature:literal)?) => {
         /// `dst_o[j] = fin(Σ_k src_k[j]·scale(k, o))` for outputs `first..end` and columns

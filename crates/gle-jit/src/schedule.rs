@@ -24,7 +24,7 @@ pub(crate) enum Item {
 
 /// The buffers an item reads and writes, and whether it touches only the batch rows of the
 /// thread that runs it.
-struct Access {
+pub(crate) struct Access {
     reads: Vec<usize>,
     writes: Vec<usize>,
     row_local: bool,
@@ -33,7 +33,7 @@ struct Access {
 impl Access {
     /// `absorbed` maps the index of an `Outer` statement that updates a parameter in place
     /// (see `compile_absorbing`) to that parameter.
-    fn of(program: &Program, item: Item, absorbed: &HashMap<usize, usize>) -> Self {
+    pub(crate) fn of(program: &Program, item: Item, absorbed: &HashMap<usize, usize>) -> Self {
         let batch = |b: usize| program.buffers[b].layout == Layout::Batch;
         match item {
             Item::Commit(k) => {
@@ -67,7 +67,7 @@ impl Access {
     }
 
     /// Whether `self` and `other`, in either order, touch a buffer that one of them writes.
-    fn conflicts(&self, other: &Access, mut kept_apart: impl FnMut(usize) -> bool) -> bool {
+    pub(crate) fn conflicts(&self, other: &Access, mut kept_apart: impl FnMut(usize) -> bool) -> bool {
         let hit = |a: &[usize], b: &[usize], kept_apart: &mut dyn FnMut(usize) -> bool| {
             a.iter().any(|x| b.contains(x) && !kept_apart(*x))
         };
