@@ -22,7 +22,7 @@ use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
 use gle_derive::program::{Layout, Program, Stmt};
 use gle_derive::sym::{Fun, Id, Leaf, Node, apply};
 use gle_ir::builtins::Builtin;
-use gle_runtime::{RunError, StepKernel};
+use gle_runtime::{Chunk, RunError, StepKernel};
 use schedule::Item;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -41,9 +41,54 @@ impl std::fmt::Display for JitError {
     }
 }
 
-/// The native signature of a compiled step: buffer pointers, constants, dt, time, scratch,
-/// and whether gradients are computed (0 or 1).
-type StepFn = extern "C" fn(*const *mut f64, *const f64, f64, f64, *mut f64, i64);
+/// The native signature of a compiled run of steps: buffer pointers, constants, dt, the first
+/// step's time, scratch, whether gradients are computed (0 or 1), the first step's index, the
+/// number of steps (at least one) and their [plan](Plan); returns the steps taken.
+type StepFn = extern "C" fn(*const *mut f64, *const f64, f64, f64, *mut f64, i64, i64, i64, *const i64) -> i64;
+
+/// What the native loop of [`StepFn`] does around each step, as `i64` words: the numbers of
+/// feeds, taps and scans, the address of a [`BetweenSteps`] (0 for none), then one `(buffer,
+/// values, address)` triple per feed, tap and scan in that order. Before every step but the
+/// first, the loop calls [`gle_between_steps`] with the `BetweenSteps`, and stops if it returns
+/// 0. A feed's values for step `k` (`values` of them, the buffer's length) are copied
+/// from `address + 8·k·values` into the buffer before the step; a tap's buffer is copied to that
+/// place after the step (and its exchanges); a scanned buffer is checked for NaN and Inf after
+/// the step (its address is unused), and the loop stops after a step that left a non-finite
+/// value in one, or in a buffer the code checks itself.
+type Plan = Vec<i64>;
+
+/// The plan of a single step: nothing fed, copied or scanned.
+const SINGLE_STEP: [i64; 4] = [0; 4];
+
+/// The work between two steps of a run ([`Chunk::between`]), called by the code through
+/// [`gle_between_steps`].
+struct BetweenSteps<'a> {
+    work: &'a mut dyn FnMut(&mut [Vec<f64>]) -> bool,
+    /// The simulation's buffers.
+    data: *mut Vec<f64>,
+    len: usize,
+    /// The program's exchanges, which the code makes in its pointers after every step.
+    swaps: &'a [(usize, usize)],
+    /// Steps whose exchanges were made in `data` too.
+    exchanged: usize,
+}
+
+/// Makes the last step's exchanges in the simulation's buffers (so that they are where the
+/// code's pointers say), then runs the work between two steps; returns 0 to stop the run.
+#[allow(unsafe_code)]
+extern "C" fn gle_between_steps(between: *mut BetweenSteps) -> i64 {
+    // SAFETY: the code passes the address `run_steps` put in the plan, of a `BetweenSteps` that
+    // lives until the code returns, whose `data` and `len` are those of the buffers `run_steps`
+    // was given (not used otherwise while the code runs); the code does not touch the buffers
+    // while this runs, and loads their addresses from its pointers again afterwards.
+    let between = unsafe { &mut *between };
+    let data = unsafe { std::slice::from_raw_parts_mut(between.data, between.len) };
+    for &(a, b) in between.swaps {
+        data.swap(a, b);
+    }
+    between.exchanged += 1;
+    i64::from((between.work)(data))
+}
 
 /// The signature of a step compiled for several threads: [`StepFn`]'s arguments, then the
 /// calling thread's index and the barrier the threads meet at between statements.
@@ -83,8 +128,11 @@ pub struct CompiledStep {
     absorbed: Vec<usize>,
     /// Their rates for the next step, read by the code (at least one entry, for its address).
     rates: Box<[f64]>,
-    /// The program's commits by exchange, done after the code returns.
+    /// The program's commits by exchange: the code exchanges the buffer pointers it holds after
+    /// each step, the Rust side the buffers after the code returns.
     swaps: Vec<(usize, usize)>,
+    /// Reused storage of the plan of a run of steps.
+    plan: Plan,
     /// The watched buffers whose values the code checks as it computes them.
     checked: Vec<usize>,
     /// Per thread, 0 after a step whose checked values were all finite (NaN otherwise).
@@ -242,7 +290,42 @@ extern "C" fn gle_barrier(barrier: *const Barrier) {
 // from the `&mut` buffers of each call and never dereferenced outside one.
 unsafe impl Send for CompiledStep {}
 
+/// The address of the constants handed to the code (of a dummy when there are none).
+fn consts_address(consts: &[f64]) -> *const f64 {
+    static NONE: [f64; 1] = [0.0];
+    if consts.is_empty() {
+        NONE.as_ptr()
+    } else {
+        consts.as_ptr()
+    }
+}
+
 impl CompiledStep {
+    /// Checks `data` against the buffer lengths the code was compiled for and fills the
+    /// pointers the code reads: every buffer, then the vector constants, the rates and the
+    /// finiteness flags.
+    fn point_at(&mut self, data: &mut [Vec<f64>]) -> Result<(), RunError> {
+        if data.len() != self.lens.len() {
+            return Err(RunError::new(
+                "JIT: the simulation's buffers do not match the compiled program",
+            ));
+        }
+        for (k, (buf, len)) in data.iter().zip(&self.lens).enumerate() {
+            if buf.len() != *len {
+                return Err(RunError::new(format!(
+                    "JIT: buffer {k} has {} values, the code expects {len}",
+                    buf.len()
+                )));
+            }
+        }
+        self.ptrs.clear();
+        self.ptrs.extend(data.iter_mut().map(|b| b.as_mut_ptr()));
+        self.ptrs.push(self.pool.lanes.as_ptr().cast::<f64>().cast_mut());
+        self.ptrs.push(self.rates.as_mut_ptr());
+        self.ptrs.push(self.finite.as_mut_ptr());
+        Ok(())
+    }
+
     /// How often the threads of a team wait for each other in one step (0 for one thread).
     pub fn meetings_per_step(&self) -> usize {
         self.meetings
@@ -263,29 +346,8 @@ impl CompiledStep {
 impl StepKernel for CompiledStep {
     #[allow(unsafe_code)]
     fn run(&mut self, data: &mut [Vec<f64>], consts: &[f64], dt: f64, time: f64, learn: bool) -> Result<(), RunError> {
-        if data.len() != self.lens.len() {
-            return Err(RunError::new(
-                "JIT: the simulation's buffers do not match the compiled program",
-            ));
-        }
-        for (k, (buf, len)) in data.iter().zip(&self.lens).enumerate() {
-            if buf.len() != *len {
-                return Err(RunError::new(format!(
-                    "JIT: buffer {k} has {} values, the code expects {len}",
-                    buf.len()
-                )));
-            }
-        }
-        self.ptrs.clear();
-        self.ptrs.extend(data.iter_mut().map(|b| b.as_mut_ptr()));
-        self.ptrs.push(self.pool.lanes.as_ptr().cast::<f64>().cast_mut());
-        self.ptrs.push(self.rates.as_mut_ptr());
-        self.ptrs.push(self.finite.as_mut_ptr());
-        let consts = if consts.is_empty() {
-            [0.0].as_ptr()
-        } else {
-            consts.as_ptr()
-        };
+        self.point_at(data)?;
+        let consts = consts_address(consts);
         // SAFETY: the code was generated for exactly these buffer lengths (checked above) and
         // only indexes buffers within them; constants are read at indices below the model's
         // constant count, which `consts` holds; each scratch area has the size the code was
@@ -296,7 +358,20 @@ impl StepKernel for CompiledStep {
         // are done with the buffers when this returns.
         let ptrs = self.ptrs.as_ptr();
         match (self.code, &self.helpers) {
-            (Code::Single(code), _) => code(ptrs, consts, dt, time, self.scratch.as_mut_ptr(), i64::from(learn)),
+            (Code::Single(code), _) => {
+                let plan = SINGLE_STEP.as_ptr();
+                code(
+                    ptrs,
+                    consts,
+                    dt,
+                    time,
+                    self.scratch.as_mut_ptr(),
+                    i64::from(learn),
+                    0,
+                    1,
+                    plan,
+                );
+            }
             (Code::Threaded(code), Some(h)) => {
                 let team = &h.shared;
                 team.ptrs.store(ptrs.cast_mut(), Ordering::Release);
@@ -322,6 +397,77 @@ impl StepKernel for CompiledStep {
             data.swap(dst, src);
         }
         Ok(())
+    }
+
+    #[allow(unsafe_code)]
+    fn run_steps(
+        &mut self,
+        data: &mut [Vec<f64>],
+        consts: &[f64],
+        dt: f64,
+        learn: bool,
+        chunk: &mut Chunk,
+    ) -> Result<usize, RunError> {
+        let Code::Single(code) = self.code else {
+            return gle_runtime::run_step_by_step(self, data, consts, dt, learn, chunk);
+        };
+        if chunk.steps == 0 {
+            return Ok(0);
+        }
+        self.point_at(data)?;
+        let bad = || RunError::new("JIT: a run of steps does not match the compiled program");
+        let (first, steps) = (i64::try_from(chunk.first_step).map_err(|_| bad())?, chunk.steps as i64);
+        self.plan.clear();
+        let counts = [chunk.feeds.len(), chunk.taps.len(), chunk.scanned.len()];
+        self.plan.extend(counts.iter().map(|&c| c as i64));
+        let (data_address, len) = (data.as_mut_ptr(), data.len());
+        let mut between = chunk.between.as_deref_mut().map(|work| BetweenSteps {
+            work,
+            data: data_address,
+            len,
+            swaps: &self.swaps,
+            exchanged: 0,
+        });
+        let between_address = between.as_mut().map_or(0, |b| std::ptr::from_mut(b) as i64);
+        self.plan.push(between_address);
+        let feeds = chunk.feeds.iter().map(|(b, v)| (*b, v.len(), v.as_ptr()));
+        let taps = chunk
+            .taps
+            .iter_mut()
+            .map(|(b, v)| (*b, v.len(), v.as_mut_ptr().cast_const()));
+        for (buf, values, address) in feeds.chain(taps) {
+            let len = *self.lens.get(buf).ok_or_else(bad)?;
+            if values != len * chunk.steps {
+                return Err(bad());
+            }
+            self.plan.extend([buf as i64, len as i64, address as i64]);
+        }
+        for &buf in chunk.scanned {
+            let len = *self.lens.get(buf).ok_or_else(bad)?;
+            self.plan.extend([buf as i64, len as i64, 0]);
+        }
+        let time = chunk.first_step as f64 * dt;
+        // SAFETY: as in `run`, for each step; besides, every buffer of the plan exists and has
+        // the length it gives, each feed's and tap's values hold that many per step for every
+        // step of the run, and the `BetweenSteps` outlives the call.
+        let done = code(
+            self.ptrs.as_ptr(),
+            consts_address(consts),
+            dt,
+            time,
+            self.scratch.as_mut_ptr(),
+            i64::from(learn),
+            first,
+            steps,
+            self.plan.as_ptr(),
+        );
+        let exchanged = between.map_or(0, |b| b.exchanged);
+        for _ in exchanged..done as usize {
+            for &(dst, src) in &self.swaps {
+                data.swap(dst, src);
+            }
+        }
+        Ok(done as usize)
     }
 
     fn threads(&self) -> usize {
@@ -422,6 +568,7 @@ pub fn compile_absorbing(
         jb.symbol(name, ptr);
     }
     jb.symbol("gle_barrier", gle_barrier as *const u8);
+    jb.symbol("gle_between_steps", gle_between_steps as *const u8);
     let mut module = JITModule::new(jb);
     let ptr_ty = module.target_config().pointer_type();
     let mut ctx = module.make_context();
@@ -432,6 +579,11 @@ pub fn compile_absorbing(
         for ty in [types::I64, ptr_ty] {
             ctx.func.signature.params.push(AbiParam::new(ty));
         }
+    } else {
+        for ty in [types::I64, types::I64, ptr_ty] {
+            ctx.func.signature.params.push(AbiParam::new(ty));
+        }
+        ctx.func.signature.returns.push(AbiParam::new(types::I64));
     }
     let func_id = module
         .declare_function("glec_step_program", Linkage::Export, &ctx.func.signature)
@@ -441,6 +593,10 @@ pub fn compile_absorbing(
     barrier_sig.params.push(AbiParam::new(ptr_ty));
     let barrier_id = module
         .declare_function("gle_barrier", Linkage::Import, &barrier_sig)
+        .map_err(|e| err(&e))?;
+    barrier_sig.returns.push(AbiParam::new(types::I64));
+    let between_id = module
+        .declare_function("gle_between_steps", Linkage::Import, &barrier_sig)
         .map_err(|e| err(&e))?;
     let lens: Vec<usize> = program
         .buffers
@@ -495,6 +651,8 @@ pub fn compile_absorbing(
                 meet,
             });
         }
+        // One thread loops over the steps it is asked for; a team's threads take one step.
+        let steps = (threads == 1).then(|| e.begin_steps(params[6], params[7], params[8], between_id));
         e.clear_finite_flag();
         // One thread runs the items in program order; a team in the order of
         // `schedule::team_schedule`, meeting only where it says.
@@ -545,7 +703,12 @@ pub fn compile_absorbing(
         }
         // A team's threads all finish the step before the calling thread returns.
         e.meet();
-        e.fb.ins().return_(&[]);
+        match steps {
+            Some(steps) => e.end_steps(steps),
+            None => {
+                e.fb.ins().return_(&[]);
+            }
+        }
         scratch_len = e.scratch_len;
         pool = e.pool;
         meetings = e.meetings;
@@ -573,9 +736,9 @@ pub fn compile_absorbing(
         write_perf_map(program, raw, &regions).map_err(|e| err(&e))?;
     }
     // SAFETY: `raw` is the entry of the function just defined with the `StepFn` signature
-    // (two pointers, two f64, a pointer and an i64, no return) or, for a team, the
-    // `ThreadedStepFn` one (those, an i64 and a pointer), and the platform's default calling
-    // convention.
+    // (two pointers, two f64, a pointer, two i64 and a pointer, returning an i64) or, for a
+    // team, the `ThreadedStepFn` one (two pointers, two f64, a pointer, two i64 and a pointer,
+    // no return), and the platform's default calling convention.
     #[allow(unsafe_code)]
     let code = if threads == 1 {
         Code::Single(unsafe { std::mem::transmute::<*const u8, StepFn>(raw) })
@@ -601,6 +764,7 @@ pub fn compile_absorbing(
         absorbed: absorbed.iter().map(|a| a.0).collect(),
         rates: vec![f64::NAN; absorbed.len().max(1)].into_boxed_slice(),
         swaps: program.swaps.clone(),
+        plan: Plan::new(),
         checked,
         finite: vec![0.0; threads].into_boxed_slice(),
     })
@@ -804,6 +968,27 @@ struct Emitter<'a, 'f> {
     checked_outs: HashSet<usize>,
 }
 
+/// The loop over the steps of a run (see [`Emitter::begin_steps`]).
+struct Steps {
+    /// The block that starts a step.
+    header: cranelift_codegen::ir::Block,
+    /// The block that returns the steps taken (its parameter).
+    exit: cranelift_codegen::ir::Block,
+    /// The index of the step in the run.
+    k: Value,
+    /// Steps to take (a function parameter).
+    steps: Value,
+    /// The run's [`Plan`] (a function parameter).
+    plan: Value,
+}
+
+/// One `(buffer, values, address)` entry of a [`Plan`], loaded.
+struct PlanEntry {
+    buf: Value,
+    len: Value,
+    address: Value,
+}
+
 /// The threads that run one compiled step together.
 struct Team {
     threads: usize,
@@ -913,6 +1098,183 @@ impl Emitter<'_, '_> {
             }
             None => flags,
         }
+    }
+
+    /// Opens the loop over the steps of a run (one thread): step `k` runs at time `time` (the
+    /// first) or `(first_step + k)·dt`, after the [plan](Plan)'s feeds are copied in.
+    fn begin_steps(&mut self, first_step: Value, steps: Value, plan: Value, between: FuncId) -> Steps {
+        let (header, exit) = (self.fb.create_block(), self.fb.create_block());
+        self.fb.append_block_param(header, types::I64);
+        self.fb.append_block_param(exit, types::I64);
+        let zero = self.int(0);
+        self.fb.ins().jump(header, &[BlockArg::from(zero)]);
+        self.fb.switch_to_block(header);
+        let k = self.fb.block_params(header)[0];
+        // The work between the last step and this one, if any.
+        let context = self.fb.ins().load(types::I64, MemFlagsData::trusted(), plan, 24);
+        let later = self.fb.ins().icmp_imm_u(IntCC::NotEqual, k, 0);
+        let given = self.fb.ins().icmp_imm_u(IntCC::NotEqual, context, 0);
+        let call = self.fb.ins().band(later, given);
+        let (calling, called) = (self.fb.create_block(), self.fb.create_block());
+        self.fb.ins().brif(call, calling, &[], called, &[]);
+        self.fb.switch_to_block(calling);
+        self.fb.seal_block(calling);
+        let between = self.module.declare_func_in_func(between, self.fb.func);
+        let call = self.fb.ins().call(between, &[context]);
+        let go_on = self.fb.inst_results(call)[0];
+        self.fb.ins().brif(go_on, called, &[], exit, &[BlockArg::from(k)]);
+        self.fb.switch_to_block(called);
+        self.fb.seal_block(called);
+        let is_first = self.fb.ins().icmp_imm_s(IntCC::Equal, k, 0);
+        let index = self.fb.ins().iadd(first_step, k);
+        let index = self.fb.ins().fcvt_from_sint(types::F64, index);
+        let later = self.fb.ins().fmul(index, self.dt);
+        self.time = self.fb.ins().select(is_first, self.time, later);
+        let feeds = self.fb.ins().load(types::I64, MemFlagsData::trusted(), plan, 0);
+        let _ = self.plan_entries(plan, zero, feeds, &mut |e, feed| {
+            let dst = e.buffer_address(feed.buf);
+            let src = e.step_row(feed.address, k, feed.len);
+            e.copy_values(dst, src, feed.len)
+        });
+        Steps {
+            header,
+            exit,
+            k,
+            steps,
+            plan,
+        }
+    }
+
+    /// Closes the loop of [`Self::begin_steps`] after a step: exchanges the pointers of the
+    /// program's swaps, copies the taps out, scans, and goes on with the next step unless
+    /// this was the last or left a value it checks non-finite; returns the steps taken.
+    fn end_steps(&mut self, l: Steps) {
+        self.bases.clear();
+        for &(a, b) in &self.program.swaps {
+            let flags = MemFlagsData::trusted();
+            let pa = self.fb.ins().load(types::I64, flags, self.bufs, (a * 8) as i32);
+            let pb = self.fb.ins().load(types::I64, flags, self.bufs, (b * 8) as i32);
+            self.fb.ins().store(flags, pb, self.bufs, (a * 8) as i32);
+            self.fb.ins().store(flags, pa, self.bufs, (b * 8) as i32);
+        }
+        let count = |e: &mut Self, i: i32| e.fb.ins().load(types::I64, MemFlagsData::trusted(), l.plan, 8 * i);
+        let (feeds, taps, scans) = (count(self, 0), count(self, 1), count(self, 2));
+        let _ = self.plan_entries(l.plan, feeds, taps, &mut |e, tap| {
+            let src = e.buffer_address(tap.buf);
+            let dst = e.step_row(tap.address, l.k, tap.len);
+            e.copy_values(dst, src, tap.len)
+        });
+        let scanned = self.fb.ins().iadd(feeds, taps);
+        let _ = self.plan_entries(l.plan, scanned, scans, &mut |e, scan| {
+            let values = e.buffer_address(scan.buf);
+            e.scan(values, scan.len);
+            Ok(())
+        });
+        let flag = self.finite_flag();
+        let flag = self.fb.ins().load(types::F64, MemFlagsData::trusted(), flag, 0);
+        let zero = self.fb.ins().f64const(0.0);
+        let blown_up = self.fb.ins().fcmp(FloatCC::NotEqual, flag, zero);
+        let next = self.fb.ins().iadd_imm_s(l.k, 1);
+        let (more, exit) = (self.fb.create_block(), l.exit);
+        let done = [BlockArg::from(next)];
+        self.fb.ins().brif(blown_up, exit, &done, more, &[]);
+        self.fb.switch_to_block(more);
+        self.fb.seal_block(more);
+        let go_on = self.fb.ins().icmp(IntCC::SignedLessThan, next, l.steps);
+        self.fb.ins().brif(go_on, l.header, &done, exit, &done);
+        self.fb.seal_block(l.header);
+        self.fb.switch_to_block(exit);
+        self.fb.seal_block(exit);
+        let taken = self.fb.block_params(exit)[0];
+        self.fb.ins().return_(&[taken]);
+    }
+
+    /// Runs `body` for the plan's entries `first..first + count`.
+    fn plan_entries(
+        &mut self,
+        plan: Value,
+        first: Value,
+        count: Value,
+        body: &mut dyn FnMut(&mut Self, PlanEntry) -> Result<(), JitError>,
+    ) -> Result<(), JitError> {
+        let end = self.fb.ins().iadd(first, count);
+        self.repeat_range(first, end, &mut |e, j| {
+            let entry = e.fb.ins().imul_imm_s(j, 24);
+            let entry = e.fb.ins().iadd(plan, entry);
+            let flags = MemFlagsData::trusted();
+            let buf = e.fb.ins().load(types::I64, flags, entry, 32);
+            let len = e.fb.ins().load(types::I64, flags, entry, 40);
+            let address = e.fb.ins().load(types::I64, flags, entry, 48);
+            body(e, PlanEntry { buf, len, address })
+        })
+    }
+
+    /// The address of buffer `buf` (an index known only when the code runs).
+    fn buffer_address(&mut self, buf: Value) -> Value {
+        let slot = self.fb.ins().imul_imm_s(buf, 8);
+        let slot = self.fb.ins().iadd(self.bufs, slot);
+        self.fb.ins().load(types::I64, MemFlagsData::trusted(), slot, 0)
+    }
+
+    /// The address of row `k` of rows of `len` values at `values`.
+    fn step_row(&mut self, values: Value, k: Value, len: Value) -> Value {
+        let row = self.fb.ins().imul(k, len);
+        let bytes = self.fb.ins().imul_imm_s(row, 8);
+        self.fb.ins().iadd(values, bytes)
+    }
+
+    /// Copies `len` values from `src` to `dst`.
+    fn copy_values(&mut self, dst: Value, src: Value, len: Value) -> Result<(), JitError> {
+        let zero = self.int(0);
+        self.repeat_range(zero, len, &mut |e, i| {
+            let v = e.load_at(src, i);
+            e.store_at(dst, i, v);
+            Ok(())
+        })
+    }
+
+    /// Marks this thread's finiteness flag if one of the `len` values at `values` is NaN or
+    /// infinite: `v − v` is +0 for every finite `v` and NaN otherwise, so the bits of those
+    /// differences, or-ed together, are 0 exactly when all are finite.
+    fn scan(&mut self, values: Value, len: Value) {
+        let (body, done) = (self.fb.create_block(), self.fb.create_block());
+        self.fb.append_block_param(body, types::I64);
+        self.fb.append_block_param(body, types::I64);
+        self.fb.append_block_param(done, types::I64);
+        let zero = self.int(0);
+        let any = self.fb.ins().icmp(IntCC::SignedLessThan, zero, len);
+        self.fb.ins().brif(
+            any,
+            body,
+            &[BlockArg::from(zero), BlockArg::from(zero)],
+            done,
+            &[BlockArg::from(zero)],
+        );
+        self.fb.switch_to_block(body);
+        let (i, bits) = (self.fb.block_params(body)[0], self.fb.block_params(body)[1]);
+        let v = self.load_at(values, i);
+        let difference = self.fb.ins().fsub(v, v);
+        let difference = self.fb.ins().bitcast(types::I64, MemFlagsData::new(), difference);
+        let bits = self.fb.ins().bor(bits, difference);
+        let next = self.fb.ins().iadd_imm_s(i, 1);
+        let more = self.fb.ins().icmp(IntCC::SignedLessThan, next, len);
+        self.fb.ins().brif(
+            more,
+            body,
+            &[BlockArg::from(next), BlockArg::from(bits)],
+            done,
+            &[BlockArg::from(bits)],
+        );
+        self.fb.seal_block(body);
+        self.fb.switch_to_block(done);
+        self.fb.seal_block(done);
+        let bits = self.fb.block_params(done)[0];
+        let _ = self.when(bits, &mut |e| {
+            let flag = e.finite_flag();
+            let nan = e.fb.ins().f64const(f64::NAN);
+            e.fb.ins().store(MemFlagsData::trusted(), nan, flag, 0);
+            Ok(())
+        });
     }
 
     /// Sets this thread's finiteness flag to 0 (all finite), at the start of a step.

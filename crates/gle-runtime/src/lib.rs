@@ -7,6 +7,7 @@
 
 mod adjoint;
 mod checkpoint;
+mod chunk;
 pub mod data;
 pub mod embedded;
 pub mod inputs;
@@ -66,6 +67,81 @@ pub trait StepKernel {
     fn all_finite(&self) -> bool {
         true
     }
+
+    /// Takes the steps of `chunk` in a row, as [`Self::run`] would one by one: before each, the
+    /// feeds' values for that step are written into their buffers (and, from the second on,
+    /// `chunk.between` is called, stopping the run if it returns false); after each (and its
+    /// commits), the taps' buffers are copied out, and the kernel stops if a value of its
+    /// [`Self::checked_buffers`] or of `chunk.scanned` is NaN or infinite. Returns the steps
+    /// taken. The default calls [`Self::run`] per step ([`run_step_by_step`]); a kernel that
+    /// loops natively overrides it.
+    fn run_steps(
+        &mut self,
+        data: &mut [Vec<f64>],
+        consts: &[f64],
+        dt: f64,
+        learn: bool,
+        chunk: &mut Chunk,
+    ) -> Result<usize, RunError> {
+        run_step_by_step(self, data, consts, dt, learn, chunk)
+    }
+}
+
+/// Several steps a [`StepKernel`] takes in one call ([`StepKernel::run_steps`]): what the
+/// simulation materialised for them, and where the kernel leaves what it must see of each.
+pub struct Chunk<'a> {
+    /// The index of the first step (step `k` of the chunk runs at time `(first_step + k)·dt`).
+    pub first_step: u64,
+    /// Steps to take (at most; fewer after a blow-up).
+    pub steps: usize,
+    /// `(buffer, values)`: the buffer's contents for each step in turn (`steps` × its length),
+    /// written into it before the step (inputs, noise, data targets).
+    pub feeds: &'a [(usize, Vec<f64>)],
+    /// `(buffer, values)`: filled with the buffer's contents after each step in turn.
+    pub taps: &'a mut [(usize, Vec<f64>)],
+    /// Watched buffers the kernel does not check as it computes them: it scans them after
+    /// every step.
+    pub scanned: &'a [usize],
+    /// Work between two steps (the optimiser's), on every buffer as the steps so far left it;
+    /// false stops the run before the next step.
+    pub between: Option<&'a mut BetweenSteps<'a>>,
+}
+
+/// Work on every buffer between two steps of a [`Chunk`]; false stops the run.
+pub type BetweenSteps<'a> = dyn FnMut(&mut [Vec<f64>]) -> bool + 'a;
+
+/// [`StepKernel::run_steps`] by one call of [`StepKernel::run`] per step.
+pub fn run_step_by_step<K: StepKernel + ?Sized>(
+    kernel: &mut K,
+    data: &mut [Vec<f64>],
+    consts: &[f64],
+    dt: f64,
+    learn: bool,
+    chunk: &mut Chunk,
+) -> Result<usize, RunError> {
+    for k in 0..chunk.steps {
+        if k > 0
+            && let Some(between) = chunk.between.as_mut()
+            && !between(data)
+        {
+            return Ok(k);
+        }
+        for (buf, values) in chunk.feeds {
+            let len = data[*buf].len();
+            data[*buf].copy_from_slice(&values[k * len..(k + 1) * len]);
+        }
+        let time = (chunk.first_step + k as u64) as f64 * dt;
+        kernel.run(data, consts, dt, time, learn)?;
+        for (buf, values) in chunk.taps.iter_mut() {
+            let len = data[*buf].len();
+            values[k * len..(k + 1) * len].copy_from_slice(&data[*buf]);
+        }
+        let finite = |b: &usize| data[*b].iter().all(|v| v.is_finite());
+        if !kernel.all_finite() || !chunk.scanned.iter().all(finite) {
+            return Ok(k + 1);
+        }
+    }
+    Ok(chunk.steps)
 }
 
 /// The learnables whose optimiser update a kernel may apply in the step itself
@@ -90,8 +166,13 @@ const PARALLEL_OPTIMIZER_MIN: usize = 8192;
 
 /// Callbacks of [`Simulation::run_protocol_with`].
 pub struct Hooks<'a> {
-    /// After every step (records).
+    /// After steps (records): at least after every step whose index is a multiple of
+    /// [`Hooks::observe_every`]; between them the protocol may take several steps in one call
+    /// of a kernel ([`StepKernel::run_steps`]).
     pub observe: &'a mut dyn FnMut(&Simulation) -> Result<(), RunError>,
+    /// The steps [`Hooks::observe`] must see: those whose index is a multiple of this (1: every
+    /// step; 0: none).
+    pub observe_every: u64,
     /// After every phase (metrics).
     pub report: &'a mut dyn FnMut(&PhaseReport) -> Result<(), RunError>,
     /// With `(step, bytes)` of every checkpoint.
@@ -166,6 +247,10 @@ pub struct Simulation {
     optim: optim::OptimizerState,
     step: u64,
     scratch: Vec<f64>,
+    /// Buffers written before every step: the inputs, then noise and data targets.
+    fed: Vec<usize>,
+    /// Reused storage of the steps taken in one kernel call ([`StepKernel::run_steps`]).
+    chunk: chunk::Storage,
     /// Buffers checked for NaN and Inf after every step.
     watch: Vec<usize>,
     /// Those the simulation scans itself after a kernel's step (the kernel checks the others).
@@ -291,6 +376,15 @@ impl Simulation {
         let optim = optim::OptimizerState::new(&program, &data);
         let consts = model.consts.iter().map(|c| c.value).collect();
         let watch = program.watched();
+        let fed = program
+            .inputs
+            .iter()
+            .copied()
+            .chain(
+                (0..program.buffers.len())
+                    .filter(|&b| matches!(program.buffers[b].init, BufInit::DataTarget { .. } | BufInit::Noise)),
+            )
+            .collect();
         let adjoint = program
             .adjoint
             .clone()
@@ -310,6 +404,8 @@ impl Simulation {
             scratch: Vec::new(),
             scanned: watch.clone(),
             watch,
+            fed,
+            chunk: chunk::Storage::default(),
             learning: true,
             limit: None,
             epochs: vec![0; datasets.len()],
@@ -401,30 +497,12 @@ impl Simulation {
     /// with an error naming the variable, population, neuron and step at the first NaN or Inf.
     pub fn step(&mut self) -> Result<(), RunError> {
         let n = self.step as usize;
-        for (k, inp) in self.inputs.iter().enumerate() {
-            let buf = self.program.inputs[k];
-            match inp {
-                inputs::InputStream::Data { dataset, field, width } => {
-                    let values = self.data_rows(*dataset, *field, *width, false, &self.model.inputs[k].name)?;
-                    self.data[buf] = values;
-                }
-                _ => inp.fill(n, &self.consts, self.model.protocol.dt, &mut self.data[buf])?,
-            }
-        }
-        for (b, buf) in self.program.buffers.iter().enumerate() {
-            match buf.init {
-                BufInit::DataTarget { dataset, field } => {
-                    let values = self.data_rows(dataset, field, buf.len, true, &buf.name)?;
-                    self.data[b] = values;
-                }
-                BufInit::Noise => rng::fill_standard_normal(
-                    self.model.protocol.seed,
-                    rng::name_hash(&buf.name),
-                    self.step,
-                    &mut self.data[b],
-                ),
-                _ => {}
-            }
+        for k in 0..self.fed.len() {
+            let buf = self.fed[k];
+            let mut values = std::mem::take(&mut self.data[buf]);
+            let filled = self.fill_fed(buf, self.step, self.feed_step, &mut values);
+            self.data[buf] = values;
+            filled?;
         }
         let time = n as f64 * self.model.protocol.dt;
         if let Some(kernel) = self.kernel.as_mut() {
@@ -478,8 +556,35 @@ impl Simulation {
         self.check_finite()
     }
 
-    /// The values a dataset field presents to every batch row at this step: the current
-    /// sample's row (held), its current value (streamed), or a one-hot label (`one_hot`).
+    /// Writes what fed buffer `buf` ([`Self::fed`]) holds in step `step`, the `feed_step`-th of
+    /// the running data pass, into `out`.
+    fn fill_fed(&self, buf: usize, step: u64, feed_step: usize, out: &mut [f64]) -> Result<(), RunError> {
+        if let Some(k) = self.program.inputs.iter().position(|&b| b == buf) {
+            return match &self.inputs[k] {
+                inputs::InputStream::Data { dataset, field, width } => {
+                    let name = &self.model.inputs[k].name;
+                    self.data_rows(*dataset, *field, *width, false, name, feed_step, out)
+                }
+                inp => inp.fill(step as usize, &self.consts, self.model.protocol.dt, out),
+            };
+        }
+        let b = &self.program.buffers[buf];
+        match b.init {
+            BufInit::DataTarget { dataset, field } => {
+                self.data_rows(dataset, field, b.len, true, &b.name, feed_step, out)
+            }
+            BufInit::Noise => {
+                rng::fill_standard_normal(self.model.protocol.seed, rng::name_hash(&b.name), step, out);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes the values a dataset field presents to every batch row in the `feed_step`-th step
+    /// of the data pass into `out`: the current sample's row (held), its current value
+    /// (streamed), or a one-hot label (`one_hot`).
+    #[allow(clippy::too_many_arguments)]
     fn data_rows(
         &self,
         dataset: usize,
@@ -487,7 +592,9 @@ impl Simulation {
         width: usize,
         target: bool,
         what: &str,
-    ) -> Result<Vec<f64>, RunError> {
+        feed_step: usize,
+        out: &mut [f64],
+    ) -> Result<(), RunError> {
         let ds = &self.datasets[dataset];
         let Some(feed) = self.feed.as_ref().filter(|f| f.dataset == dataset) else {
             return Err(RunError::new(format!(
@@ -495,7 +602,7 @@ impl Simulation {
                 ds.decl.name, ds.decl.name
             )));
         };
-        if self.feed_step >= feed.steps() {
+        if feed_step >= feed.steps() {
             return Err(RunError::new(format!(
                 "`{what}`: the pass over dataset `{}` ended after {} steps; start another pass",
                 ds.decl.name,
@@ -508,10 +615,12 @@ impl Simulation {
             &ds.train
         };
         let f = &split[field];
-        let in_sample = self.feed_step % feed.steps_per_sample;
-        let mut out = vec![0.0; self.batch * width];
+        let in_sample = feed_step % feed.steps_per_sample;
+        if f.labels {
+            out.fill(0.0);
+        }
         for b in 0..self.batch {
-            let sample = feed.sample(self.feed_step, b);
+            let sample = feed.sample(feed_step, b);
             let row = &f.data[sample * f.per_row..(sample + 1) * f.per_row];
             let dst = &mut out[b * width..(b + 1) * width];
             if f.labels {
@@ -536,7 +645,7 @@ impl Simulation {
                 dst.copy_from_slice(&row[k * width..(k + 1) * width]);
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     fn check_finite(&self) -> Result<(), RunError> {
@@ -606,16 +715,21 @@ impl Simulation {
             threads,
             run,
         );
-        if let Some((learnable, k)) = bad {
-            let l = &self.program.learnables[learnable];
-            return Err(RunError::new(format!(
-                "numerical blow-up: parameter `{}` is {} at element {k} after the optimiser step of step {}",
-                l.name,
-                self.data[l.param][k],
-                self.step.saturating_sub(1)
-            )));
+        match bad {
+            Some((learnable, k)) => Err(self.optimizer_blow_up(learnable, k)),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// The error of an optimiser step that left element `k` of a learnable non-finite.
+    fn optimizer_blow_up(&self, learnable: usize, k: usize) -> RunError {
+        let l = &self.program.learnables[learnable];
+        RunError::new(format!(
+            "numerical blow-up: parameter `{}` is {} at element {k} after the optimiser step of step {}",
+            l.name,
+            self.data[l.param][k],
+            self.step.saturating_sub(1)
+        ))
     }
 
     /// Runs the model's protocol, calling `observe` after every step (for records) and
@@ -635,13 +749,16 @@ impl Simulation {
     ) -> Result<(), RunError> {
         self.run_protocol_with(&mut Hooks {
             observe,
+            observe_every: 1,
             report,
             save: &mut |_, _| Ok(()),
         })
     }
 
-    /// Runs the protocol with every hook: after each step, after each phase, and with the bytes
-    /// of a checkpoint every `checkpoint` steps (see [`Simulation::enable_checkpoints`]).
+    /// Runs the protocol with every hook: after steps, after each phase, and with the bytes of a
+    /// checkpoint every `checkpoint` steps (see [`Simulation::enable_checkpoints`]). With a
+    /// kernel, the steps between two that must be observed or checkpointed are taken in one
+    /// call where nothing else needs them one by one ([`StepKernel::run_steps`]).
     pub fn run_protocol_with(&mut self, hooks: &mut Hooks) -> Result<(), RunError> {
         let items = self.model.protocol.items.clone();
         let mut cursor = 0u64;
@@ -749,6 +866,17 @@ impl Simulation {
             if self.limit.is_some_and(|l| self.step >= l) {
                 break;
             }
+            let chunk = self.chunk_steps(start + n, hooks.observe_every);
+            if chunk > 1 {
+                // The optimiser steps between the chunk's steps are taken by `run_chunk`.
+                self.run_chunk(chunk)?;
+                (hooks.observe)(self)?;
+                if phase.learn {
+                    self.optimizer_step()?;
+                }
+                self.checkpoint_if_due(&saved_consts, hooks)?;
+                continue;
+            }
             if let (true, Some(window)) = (phase.learn, self.adjoint.as_mut()) {
                 window.before_step(&self.data);
             }
@@ -768,15 +896,7 @@ impl Simulation {
                     }
                 }
             }
-            if let Some(every) = self.checkpoint_every
-                && self.step.is_multiple_of(every)
-            {
-                // Checkpoints hold the phase's base constants: the override is re-applied on resume.
-                let overridden = std::mem::replace(&mut self.consts, saved_consts.clone());
-                let bytes = self.checkpoint();
-                self.consts = overridden;
-                (hooks.save)(self.step, bytes)?;
-            }
+            self.checkpoint_if_due(&saved_consts, hooks)?;
         }
         for (buf, values) in std::mem::take(&mut self.saved_params).into_iter().rev() {
             self.data[buf] = values;
@@ -804,6 +924,20 @@ impl Simulation {
         })
     }
 
+    /// Hands [`Hooks::save`] a checkpoint if one is due after this step; `base_consts` are the
+    /// phase's constants before its overrides (a resume re-applies them).
+    fn checkpoint_if_due(&mut self, base_consts: &[f64], hooks: &mut Hooks) -> Result<(), RunError> {
+        if let Some(every) = self.checkpoint_every
+            && self.step.is_multiple_of(every)
+        {
+            let overridden = std::mem::replace(&mut self.consts, base_consts.to_vec());
+            let bytes = self.checkpoint();
+            self.consts = overridden;
+            (hooks.save)(self.step, bytes)?;
+        }
+        Ok(())
+    }
+
     /// Steps a phase lasts.
     fn phase_steps(&self, phase: &gle_ir::Phase) -> usize {
         match phase.duration {
@@ -811,6 +945,19 @@ impl Simulation {
             Duration::Data { dataset, test } => {
                 (self.datasets[dataset].rows(test) / self.batch) * self.steps_per_sample(dataset)
             }
+        }
+    }
+
+    /// The buffer holding variable `var` of population `p`.
+    fn pop_var_buffer(&self, p: usize, var: gle_ir::NeuronVar) -> usize {
+        let pb = &self.program.populations[p];
+        let nt = &self.model.neurons[self.model.populations[p].neuron];
+        match var {
+            gle_ir::NeuronVar::State(_) => pb.u,
+            gle_ir::NeuronVar::Param(i) => pb.params[i],
+            gle_ir::NeuronVar::Def(d) if d == nt.rate => pb.r,
+            gle_ir::NeuronVar::Def(d) if Some(d) == nt.mismatch => pb.e.unwrap_or(pb.udot),
+            _ => pb.uhat,
         }
     }
 
@@ -849,8 +996,13 @@ impl Simulation {
     /// The current sample of batch row `b` during a data phase: `(dataset, test split, sample,
     /// step within the sample, steps per sample)`.
     pub fn current_sample(&self, b: usize) -> Option<(usize, bool, usize, usize, usize)> {
+        self.sample_after(self.feed_step, b)
+    }
+
+    /// [`Self::current_sample`] after the first `feed_steps` steps of the data pass.
+    fn sample_after(&self, feed_steps: usize, b: usize) -> Option<(usize, bool, usize, usize, usize)> {
         let f = self.feed.as_ref()?;
-        let n = self.feed_step.checked_sub(1)?;
+        let n = feed_steps.checked_sub(1)?;
         Some((
             f.dataset,
             f.test,
@@ -934,18 +1086,7 @@ impl Simulation {
     /// input, or a projection's weights.
     pub fn recorded(&self, r: Recorded) -> Vec<f64> {
         match r {
-            Recorded::PopVar(p, var) => {
-                let pb = &self.program.populations[p];
-                let nt = &self.model.neurons[self.model.populations[p].neuron];
-                let buf = match var {
-                    gle_ir::NeuronVar::State(_) => pb.u,
-                    gle_ir::NeuronVar::Param(i) => pb.params[i],
-                    gle_ir::NeuronVar::Def(d) if d == nt.rate => pb.r,
-                    gle_ir::NeuronVar::Def(d) if Some(d) == nt.mismatch => pb.e.unwrap_or(pb.udot),
-                    _ => pb.uhat,
-                };
-                self.data[buf].clone()
-            }
+            Recorded::PopVar(p, var) => self.data[self.pop_var_buffer(p, var)].clone(),
             Recorded::Input(i) => self.data[self.program.inputs[i]].clone(),
             Recorded::Weights(k) => {
                 let (w, _) = self.program.projections[k];

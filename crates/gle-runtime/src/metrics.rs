@@ -19,9 +19,20 @@ pub struct PhaseMetrics {
 impl PhaseMetrics {
     /// Accounts for the step just taken.
     pub fn observe(&mut self, sim: &Simulation) {
+        self.observe_step(sim, &|b| sim.buffer(b), sim.feed_step);
+    }
+
+    /// Accounts for a step after which buffer `b` held `values(b)` (for the buffers of
+    /// [`buffers_read`]), the `feed_steps`-th of the running data pass.
+    pub(crate) fn observe_step<'a>(
+        &mut self,
+        sim: &Simulation,
+        values: &dyn Fn(usize) -> &'a [f64],
+        feed_steps: usize,
+    ) {
         let batch = sim.batch();
         for cost in &sim.program.costs {
-            let (p, t) = (sim.buffer(cost.prediction), sim.buffer(cost.target));
+            let (p, t) = (values(cost.prediction), values(cost.target));
             for b in 0..batch {
                 let (p, t) = (
                     &p[b * cost.len..(b + 1) * cost.len],
@@ -46,11 +57,11 @@ impl PhaseMetrics {
             Readout::ArgmaxOfSum(p, v) => (p, v, true),
             Readout::ArgmaxOfLast(p, v) => (p, v, false),
         };
-        let values = sim.recorded(gle_ir::Recorded::PopVar(pop, var));
+        let values = values(sim.pop_var_buffer(pop, var));
         let n = sim.model.populations[pop].size;
         self.sums.resize(batch * n, 0.0);
         for b in 0..batch {
-            let Some((d, test, sample, in_sample, sps)) = sim.current_sample(b) else {
+            let Some((d, test, sample, in_sample, sps)) = sim.sample_after(feed_steps, b) else {
                 return;
             };
             let row = &values[b * n..(b + 1) * n];
@@ -87,6 +98,23 @@ impl PhaseMetrics {
     pub fn accuracy(&self) -> Option<f64> {
         (self.samples > 0).then(|| self.correct as f64 / self.samples as f64)
     }
+}
+
+/// The buffers [`PhaseMetrics::observe`] reads after a step: the costs' predictions and
+/// targets and the read-out's variable.
+pub(crate) fn buffers_read(sim: &Simulation) -> Vec<usize> {
+    let mut read: Vec<usize> = sim
+        .program
+        .costs
+        .iter()
+        .flat_map(|c| [c.prediction, c.target])
+        .collect();
+    if let Some(Readout::ArgmaxOfSum(p, v) | Readout::ArgmaxOfLast(p, v)) = sim.model.protocol.readout {
+        read.push(sim.pop_var_buffer(p, v));
+    }
+    read.sort_unstable();
+    read.dedup();
+    read
 }
 
 /// The class of a sample: its label, or the argmax of its target vector.

@@ -61,6 +61,9 @@ pub fn run(model: Model, base_dir: &Path, opts: &RunOptions) -> Result<Vec<Strin
     let total = opts.max_steps.map_or(sim.total_steps(), |m| m.min(sim.total_steps()));
     sim.set_step_limit(total as u64);
     let mut recordings = recordings(&sim);
+    // Records need only their own steps (the progress line is updated when records are taken,
+    // or after each run of steps the JIT takes at once).
+    let observe_every = recordings.iter().map(|r| r.every as u64).fold(0, gcd);
     let started = Instant::now();
     // The progress line goes to stderr, and only when a person is watching.
     let progress = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
@@ -126,6 +129,7 @@ pub fn run(model: Model, base_dir: &Path, opts: &RunOptions) -> Result<Vec<Strin
     };
     let result = sim.run_protocol_with(&mut gle_runtime::Hooks {
         observe: &mut observe,
+        observe_every,
         report: &mut report,
         save: &mut save,
     });
@@ -336,4 +340,9 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
             let _ = std::fs::remove_file(&tmp);
             RunError::new(format!("cannot write `{}`: {e}", path.display()))
         })
+}
+
+/// The greatest common divisor (`gcd(0, b) = b`).
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
 }

@@ -1,6 +1,8 @@
 //! JIT tests: every bundled model and 200 random ones give the interpreter's trajectories; the
-//! Cranelift IR of every model is snapshotted; the compiled products give the plain sums.
+//! Cranelift IR of every model is snapshotted; the compiled products give the plain sums; runs
+//! of steps in one call give what single steps give.
 
+mod chunks;
 mod clif;
 mod equivalence;
 mod products;

@@ -45,6 +45,7 @@ fn run(
     }
     sim.run_protocol_with(&mut Hooks {
         observe: &mut |_| Ok(()),
+        observe_every: 0,
         report: &mut |r| {
             reports.push(r.clone());
             Ok(())

@@ -1,0 +1,168 @@
+//! Runs of steps taken in one call of the compiled loop (`StepKernel::run_steps`, which the
+//! protocol uses between the steps it must observe) against the same protocol step by step.
+
+use gle_runtime::{Hooks, PhaseReport, Simulation};
+use std::path::{Path, PathBuf};
+
+fn models() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
+    let mut v: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "gle"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// What a protocol run produced.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    reports: Vec<PhaseReport>,
+    checkpoints: Vec<(u64, Vec<u8>)>,
+    /// `(steps taken, every buffer's bits)` after each step whose index is a multiple of 10.
+    observed: Vec<(u64, Vec<u64>)>,
+    /// Every buffer's bits at the end.
+    last: Vec<u64>,
+    error: Option<String>,
+}
+
+/// Runs the protocol of the model in `text` for at most `limit` steps, with the JIT on
+/// `threads` threads, checkpoints every 61 steps and the observer needing every
+/// `observe_every`-th step (1: each step is taken alone). Returns the outcome and how many
+/// times the observer was called.
+fn run(
+    text: &str,
+    base: &Path,
+    batch: Option<usize>,
+    limit: u64,
+    threads: usize,
+    observe_every: u64,
+) -> (Outcome, u64) {
+    let overrides: Vec<(String, f64)> = batch.map(|b| ("batch".to_string(), b as f64)).into_iter().collect();
+    let (model, diags) = gle_ir::check_source_with("model.gle", text, &overrides);
+    assert!(diags.is_empty(), "{diags:?}");
+    let model = model.unwrap();
+    let program = gle_derive::compile(&model).unwrap();
+    let sgd = gle_runtime::sgd_learnables(&model, &program);
+    let kernel = gle_jit::compile_absorbing(&program, model.protocol.batch, threads, &sgd).unwrap();
+    let steps = Simulation::protocol_steps(&model).unwrap();
+    let mut sim = Simulation::new(model, program, base, steps).unwrap();
+    sim.set_kernel(Box::new(kernel));
+    sim.set_step_limit(limit);
+    sim.enable_checkpoints(61);
+    let bits = |s: &Simulation| -> Vec<u64> {
+        (0..s.program.buffers.len())
+            .flat_map(|b| s.buffer(b).iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+            .collect()
+    };
+    let (mut reports, mut checkpoints, mut observed, mut calls) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    let result = sim.run_protocol_with(&mut Hooks {
+        observe: &mut |s| {
+            calls += 1;
+            if (s.steps() - 1).is_multiple_of(10) {
+                observed.push((s.steps(), bits(s)));
+            }
+            Ok(())
+        },
+        observe_every,
+        report: &mut |r| {
+            reports.push(r.clone());
+            Ok(())
+        },
+        save: &mut |step, bytes| {
+            checkpoints.push((step, bytes));
+            Ok(())
+        },
+    });
+    let outcome = Outcome {
+        reports,
+        checkpoints,
+        observed,
+        last: bits(&sim),
+        error: result.err().map(|e| e.message),
+    };
+    (outcome, calls)
+}
+
+/// Every bundled model gives the same reports (loss, accuracy), checkpoints, observed states
+/// and final state, to the bit, whether its protocol takes the steps between observations in
+/// one call (with the optimiser between them) or one by one; every model is taken in runs (the
+/// adjoint one only while it does not learn: its window works around every learning step).
+#[test]
+fn runs_of_steps_equal_single_steps_on_every_bundled_model() {
+    let mut chunked = Vec::new();
+    for path in models() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        // Data models at a large batch: a training and a test phase within a few hundred steps.
+        // (The bars dataset has a few samples: its own batch.)
+        let batch = (text.contains("data ") && !name.contains("bars")).then_some(1000);
+        let limit = if text.contains("data ") { 300 } else { 700 };
+        let (one_by_one, calls) = run(&text, path.parent().unwrap(), batch, limit, 1, 1);
+        let (runs, fewer_calls) = run(&text, path.parent().unwrap(), batch, limit, 1, 10);
+        assert_eq!(one_by_one.error, None, "{name}");
+        assert!(one_by_one.observed.len() as u64 >= limit.min(calls) / 10, "{name}");
+        assert!(one_by_one == runs, "{name}: runs of steps differ from single steps");
+        if fewer_calls < calls {
+            chunked.push(name);
+        }
+    }
+    assert_eq!(chunked.len(), models().len(), "{chunked:?}");
+}
+
+/// A team takes the steps of a run one call at a time (the default of `run_steps`), with the
+/// same results.
+#[test]
+fn a_team_takes_runs_of_steps_too() {
+    let path = models().into_iter().find(|p| p.ends_with("gle_lagline.gle")).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (alone, _) = run(&text, path.parent().unwrap(), None, 250, 1, 1);
+    let (team, calls) = run(&text, path.parent().unwrap(), None, 250, 2, 10);
+    assert!(calls < 250);
+    assert!(alone == team);
+}
+
+/// A blow-up inside a run stops it after that step and is reported as step by step: a value
+/// the code checks itself (`exp` overflowing), a weight the code updates (found once what it
+/// feeds blows up), and a weight the optimiser updates between the steps.
+#[test]
+fn a_blow_up_inside_a_run_is_reported_at_its_step() {
+    // `r = exp(u)` overflows at step 88, inside a run (runs end after steps 3, 61, 71, 81, 91…).
+    let overflowing = "model unstable\n\
+        neuron N {\n    param tau = 5\n    state u\n    rate r = exp(u)\n    mismatch e = D[tau] u - input\n}\n\
+        input x[3] = uniform(0, 1)\n\
+        population a[3] : N\npopulation b[5] : N\n\
+        connect x -> a : dense(init: uniform(0, 5))\nconnect a -> b : dense(init: uniform(0, 5))\n\
+        run {\n    dt 0.1\n    batch 4\n    phase quiet { steps 3 learn off }\n    phase rest { steps 197 learn off }\n}\n";
+    let absorbed = "model blowup\n\
+        neuron L {\n    state u\n    rate r = u\n    mismatch e = D[1] u - input\n}\n\
+        input x[3] = 1\n\
+        input target[2] = 1\n\
+        population y[2] : L\n\
+        connect x -> y : dense(init: 0.1) learn\n\
+        energy E = mismatch(y) + mse(y.r, target)\n\
+        learn {\n    errors instantaneous\n    optimizer sgd(lr: 1e305)\n}\n\
+        run {\n    dt 0.1\n    steps 100\n}\n";
+    // The same with momentum, which the optimiser applies between the steps of a run.
+    let optimised = absorbed.replace("sgd(lr: 1e305)", "momentum(lr: 1e300, mu: 0.9)");
+    let cases = [
+        (overflowing, "`b.r` is inf for neuron 2 (batch row 2) at step 88"),
+        (absorbed, "parameter `x_y.W`"),
+        (
+            &optimised,
+            "parameter `x_y.W` is -inf at element 0 after the optimiser step of step 4",
+        ),
+    ];
+    for (text, what) in cases {
+        let (one_by_one, calls) = run(text, Path::new("."), None, 200, 1, 1);
+        let (runs, fewer_calls) = run(text, Path::new("."), None, 200, 1, 10);
+        let error = one_by_one.error.clone().expect("the model blows up");
+        assert!(error.contains(what), "{error}");
+        assert!(
+            fewer_calls < calls,
+            "{fewer_calls} observer calls in runs, {calls} one by one"
+        );
+        assert!(one_by_one == runs, "{:?} vs {:?}", one_by_one.error, runs.error);
+    }
+}

@@ -1,0 +1,156 @@
+//! Steps taken several at a time: between two steps the protocol must observe (records,
+//! checkpoints), it materialises the inputs of the steps, hands them to the kernel in one call
+//! ([`StepKernel::run_steps`]) with the optimiser to run between them, and afterwards accounts
+//! for the steps' metrics from the values the kernel copied out.
+
+use crate::{BetweenSteps, Chunk, RunError, Simulation, StepKernel, metrics};
+
+/// The most values (inputs and copies for the metrics) the steps of one call hold: 8 MB.
+const CHUNK_VALUES: usize = 1 << 20;
+
+/// The most steps of one call (a longer run gains nothing: a call costs about a step's
+/// bookkeeping).
+const CHUNK_STEPS: u64 = 256;
+
+/// Storage reused from one call to the next.
+#[derive(Default)]
+pub(crate) struct Storage {
+    feeds: Vec<(usize, Vec<f64>)>,
+    taps: Vec<(usize, Vec<f64>)>,
+}
+
+impl Simulation {
+    /// How many steps the protocol may take in one kernel call now, the phase ending before
+    /// step `end` and [`crate::Hooks::observe`] needing the steps whose index is a multiple of
+    /// `observe_every`: 0 or 1 where steps must be taken one by one (without a kernel; with
+    /// the adjoint window, which works around every learning step; where the optimiser, which
+    /// runs between the steps of a chunk on the calling thread, would use a team).
+    pub(crate) fn chunk_steps(&self, end: u64, observe_every: u64) -> usize {
+        let Some(kernel) = self.kernel.as_ref() else {
+            return 0;
+        };
+        if self.learning {
+            let optimised = (0..self.program.learnables.len()).any(|l| !self.absorbed.contains(&l));
+            let swapped = |b: usize| self.program.swaps.iter().any(|&(x, y)| x == b || y == b);
+            let moved = self
+                .program
+                .learnables
+                .iter()
+                .any(|l| swapped(l.param) || swapped(l.grad));
+            if self.adjoint.is_some() || (optimised && (kernel.threads() > 1 || moved)) {
+                return 0;
+            }
+        }
+        let s = self.step;
+        let mut last = end.min(self.limit.unwrap_or(u64::MAX)); // one past the last step
+        if observe_every > 0 {
+            last = last.min(s.div_ceil(observe_every) * observe_every + 1);
+        }
+        if let Some(every) = self.checkpoint_every {
+            last = last.min((s / every + 1) * every);
+        }
+        let per_step: usize = self
+            .fed
+            .iter()
+            .chain(&metrics::buffers_read(self))
+            .map(|&b| self.data[b].len())
+            .sum();
+        let fits = (CHUNK_VALUES / per_step.max(1)).max(1) as u64;
+        last.saturating_sub(s).min(fits).min(CHUNK_STEPS) as usize
+    }
+
+    /// Takes up to `steps` steps in one kernel call: their inputs first (only the steps before
+    /// the first whose inputs cannot be made, which then fails in the next call), then the
+    /// steps with the optimiser's steps between them when learning (the last step's is the
+    /// caller's), then their metrics. Reports a blow-up as [`Simulation::step`] and
+    /// [`Simulation::optimizer_step`] do.
+    pub(crate) fn run_chunk(&mut self, steps: usize) -> Result<(), RunError> {
+        let mut store = std::mem::take(&mut self.chunk);
+        let steps = self.materialise(&mut store, steps);
+        let result = steps.and_then(|steps| self.run_materialised(&mut store, steps));
+        self.chunk = store;
+        result
+    }
+
+    /// Fills the feeds of `store` for up to `steps` steps; returns how many it could.
+    fn materialise(&self, store: &mut Storage, steps: usize) -> Result<usize, RunError> {
+        store.feeds.resize_with(self.fed.len(), Default::default);
+        for ((buf, values), &b) in store.feeds.iter_mut().zip(&self.fed) {
+            *buf = b;
+            values.resize(steps * self.data[b].len(), 0.0);
+        }
+        for k in 0..steps {
+            for (buf, values) in store.feeds.iter_mut() {
+                let len = self.data[*buf].len();
+                let row = &mut values[k * len..(k + 1) * len];
+                if let Err(e) = self.fill_fed(*buf, self.step + k as u64, self.feed_step + k, row) {
+                    return if k == 0 { Err(e) } else { Ok(k) };
+                }
+            }
+        }
+        Ok(steps)
+    }
+
+    fn run_materialised(&mut self, store: &mut Storage, steps: usize) -> Result<(), RunError> {
+        let read = metrics::buffers_read(self);
+        store.taps.resize_with(read.len(), Default::default);
+        for ((buf, values), &b) in store.taps.iter_mut().zip(&read) {
+            *buf = b;
+            values.resize(steps * self.data[b].len(), 0.0);
+        }
+        let kernel: &mut Box<dyn StepKernel> = self.kernel.as_mut().expect("chunks run only with a kernel");
+        if self.learning && !self.absorbed.is_empty() {
+            let opt = &self.model.learning.optimizer;
+            let rate = |&k: &usize| self.optim.sgd_rate(opt, &self.program.learnables[k]);
+            self.rates = self.absorbed.iter().map(rate).collect();
+            kernel.set_rates(&self.rates);
+        }
+        let (optim, program, consts, absorbed) = (&mut self.optim, &self.program, &self.consts, &self.absorbed);
+        let (opt, dt) = (&self.model.learning.optimizer, self.model.protocol.dt);
+        let mut bad = None;
+        let mut optimizer_step = |data: &mut [Vec<f64>]| {
+            bad = optim.step(opt, dt, consts, program, data, absorbed, 1, &mut |job| job(0));
+            bad.is_none()
+        };
+        let mut chunk = Chunk {
+            first_step: self.step,
+            steps,
+            feeds: &store.feeds,
+            taps: &mut store.taps,
+            scanned: &self.scanned,
+            between: self.learning.then_some(&mut optimizer_step as &mut BetweenSteps),
+        };
+        let done = kernel.run_steps(&mut self.data, consts, dt, self.learning, &mut chunk)?;
+        let complete = done == steps && kernel.all_finite();
+        let first_feed_step = self.feed_step;
+        self.step += done as u64;
+        if self.feed.is_some() {
+            self.feed_step += done;
+        }
+        if let Some((learnable, k)) = bad {
+            return Err(self.optimizer_blow_up(learnable, k));
+        }
+        if !complete {
+            // The kernel stopped after the step that blew up: find and name it.
+            self.check_finite()?;
+        }
+        let mut metrics = std::mem::take(&mut self.metrics);
+        for k in 0..done {
+            let values = |b: usize| {
+                let tap = read
+                    .binary_search(&b)
+                    .expect("the metrics read only the buffers copied out");
+                let len = self.data[b].len();
+                &store.taps[tap].1[k * len..(k + 1) * len]
+            };
+            let feed_steps = if self.feed.is_some() {
+                first_feed_step + k + 1
+            } else {
+                0
+            };
+            metrics.observe_step(self, &values, feed_steps);
+        }
+        self.metrics = metrics;
+        Ok(())
+    }
+}
