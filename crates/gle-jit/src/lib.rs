@@ -63,7 +63,7 @@ const SINGLE_STEP: [i64; 4] = [0; 4];
 /// The work between two steps of a run ([`Chunk::between`]), called by the code through
 /// [`gle_between_steps`].
 struct BetweenSteps<'a> {
-    work: &'a mut dyn FnMut(&mut [Vec<f64>]) -> bool,
+    work: &'a mut gle_runtime::BetweenSteps<'a>,
     /// The simulation's buffers.
     data: *mut Vec<f64>,
     len: usize,
@@ -87,7 +87,8 @@ extern "C" fn gle_between_steps(between: *mut BetweenSteps) -> i64 {
         data.swap(a, b);
     }
     between.exchanged += 1;
-    i64::from((between.work)(data))
+    // The code runs on one thread: so does the work.
+    i64::from((between.work)(data, &mut |job| job(0)))
 }
 
 /// The signature of a step compiled for several threads: [`StepFn`]'s arguments, then the

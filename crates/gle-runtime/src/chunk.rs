@@ -3,7 +3,7 @@
 //! ([`StepKernel::run_steps`]) with the optimiser to run between them, and afterwards accounts
 //! for the steps' metrics from the values the kernel copied out.
 
-use crate::{BetweenSteps, Chunk, RunError, Simulation, StepKernel, metrics};
+use crate::{BetweenSteps, Chunk, RunError, Simulation, StepKernel, metrics, optim};
 
 /// The most values (inputs and copies for the metrics) the steps of one call hold: 8 MB.
 const CHUNK_VALUES: usize = 1 << 20;
@@ -22,24 +22,11 @@ pub(crate) struct Storage {
 impl Simulation {
     /// How many steps the protocol may take in one kernel call now, the phase ending before
     /// step `end` and [`crate::Hooks::observe`] needing the steps whose index is a multiple of
-    /// `observe_every`: 0 or 1 where steps must be taken one by one (without a kernel; with
-    /// the adjoint window, which works around every learning step; where the optimiser, which
-    /// runs between the steps of a chunk on the calling thread, would use a team).
+    /// `observe_every`: 0 or 1 where steps must be taken one by one (without a kernel, or
+    /// learning with the adjoint window, which works around every learning step).
     pub(crate) fn chunk_steps(&self, end: u64, observe_every: u64) -> usize {
-        let Some(kernel) = self.kernel.as_ref() else {
+        if self.kernel.is_none() || (self.learning && self.adjoint.is_some()) {
             return 0;
-        };
-        if self.learning {
-            let optimised = (0..self.program.learnables.len()).any(|l| !self.absorbed.contains(&l));
-            let swapped = |b: usize| self.program.swaps.iter().any(|&(x, y)| x == b || y == b);
-            let moved = self
-                .program
-                .learnables
-                .iter()
-                .any(|l| swapped(l.param) || swapped(l.grad));
-            if self.adjoint.is_some() || (optimised && (kernel.threads() > 1 || moved)) {
-                return 0;
-            }
         }
         let s = self.step;
         let mut last = end.min(self.limit.unwrap_or(u64::MAX)); // one past the last step
@@ -98,18 +85,18 @@ impl Simulation {
             *buf = b;
             values.resize(steps * self.data[b].len(), 0.0);
         }
-        let kernel: &mut Box<dyn StepKernel> = self.kernel.as_mut().expect("chunks run only with a kernel");
         if self.learning && !self.absorbed.is_empty() {
             let opt = &self.model.learning.optimizer;
             let rate = |&k: &usize| self.optim.sgd_rate(opt, &self.program.learnables[k]);
             self.rates = self.absorbed.iter().map(rate).collect();
-            kernel.set_rates(&self.rates);
         }
+        let threads = self.optimizer_threads();
+        let kernel: &mut Box<dyn StepKernel> = self.kernel.as_mut().expect("chunks run only with a kernel");
         let (optim, program, consts, absorbed) = (&mut self.optim, &self.program, &self.consts, &self.absorbed);
         let (opt, dt) = (&self.model.learning.optimizer, self.model.protocol.dt);
         let mut bad = None;
-        let mut optimizer_step = |data: &mut [Vec<f64>]| {
-            bad = optim.step(opt, dt, consts, program, data, absorbed, 1, &mut |job| job(0));
+        let mut optimizer_step = |data: &mut [Vec<f64>], run: &mut dyn FnMut(&optim::Job)| {
+            bad = optim.step(opt, dt, consts, program, data, absorbed, threads, run);
             bad.is_none()
         };
         let mut chunk = Chunk {
@@ -120,6 +107,9 @@ impl Simulation {
             scanned: &self.scanned,
             between: self.learning.then_some(&mut optimizer_step as &mut BetweenSteps),
         };
+        if self.learning && !self.absorbed.is_empty() {
+            kernel.set_rates(&self.rates);
+        }
         let done = kernel.run_steps(&mut self.data, consts, dt, self.learning, &mut chunk)?;
         let complete = done == steps && kernel.all_finite();
         let first_feed_step = self.feed_step;

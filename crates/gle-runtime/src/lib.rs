@@ -107,8 +107,9 @@ pub struct Chunk<'a> {
     pub between: Option<&'a mut BetweenSteps<'a>>,
 }
 
-/// Work on every buffer between two steps of a [`Chunk`]; false stops the run.
-pub type BetweenSteps<'a> = dyn FnMut(&mut [Vec<f64>]) -> bool + 'a;
+/// Work on every buffer between two steps of a [`Chunk`], given a way to run jobs on the
+/// kernel's threads ([`StepKernel::run_on_threads`]); false stops the run.
+pub type BetweenSteps<'a> = dyn FnMut(&mut [Vec<f64>], &mut dyn FnMut(&optim::Job)) -> bool + 'a;
 
 /// [`StepKernel::run_steps`] by one call of [`StepKernel::run`] per step.
 pub fn run_step_by_step<K: StepKernel + ?Sized>(
@@ -122,7 +123,7 @@ pub fn run_step_by_step<K: StepKernel + ?Sized>(
     for k in 0..chunk.steps {
         if k > 0
             && let Some(between) = chunk.between.as_mut()
-            && !between(data)
+            && !between(data, &mut |job| kernel.run_on_threads(job))
         {
             return Ok(k);
         }
@@ -695,12 +696,8 @@ impl Simulation {
 
     /// Applies one optimiser step to every learnable parameter, then the clamps.
     pub fn optimizer_step(&mut self) -> Result<(), RunError> {
-        let elements: usize = self.program.learnables.iter().map(|l| self.data[l.param].len()).sum();
-        let mut kernel = self
-            .kernel
-            .as_mut()
-            .filter(|k| k.threads() > 1 && elements >= PARALLEL_OPTIMIZER_MIN);
-        let threads = kernel.as_ref().map_or(1, |k| k.threads());
+        let threads = self.optimizer_threads();
+        let mut kernel = self.kernel.as_mut().filter(|_| threads > 1);
         let run: &mut dyn FnMut(&optim::Job) = &mut |job| match kernel {
             Some(ref mut k) => k.run_on_threads(job),
             None => job(0),
@@ -718,6 +715,16 @@ impl Simulation {
         match bad {
             Some((learnable, k)) => Err(self.optimizer_blow_up(learnable, k)),
             None => Ok(()),
+        }
+    }
+
+    /// The threads the optimiser shares its work between: the kernel's team, for parameters
+    /// large enough to be worth it.
+    fn optimizer_threads(&self) -> usize {
+        let elements: usize = self.program.learnables.iter().map(|l| self.data[l.param].len()).sum();
+        match &self.kernel {
+            Some(k) if elements >= PARALLEL_OPTIMIZER_MIN => k.threads(),
+            _ => 1,
         }
     }
 
