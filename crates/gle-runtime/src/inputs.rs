@@ -377,11 +377,13 @@ pub fn smooth(raw: &[f64], steps: usize, row: usize, sigma: f64) -> Vec<f64> {
         if i >= n { (period - 1 - i) as usize } else { i as usize }
     };
     let mut out = vec![0.0; raw.len()];
-    for s in 0..steps {
+    for (s, dst) in out.chunks_exact_mut(row).enumerate().take(steps) {
         for (k, wk) in w.iter().enumerate() {
-            let src = reflect(s as isize + k as isize - radius);
-            for c in 0..row {
-                out[s * row + c] += wk * raw[src * row + c];
+            let i = s as isize + k as isize - radius;
+            // Reflected only near the ends (the remainder is a division).
+            let src = if (0..n).contains(&i) { i as usize } else { reflect(i) };
+            for (o, x) in dst.iter_mut().zip(&raw[src * row..(src + 1) * row]) {
+                *o += wk * x;
             }
         }
     }
