@@ -46,3 +46,46 @@ fn a_run_cut_short_sees_the_inputs_of_the_full_run() {
         );
     }
 }
+
+/// Gaussian smoothing is scipy's `gaussian_filter1d` (`truncate = 4`, `mode = 'reflect'`):
+/// against the formula written out, with the index reflected at every tap, bit for bit —
+/// in the interior, at both ends, and for series shorter than the kernel's radius.
+#[test]
+fn smoothing_is_the_reflected_gaussian_filter() {
+    let reference = |raw: &[f64], steps: usize, row: usize, sigma: f64| -> Vec<f64> {
+        let radius = (4.0 * sigma + 0.5) as isize;
+        let w: Vec<f64> = (-radius..=radius)
+            .map(|k| (-0.5 * (k * k) as f64 / (sigma * sigma)).exp())
+            .collect();
+        let total: f64 = w.iter().sum();
+        let n = steps as isize;
+        let mut out = vec![0.0; steps * row];
+        for s in 0..n {
+            for (k, wk) in w.iter().enumerate() {
+                // d c b a | a b c d | d c b a, repeated.
+                let mut i = (s + k as isize - radius).rem_euclid(2 * n);
+                if i >= n {
+                    i = 2 * n - 1 - i;
+                }
+                for c in 0..row {
+                    out[s as usize * row + c] += (wk / total) * raw[i as usize * row + c];
+                }
+            }
+        }
+        out
+    };
+    let mut rng = gle_runtime::rng::Rng::new(7, 11);
+    for (steps, row, sigma) in [(40, 3, 2.0), (5, 2, 3.0), (1, 1, 1.5), (64, 1, 5.0)] {
+        let raw: Vec<f64> = (0..steps * row).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let smoothed = gle_runtime::inputs::smooth(&raw, steps, row, sigma);
+        let expected = reference(&raw, steps, row, sigma);
+        assert_eq!(smoothed.len(), expected.len());
+        for (k, (a, b)) in smoothed.iter().zip(&expected).enumerate() {
+            assert_eq!(
+                a.to_bits(),
+                b.to_bits(),
+                "steps {steps}, sigma {sigma}, value {k}: {a} vs {b}"
+            );
+        }
+    }
+}
