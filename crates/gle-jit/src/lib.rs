@@ -518,7 +518,7 @@ pub fn compile(program: &Program, batch: usize) -> Result<CompiledStep, JitError
 /// statement's rows (of the batch, or of a gradient) are split between them, and they meet at a
 /// barrier where one's rows are read by another (see `schedule`). Per element the operations
 /// and their order are those of [`compile`], so results are identical; worth it when a step is
-/// long (large batches or layers), since each step starts its helper threads afresh.
+/// long (large batches or layers), since the threads meet at barriers several times a step.
 pub fn compile_for_threads(program: &Program, batch: usize, threads: usize) -> Result<CompiledStep, JitError> {
     compile_absorbing(program, batch, threads, &[])
 }

@@ -66,8 +66,8 @@ enum Command {
         /// Execute steps with the Cranelift JIT or the reference interpreter.
         #[arg(long, value_enum, default_value_t = Backend::Jit)]
         backend: Backend,
-        /// Threads that share each JIT step (worth it for large batches: each step starts its
-        /// helper threads afresh).
+        /// Threads that share each JIT step (worth it for large batches: the threads meet at
+        /// barriers several times per step).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
         threads: u16,
     },
