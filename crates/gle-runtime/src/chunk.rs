@@ -59,7 +59,8 @@ impl Simulation {
         result
     }
 
-    /// Fills the feeds of `store` for up to `steps` steps; returns how many it could.
+    /// Fills the feeds of `store` for up to `steps` steps; returns how many it could (the
+    /// feeds then hold that many).
     fn materialise(&self, store: &mut Storage, steps: usize) -> Result<usize, RunError> {
         store.feeds.resize_with(self.fed.len(), Default::default);
         for ((buf, values), &b) in store.feeds.iter_mut().zip(&self.fed) {
@@ -71,13 +72,20 @@ impl Simulation {
                 let len = self.data[*buf].len();
                 let row = &mut values[k * len..(k + 1) * len];
                 if let Err(e) = self.fill_fed(*buf, self.step + k as u64, self.feed_step + k, row) {
-                    return if k == 0 { Err(e) } else { Ok(k) };
+                    if k == 0 {
+                        return Err(e);
+                    }
+                    for (buf, values) in store.feeds.iter_mut() {
+                        values.truncate(k * self.data[*buf].len());
+                    }
+                    return Ok(k);
                 }
             }
         }
         Ok(steps)
     }
 
+    /// Takes the `steps` steps whose feeds `store` holds, and accounts for their metrics.
     fn run_materialised(&mut self, store: &mut Storage, steps: usize) -> Result<(), RunError> {
         let read = metrics::buffers_read(self);
         store.taps.resize_with(read.len(), Default::default);
@@ -85,11 +93,7 @@ impl Simulation {
             *buf = b;
             values.resize(steps * self.data[b].len(), 0.0);
         }
-        if self.learning && !self.absorbed.is_empty() {
-            let opt = &self.model.learning.optimizer;
-            let rate = |&k: &usize| self.optim.sgd_rate(opt, &self.program.learnables[k]);
-            self.rates = self.absorbed.iter().map(rate).collect();
-        }
+        self.hand_rates();
         let threads = self.optimizer_threads();
         let kernel: &mut Box<dyn StepKernel> = self.kernel.as_mut().expect("chunks run only with a kernel");
         let (optim, program, consts, absorbed) = (&mut self.optim, &self.program, &self.consts, &self.absorbed);
@@ -107,9 +111,6 @@ impl Simulation {
             scanned: &self.scanned,
             between: self.learning.then_some(&mut optimizer_step as &mut BetweenSteps),
         };
-        if self.learning && !self.absorbed.is_empty() {
-            kernel.set_rates(&self.rates);
-        }
         let done = kernel.run_steps(&mut self.data, consts, dt, self.learning, &mut chunk)?;
         let complete = done == steps && kernel.all_finite();
         let first_feed_step = self.feed_step;

@@ -506,14 +506,8 @@ impl Simulation {
             filled?;
         }
         let time = n as f64 * self.model.protocol.dt;
+        self.hand_rates();
         if let Some(kernel) = self.kernel.as_mut() {
-            if self.learning && !self.absorbed.is_empty() {
-                self.rates.clear();
-                let opt = &self.model.learning.optimizer;
-                let rate = |&k: &usize| self.optim.sgd_rate(opt, &self.program.learnables[k]);
-                self.rates.extend(self.absorbed.iter().map(rate));
-                kernel.set_rates(&self.rates);
-            }
             kernel.run(
                 &mut self.data,
                 &self.consts,
@@ -555,6 +549,22 @@ impl Simulation {
             self.feed_step += 1;
         }
         self.check_finite()
+    }
+
+    /// Hands the kernel the rates of the updates it absorbs for the next steps (when learning).
+    fn hand_rates(&mut self) {
+        let Some(kernel) = self
+            .kernel
+            .as_mut()
+            .filter(|_| self.learning && !self.absorbed.is_empty())
+        else {
+            return;
+        };
+        self.rates.clear();
+        let opt = &self.model.learning.optimizer;
+        let rate = |&k: &usize| self.optim.sgd_rate(opt, &self.program.learnables[k]);
+        self.rates.extend(self.absorbed.iter().map(rate));
+        kernel.set_rates(&self.rates);
     }
 
     /// Writes what fed buffer `buf` ([`Self::fed`]) holds in step `step`, the `feed_step`-th of

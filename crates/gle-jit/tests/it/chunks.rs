@@ -169,3 +169,35 @@ fn a_blow_up_inside_a_run_is_reported_at_its_step() {
         assert!(one_by_one == runs, "{:?} vs {:?}", one_by_one.error, runs.error);
     }
 }
+
+/// An input that cannot be made for a step inside a run (a label outside the classes) ends the
+/// run before that step, which then fails as it does step by step.
+#[test]
+fn a_bad_sample_inside_a_run_fails_at_its_step() {
+    let dir = std::env::temp_dir().join(format!("glec-chunk-labels-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let x: Vec<f64> = (0..32).map(|k| f64::from(k % 7) / 7.0).collect();
+    let y = [0.0, 1.0, 2.0, 5.0, 0.0, 1.0, 2.0, 0.0];
+    let npz = gle_runtime::zip::write(&[
+        ("x.npy".to_string(), gle_runtime::npy::encode(&[8, 4], &x)),
+        ("y.npy".to_string(), gle_runtime::npy::encode(&[8], &y)),
+    ]);
+    std::fs::write(dir.join("toy.npz"), npz).unwrap();
+    let text = "model labels\n\
+        neuron L {\n    state u\n    rate r = u\n    mismatch e = D[1] u - input\n}\n\
+        dataset toy {\n    file \"toy.npz\"\n    field x = array(\"x\")\n    field y = array(\"y\")\n    present hold\n    steps_per_sample 10\n}\n\
+        input x[4] = toy.x\n\
+        population out[3] : L\n\
+        connect x -> out : dense(init: 0.1) learn\n\
+        energy E = mismatch(out) + mse(out.r, toy.y)\n\
+        learn {\n    errors instantaneous\n    optimizer sgd(lr: 0.01)\n}\n\
+        run {\n    dt 0.1\n    batch 1\n    phase train { data toy.train }\n}\n";
+    let (one_by_one, calls) = run(text, &dir, None, 80, 1, 1);
+    let (runs, fewer_calls) = run(text, &dir, None, 80, 1, 10);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let error = one_by_one.error.clone().expect("sample 3 has no class 5");
+    assert!(error.contains("label 5 of sample 3 does not fit 3 classes"), "{error}");
+    assert_eq!(calls, 30);
+    assert!(fewer_calls < calls);
+    assert!(one_by_one == runs, "{:?} vs {:?}", one_by_one.error, runs.error);
+}
