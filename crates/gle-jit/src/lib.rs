@@ -417,7 +417,8 @@ impl StepKernel for CompiledStep {
         }
         self.point_at(data)?;
         let bad = || RunError::new("JIT: a run of steps does not match the compiled program");
-        let (first, steps) = (i64::try_from(chunk.first_step).map_err(|_| bad())?, chunk.steps as i64);
+        let first = i64::try_from(chunk.first_step).map_err(|_| bad())?;
+        let steps = i64::try_from(chunk.steps).map_err(|_| bad())?;
         self.plan.clear();
         let counts = [chunk.feeds.len(), chunk.taps.len(), chunk.scanned.len()];
         self.plan.extend(counts.iter().map(|&c| c as i64));
@@ -438,7 +439,7 @@ impl StepKernel for CompiledStep {
             .map(|(b, v)| (*b, v.len(), v.as_mut_ptr().cast_const()));
         for (buf, values, address) in feeds.chain(taps) {
             let len = *self.lens.get(buf).ok_or_else(bad)?;
-            if values != len * chunk.steps {
+            if len.checked_mul(chunk.steps) != Some(values) {
                 return Err(bad());
             }
             self.plan.extend([buf as i64, len as i64, address as i64]);
