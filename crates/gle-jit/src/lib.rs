@@ -1239,38 +1239,19 @@ impl Emitter<'_, '_> {
     /// infinite: `v − v` is +0 for every finite `v` and NaN otherwise, so the bits of those
     /// differences, or-ed together, are 0 exactly when all are finite.
     fn scan(&mut self, values: Value, len: Value) {
-        let (body, done) = (self.fb.create_block(), self.fb.create_block());
-        self.fb.append_block_param(body, types::I64);
-        self.fb.append_block_param(body, types::I64);
-        self.fb.append_block_param(done, types::I64);
+        let bits = self.fb.declare_var(types::I64);
         let zero = self.int(0);
-        let any = self.fb.ins().icmp(IntCC::SignedLessThan, zero, len);
-        self.fb.ins().brif(
-            any,
-            body,
-            &[BlockArg::from(zero), BlockArg::from(zero)],
-            done,
-            &[BlockArg::from(zero)],
-        );
-        self.fb.switch_to_block(body);
-        let (i, bits) = (self.fb.block_params(body)[0], self.fb.block_params(body)[1]);
-        let v = self.load_at(values, i);
-        let difference = self.fb.ins().fsub(v, v);
-        let difference = self.fb.ins().bitcast(types::I64, MemFlagsData::new(), difference);
-        let bits = self.fb.ins().bor(bits, difference);
-        let next = self.fb.ins().iadd_imm_s(i, 1);
-        let more = self.fb.ins().icmp(IntCC::SignedLessThan, next, len);
-        self.fb.ins().brif(
-            more,
-            body,
-            &[BlockArg::from(next), BlockArg::from(bits)],
-            done,
-            &[BlockArg::from(bits)],
-        );
-        self.fb.seal_block(body);
-        self.fb.switch_to_block(done);
-        self.fb.seal_block(done);
-        let bits = self.fb.block_params(done)[0];
+        self.fb.def_var(bits, zero);
+        let _ = self.repeat_range(zero, len, &mut |e, i| {
+            let v = e.load_at(values, i);
+            let difference = e.fb.ins().fsub(v, v);
+            let difference = e.fb.ins().bitcast(types::I64, MemFlagsData::new(), difference);
+            let so_far = e.fb.use_var(bits);
+            let so_far = e.fb.ins().bor(so_far, difference);
+            e.fb.def_var(bits, so_far);
+            Ok(())
+        });
+        let bits = self.fb.use_var(bits);
         let _ = self.when(bits, &mut |e| {
             let flag = e.finite_flag();
             let nan = e.fb.ins().f64const(f64::NAN);

@@ -1,19 +1,9 @@
 //! Runs of steps taken in one call of the compiled loop (`StepKernel::run_steps`, which the
 //! protocol uses between the steps it must observe) against the same protocol step by step.
 
+use crate::equivalence::{ABSORBED_BLOWUP, models};
 use gle_runtime::{Hooks, PhaseReport, Simulation};
-use std::path::{Path, PathBuf};
-
-fn models() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
-    let mut v: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "gle"))
-        .collect();
-    v.sort();
-    v
-}
+use std::path::Path;
 
 /// What a protocol run produced.
 #[derive(Debug, PartialEq)]
@@ -138,20 +128,11 @@ fn a_blow_up_inside_a_run_is_reported_at_its_step() {
         population a[3] : N\npopulation b[5] : N\n\
         connect x -> a : dense(init: uniform(0, 5))\nconnect a -> b : dense(init: uniform(0, 5))\n\
         run {\n    dt 0.1\n    batch 4\n    phase quiet { steps 3 learn off }\n    phase rest { steps 197 learn off }\n}\n";
-    let absorbed = "model blowup\n\
-        neuron L {\n    state u\n    rate r = u\n    mismatch e = D[1] u - input\n}\n\
-        input x[3] = 1\n\
-        input target[2] = 1\n\
-        population y[2] : L\n\
-        connect x -> y : dense(init: 0.1) learn\n\
-        energy E = mismatch(y) + mse(y.r, target)\n\
-        learn {\n    errors instantaneous\n    optimizer sgd(lr: 1e305)\n}\n\
-        run {\n    dt 0.1\n    steps 100\n}\n";
-    // The same with momentum, which the optimiser applies between the steps of a run.
-    let optimised = absorbed.replace("sgd(lr: 1e305)", "momentum(lr: 1e300, mu: 0.9)");
+    // The absorbed-weight blow-up with momentum, which the optimiser applies between the steps.
+    let optimised = ABSORBED_BLOWUP.replace("sgd(lr: 1e305)", "momentum(lr: 1e300, mu: 0.9)");
     let cases = [
         (overflowing, "`b.r` is inf for neuron 2 (batch row 2) at step 88"),
-        (absorbed, "parameter `x_y.W`"),
+        (ABSORBED_BLOWUP, "parameter `x_y.W`"),
         (
             &optimised,
             "parameter `x_y.W` is -inf at element 0 after the optimiser step of step 4",

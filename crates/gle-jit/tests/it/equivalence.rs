@@ -3,7 +3,8 @@
 use gle_runtime::Simulation;
 use std::path::Path;
 
-fn models() -> Vec<std::path::PathBuf> {
+/// The bundled models, in name order.
+pub fn models() -> Vec<std::path::PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
     let mut v: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -313,19 +314,21 @@ fn piecewise_functions_are_the_reference_functions_in_every_lane() {
     assert!(compared > 15 * 3 * functions.len());
 }
 
+/// A layer whose plain-SGD weights (which the JIT updates in the step) blow up.
+pub const ABSORBED_BLOWUP: &str = "model blowup\n\
+    neuron L {\n    state u\n    rate r = u\n    mismatch e = D[1] u - input\n}\n\
+    input x[3] = 1\n\
+    input target[2] = 1\n\
+    population y[2] : L\n\
+    connect x -> y : dense(init: 0.1) learn\n\
+    energy E = mismatch(y) + mse(y.r, target)\n\
+    learn {\n    errors instantaneous\n    optimizer sgd(lr: 1e305)\n}\n\
+    run {\n    dt 0.1\n    steps 100\n}\n";
+
 /// A weight the JIT updates in the step and that blows up is named once what it feeds blows up.
 #[test]
 fn a_blown_up_absorbed_weight_is_named() {
-    let text = "model blowup\n\
-        neuron L {\n    state u\n    rate r = u\n    mismatch e = D[1] u - input\n}\n\
-        input x[3] = 1\n\
-        input target[2] = 1\n\
-        population y[2] : L\n\
-        connect x -> y : dense(init: 0.1) learn\n\
-        energy E = mismatch(y) + mse(y.r, target)\n\
-        learn {\n    errors instantaneous\n    optimizer sgd(lr: 1e305)\n}\n\
-        run {\n    dt 0.1\n    steps 100\n}\n";
-    let (model, diags) = gle_ir::check_source("blowup.gle", text);
+    let (model, diags) = gle_ir::check_source("blowup.gle", ABSORBED_BLOWUP);
     assert!(diags.is_empty(), "{diags:?}");
     let model = model.unwrap();
     let program = gle_derive::compile(&model).unwrap();
