@@ -36,6 +36,10 @@ impl Simulation {
         if let Some(every) = self.checkpoint_every {
             last = last.min((s / every + 1) * every);
         }
+        let span = last.saturating_sub(s);
+        if span <= 1 {
+            return span as usize;
+        }
         let per_step: usize = self
             .fed
             .iter()
@@ -43,7 +47,7 @@ impl Simulation {
             .map(|&b| self.data[b].len())
             .sum();
         let fits = (CHUNK_VALUES / per_step.max(1)).max(1) as u64;
-        last.saturating_sub(s).min(fits).min(CHUNK_STEPS) as usize
+        span.min(fits).min(CHUNK_STEPS) as usize
     }
 
     /// Takes up to `steps` steps in one kernel call: their inputs first (only the steps before
