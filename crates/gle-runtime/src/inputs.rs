@@ -6,7 +6,12 @@ use crate::npy;
 use crate::rng::Rng;
 use gle_ir::builtins::Builtin;
 use gle_ir::{BinOp, Callee, Expr, Input, Model, Ref};
+use std::ops::Range;
 use std::path::Path;
+use std::sync::Mutex;
+
+/// Steps of a smoothed input prepared at once, as the run reaches them.
+const SMOOTHED_BLOCK: usize = 1024;
 
 /// One input, ready to fill its buffer at any step.
 pub enum InputStream {
@@ -30,6 +35,26 @@ pub enum InputStream {
         field: usize,
         /// Channels.
         width: usize,
+    },
+    /// A function of time smoothed along time (`smooth(f, sigma_steps: σ)`), prepared block by
+    /// block as the run reaches it (so the first step does not wait for the whole run's).
+    Smoothed {
+        /// The function smoothed (a [`InputStream::Function`]).
+        inner: Box<InputStream>,
+        /// The constants at the start of the run, which the function sees.
+        consts: Vec<f64>,
+        /// The time step.
+        dt: f64,
+        /// The kernel's width in steps.
+        sigma: f64,
+        /// Steps of the whole series (it is reflected at its ends).
+        steps: usize,
+        /// Channels times batch rows per step.
+        row: usize,
+        /// Name for errors.
+        name: String,
+        /// The block prepared last: its first step and its values.
+        block: Mutex<(usize, Vec<f64>)>,
     },
     /// Precomputed values, `steps × batch × width`.
     Table {
@@ -128,21 +153,20 @@ impl InputStream {
                     None => 1.0,
                 };
                 let inner = InputStream::function(&args[0], width, batch, seed, inp)?;
-                // Smoothing looks `radius` steps ahead: prepared that much further (up to the
+                // Smoothing looks `radius` steps ahead: over a series that much longer (up to the
                 // protocol's end), the first `steps` values are those of the whole run, so a run
                 // cut short by `--steps` sees the inputs of the full one.
                 let protocol = crate::Simulation::protocol_steps(model).unwrap_or(steps);
                 let steps = (steps + smoothing_radius(sigma)).min(protocol.max(steps));
-                let mut raw = vec![0.0; steps * batch * width];
-                for n in 0..steps {
-                    inner.fill(n, &consts, dt, &mut raw[n * batch * width..(n + 1) * batch * width])?;
-                }
-                let data = smooth(&raw, steps, batch * width, sigma);
-                Ok(InputStream::Table {
-                    data,
+                Ok(InputStream::Smoothed {
+                    inner: Box::new(inner),
+                    consts,
+                    dt,
+                    sigma,
                     steps,
                     row: batch * width,
                     name: inp.name.clone(),
+                    block: Mutex::new((0, Vec::new())),
                 })
             }
             Expr::Call(Callee::Builtin(Builtin::Ou), args) => {
@@ -216,6 +240,25 @@ impl InputStream {
     pub fn fill(&self, n: usize, consts: &[f64], dt: f64, out: &mut [f64]) -> Result<(), RunError> {
         match self {
             InputStream::Data { .. } => {}
+            InputStream::Smoothed {
+                steps,
+                row,
+                name,
+                block,
+                ..
+            } => {
+                if n >= *steps {
+                    return Err(RunError::new(format!("input `{name}` has no values for step {n}")));
+                }
+                let mut block = block.lock().unwrap_or_else(|e| e.into_inner());
+                let (first, values) = &mut *block;
+                if n < *first || n >= *first + values.len() / row {
+                    *values = self.smoothed(n..(n + SMOOTHED_BLOCK).min(*steps))?;
+                    *first = n;
+                }
+                let k = n - *first;
+                out.copy_from_slice(&values[k * row..(k + 1) * row]);
+            }
             InputStream::Table { data, steps, row, name } => {
                 if n >= *steps {
                     return Err(RunError::new(format!("input `{name}` has no values for step {n}")));
@@ -238,6 +281,34 @@ impl InputStream {
             }
         }
         Ok(())
+    }
+}
+
+impl InputStream {
+    /// The smoothed values of `steps` of a [`InputStream::Smoothed`], from the raw values of
+    /// the steps they read.
+    fn smoothed(&self, steps: Range<usize>) -> Result<Vec<f64>, RunError> {
+        let InputStream::Smoothed {
+            inner,
+            consts,
+            dt,
+            sigma,
+            steps: n,
+            row,
+            ..
+        } = self
+        else {
+            return Ok(Vec::new());
+        };
+        let radius = smoothing_radius(*sigma) as isize;
+        let sources = (steps.start as isize - radius)..(steps.end as isize + radius);
+        let lo = sources.clone().map(|i| reflect(i, *n)).min().unwrap_or(0);
+        let hi = sources.map(|i| reflect(i, *n) + 1).max().unwrap_or(0);
+        let mut raw = vec![0.0; (hi - lo) * row];
+        for (m, values) in (lo..hi).zip(raw.chunks_exact_mut(*row)) {
+            inner.fill(m, consts, *dt, values)?;
+        }
+        Ok(smooth_range(&raw, lo, steps, *n, *row, *sigma))
     }
 }
 
@@ -285,10 +356,18 @@ fn eval(
             *site += 1;
             v
         }
-        Expr::Call(Callee::Builtin(b), args) => {
-            let xs: Vec<f64> = args.iter().map(|a| ev(a, site)).collect();
-            gle_ir::eval::apply(*b, &xs)
-        }
+        // (Arguments left to right: a random call site's index counts up as they are read.)
+        Expr::Call(Callee::Builtin(b), args) => match args.as_slice() {
+            [x] => gle_ir::eval::apply(*b, &[ev(x, site)]),
+            [x, y] => {
+                let x = ev(x, site);
+                gle_ir::eval::apply(*b, &[x, ev(y, site)])
+            }
+            _ => {
+                let xs: Vec<f64> = args.iter().map(|a| ev(a, site)).collect();
+                gle_ir::eval::apply(*b, &xs)
+            }
+        },
         Expr::Call(Callee::User(_), _) | Expr::D(..) | Expr::I(..) => f64::NAN,
     }
 }
@@ -363,27 +442,50 @@ pub fn smooth(raw: &[f64], steps: usize, row: usize, sigma: f64) -> Vec<f64> {
     if sigma <= 0.0 || steps == 0 {
         return raw.to_vec();
     }
+    smooth_range(raw, 0, 0..steps, steps, row, sigma)
+}
+
+/// The index step `i` of a series of `n` steps reads when reflected at its ends
+/// (d c b a | a b c d | d c b a, repeated).
+fn reflect(i: isize, n: usize) -> usize {
+    let (n, period) = (n as isize, 2 * n as isize);
+    let i = i.rem_euclid(period);
+    if i >= n { (period - 1 - i) as usize } else { i as usize }
+}
+
+/// [`smooth`]'s values for `steps` of a series of `n` steps, from its raw values of steps
+/// `lo..` (`raw`, every step those steps read).
+fn smooth_range(raw: &[f64], lo: usize, steps: Range<usize>, n: usize, row: usize, sigma: f64) -> Vec<f64> {
     let radius = smoothing_radius(sigma) as isize;
     let mut w: Vec<f64> = (-radius..=radius)
         .map(|k| (-0.5 * (k * k) as f64 / (sigma * sigma)).exp())
         .collect();
     let total: f64 = w.iter().sum();
     w.iter_mut().for_each(|x| *x /= total);
-    let n = steps as isize;
-    let reflect = |mut i: isize| -> usize {
-        // d c b a | a b c d | d c b a
-        let period = 2 * n;
-        i = i.rem_euclid(period);
-        if i >= n { (period - 1 - i) as usize } else { i as usize }
-    };
-    let mut out = vec![0.0; raw.len()];
-    for (s, dst) in out.chunks_exact_mut(row).enumerate().take(steps) {
+    let (start, n) = (steps.start, n as isize);
+    // Block by block of steps, tap by tap (each output still sums its taps in order): a
+    // shifted copy of the series added in one pass over the block's steps whose source lies
+    // inside the series, reflected near its ends; blocks keep the sums in the cache.
+    const BLOCK: usize = 256;
+    let mut out = vec![0.0; steps.len() * row];
+    for block in steps.clone().step_by(BLOCK) {
+        let block_end = (block + BLOCK).min(steps.end);
         for (k, wk) in w.iter().enumerate() {
-            let i = s as isize + k as isize - radius;
-            // Reflected only near the ends (the remainder is a division).
-            let src = if (0..n).contains(&i) { i as usize } else { reflect(i) };
-            for (o, x) in dst.iter_mut().zip(&raw[src * row..(src + 1) * row]) {
-                *o += wk * x;
+            let shift = k as isize - radius;
+            let first = ((-shift).clamp(0, n) as usize).clamp(block, block_end);
+            let end = ((n - shift).clamp(0, n) as usize).clamp(first, block_end);
+            for s in (block..first).chain(end..block_end) {
+                let src = reflect(s as isize + shift, n as usize) - lo;
+                for c in 0..row {
+                    out[(s - start) * row + c] += wk * raw[src * row + c];
+                }
+            }
+            if first < end {
+                let src = (first as isize + shift) as usize - lo;
+                let dst = &mut out[(first - start) * row..(end - start) * row];
+                for (o, x) in dst.iter_mut().zip(&raw[src * row..]) {
+                    *o += wk * x;
+                }
             }
         }
     }

@@ -47,9 +47,45 @@ fn a_run_cut_short_sees_the_inputs_of_the_full_run() {
     }
 }
 
+/// A smoothed input, prepared block by block as the run reaches it, is the smoothing of the
+/// whole unsmoothed series: across the blocks, at both ends, and when a step is asked for
+/// again after later ones (a resumed run).
+#[test]
+fn smoothed_inputs_prepared_as_the_run_goes_are_the_whole_series_smoothed() {
+    let steps = 2600;
+    let raw_model = model("", steps).replace(
+        "smooth(square(t / 4 + uniform(0, 1)) + normal(0, 0.1), sigma_steps: 5)",
+        "square(t / 4 + uniform(0, 1)) + normal(0, 0.1)",
+    );
+    let raw: Vec<f64> = inputs(&raw_model, steps, steps).concat();
+    let expected = gle_runtime::inputs::smooth(&raw, steps, 6, 5.0);
+    let smoothed = inputs(&model("", steps), steps, steps).concat();
+    assert_eq!(smoothed.len(), expected.len());
+    for (k, (a, b)) in smoothed.iter().zip(&expected).enumerate() {
+        assert_eq!(a.to_bits(), b.to_bits(), "step {}, value {}: {a} vs {b}", k / 6, k % 6);
+    }
+    let sim = sim(&model("", steps), steps);
+    let input = gle_runtime::inputs::InputStream::new(
+        &sim.model.inputs[0],
+        &sim.model,
+        2,
+        steps,
+        0,
+        std::path::Path::new("."),
+        &[],
+    )
+    .unwrap();
+    let mut again = vec![0.0; 6];
+    for n in [2500, 17, 2599, 1024, 1023] {
+        input.fill(n, &[], 0.1, &mut again).unwrap();
+        assert_eq!(again, expected[n * 6..(n + 1) * 6], "step {n}");
+    }
+}
+
 /// Gaussian smoothing is scipy's `gaussian_filter1d` (`truncate = 4`, `mode = 'reflect'`):
 /// against the formula written out, with the index reflected at every tap, bit for bit —
-/// in the interior, at both ends, and for series shorter than the kernel's radius.
+/// in the interior, at both ends, across the blocks it works in, and for series shorter than
+/// the kernel's radius.
 #[test]
 fn smoothing_is_the_reflected_gaussian_filter() {
     let reference = |raw: &[f64], steps: usize, row: usize, sigma: f64| -> Vec<f64> {
@@ -75,7 +111,7 @@ fn smoothing_is_the_reflected_gaussian_filter() {
         out
     };
     let mut rng = gle_runtime::rng::Rng::new(7, 11);
-    for (steps, row, sigma) in [(40, 3, 2.0), (5, 2, 3.0), (1, 1, 1.5), (64, 1, 5.0)] {
+    for (steps, row, sigma) in [(40, 3, 2.0), (5, 2, 3.0), (1, 1, 1.5), (64, 1, 5.0), (600, 2, 3.0)] {
         let raw: Vec<f64> = (0..steps * row).map(|_| rng.uniform(-1.0, 1.0)).collect();
         let smoothed = gle_runtime::inputs::smooth(&raw, steps, row, sigma);
         let expected = reference(&raw, steps, row, sigma);
