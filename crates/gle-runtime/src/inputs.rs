@@ -56,6 +56,24 @@ pub enum InputStream {
         /// The block prepared last: its first step and its values.
         block: Mutex<(usize, Vec<f64>)>,
     },
+    /// Ornstein–Uhlenbeck noise (`ou(tau: τ, sigma: σ)`), advanced as the run reaches each step.
+    Ou {
+        /// The time step.
+        dt: f64,
+        /// The time constant τ.
+        tau: f64,
+        /// The noise's weight per step, `σ·√(2·dt/τ)`.
+        kick: f64,
+        /// Steps available.
+        steps: usize,
+        /// Name for errors.
+        name: String,
+        /// The generator at step 0 (to start again when an earlier step is asked for).
+        start: Rng,
+        /// The process at a step: the step, its values (every batch row and channel), and the
+        /// generator's state there.
+        state: Mutex<(usize, Vec<f64>, Rng)>,
+    },
     /// Precomputed values, `steps × batch × width`.
     Table {
         /// Values.
@@ -177,22 +195,15 @@ impl InputStream {
                 if tau <= 0.0 || sigma < 0.0 {
                     return Err(RunError::at("`ou` needs τ > 0 and σ ≥ 0", inp.span));
                 }
-                let row = batch * width;
-                let mut rng = Rng::new(seed, draws_stream("ou", inp));
-                let mut x = vec![0.0; row];
-                let mut data = Vec::with_capacity(steps * row);
-                let kick = sigma * (2.0 * dt / tau).sqrt();
-                for _ in 0..steps {
-                    data.extend_from_slice(&x);
-                    for v in &mut x {
-                        *v += -dt * *v / tau + kick * rng.normal(0.0, 1.0);
-                    }
-                }
-                Ok(InputStream::Table {
-                    data,
+                let start = Rng::new(seed, draws_stream("ou", inp));
+                Ok(InputStream::Ou {
+                    dt,
+                    tau,
+                    kick: sigma * (2.0 * dt / tau).sqrt(),
                     steps,
-                    row,
                     name: inp.name.clone(),
+                    state: Mutex::new((0, vec![0.0; batch * width], start.clone())),
+                    start,
                 })
             }
             other => {
@@ -258,6 +269,32 @@ impl InputStream {
                 }
                 let k = n - *first;
                 out.copy_from_slice(&values[k * row..(k + 1) * row]);
+            }
+            InputStream::Ou {
+                dt,
+                tau,
+                kick,
+                steps,
+                name,
+                start,
+                state,
+            } => {
+                if n >= *steps {
+                    return Err(RunError::new(format!("input `{name}` has no values for step {n}")));
+                }
+                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+                let (at, x, rng) = &mut *state;
+                if n < *at {
+                    (*at, *rng) = (0, start.clone());
+                    x.fill(0.0);
+                }
+                for _ in *at..n {
+                    for v in x.iter_mut() {
+                        *v += -dt * *v / tau + kick * rng.normal(0.0, 1.0);
+                    }
+                }
+                *at = n;
+                out.copy_from_slice(x);
             }
             InputStream::Table { data, steps, row, name } => {
                 if n >= *steps {

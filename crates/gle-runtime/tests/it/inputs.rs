@@ -125,3 +125,42 @@ fn smoothing_is_the_reflected_gaussian_filter() {
         }
     }
 }
+
+/// Ornstein–Uhlenbeck noise, advanced as the run reaches each step, is the process written out
+/// (x ← x − dt·x/τ + σ·√(2·dt/τ)·ξ from 0, one generator per input), bit for bit, also when an
+/// earlier step is asked for again.
+#[test]
+fn ou_noise_advanced_as_the_run_goes_is_the_process_written_out() {
+    let (steps, dt, tau, sigma): (usize, f64, f64, f64) = (300, 0.01, 0.5, 0.3);
+    let src = format!(
+        "{NEURON}input x[3] = ou(tau: {tau}, sigma: {sigma})\npopulation p[3] : N\nconnect x -> p : identity\nrun {{\n    dt {dt}\n    batch 2\n    seed 4\n    steps {steps}\n}}\n"
+    );
+    let mut rng = gle_runtime::rng::Rng::new(4, gle_runtime::rng::name_hash("ou x"));
+    let kick = sigma * (2.0 * dt / tau).sqrt();
+    let mut x = vec![0.0; 6];
+    let mut expected = Vec::new();
+    for _ in 0..steps {
+        expected.push(x.clone());
+        for v in &mut x {
+            *v += -dt * *v / tau + kick * rng.normal(0.0, 1.0);
+        }
+    }
+    assert_eq!(inputs(&src, steps, steps), expected);
+    let s = sim(&src, steps);
+    let input = gle_runtime::inputs::InputStream::new(
+        &s.model.inputs[0],
+        &s.model,
+        2,
+        steps,
+        4,
+        std::path::Path::new("."),
+        &[],
+    )
+    .unwrap();
+    let mut again = vec![0.0; 6];
+    for n in [250, 3, 299, 0, 100] {
+        input.fill(n, &[], dt, &mut again).unwrap();
+        assert_eq!(again, expected[n], "step {n}");
+    }
+    assert!(input.fill(steps, &[], dt, &mut again).is_err());
+}
