@@ -258,9 +258,7 @@ impl InputStream {
                 block,
                 ..
             } => {
-                if n >= *steps {
-                    return Err(RunError::new(format!("input `{name}` has no values for step {n}")));
-                }
+                has_step(name, n, *steps)?;
                 let mut block = block.lock().unwrap_or_else(|e| e.into_inner());
                 let (first, values) = &mut *block;
                 if n < *first || n >= *first + values.len() / row {
@@ -279,9 +277,7 @@ impl InputStream {
                 start,
                 state,
             } => {
-                if n >= *steps {
-                    return Err(RunError::new(format!("input `{name}` has no values for step {n}")));
-                }
+                has_step(name, n, *steps)?;
                 let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
                 let (at, x, rng) = &mut *state;
                 if n < *at {
@@ -297,9 +293,7 @@ impl InputStream {
                 out.copy_from_slice(x);
             }
             InputStream::Table { data, steps, row, name } => {
-                if n >= *steps {
-                    return Err(RunError::new(format!("input `{name}` has no values for step {n}")));
-                }
+                has_step(name, n, *steps)?;
                 out.copy_from_slice(&data[n * row..(n + 1) * row]);
             }
             InputStream::Function {
@@ -347,6 +341,14 @@ impl InputStream {
         }
         Ok(smooth_range(&raw, lo, steps, *n, *row, *sigma))
     }
+}
+
+/// The error of a stream of `steps` steps asked for step `n` past them.
+fn has_step(name: &str, n: usize, steps: usize) -> Result<(), RunError> {
+    if n >= steps {
+        return Err(RunError::new(format!("input `{name}` has no values for step {n}")));
+    }
+    Ok(())
 }
 
 /// Evaluates an input expression for one batch row and channel.

@@ -22,6 +22,23 @@ fn inputs(src: &str, prepared: usize, steps: usize) -> Vec<Vec<f64>> {
         .collect()
 }
 
+/// The stream of input `x` of the model in `src`, prepared for `steps` steps of batch 2 with
+/// the model's seed.
+fn stream(src: &str, steps: usize) -> gle_runtime::inputs::InputStream {
+    let s = sim(src, steps);
+    let seed = s.model.protocol.seed;
+    gle_runtime::inputs::InputStream::new(
+        &s.model.inputs[0],
+        &s.model,
+        2,
+        steps,
+        seed,
+        std::path::Path::new("."),
+        &[],
+    )
+    .unwrap()
+}
+
 /// A comment or another declaration before an input does not change its random draws.
 #[test]
 fn random_inputs_do_not_depend_on_where_they_are_written() {
@@ -64,17 +81,7 @@ fn smoothed_inputs_prepared_as_the_run_goes_are_the_whole_series_smoothed() {
     for (k, (a, b)) in smoothed.iter().zip(&expected).enumerate() {
         assert_eq!(a.to_bits(), b.to_bits(), "step {}, value {}: {a} vs {b}", k / 6, k % 6);
     }
-    let sim = sim(&model("", steps), steps);
-    let input = gle_runtime::inputs::InputStream::new(
-        &sim.model.inputs[0],
-        &sim.model,
-        2,
-        steps,
-        0,
-        std::path::Path::new("."),
-        &[],
-    )
-    .unwrap();
+    let input = stream(&model("", steps), steps);
     let mut again = vec![0.0; 6];
     for n in [2500, 17, 2599, 1024, 1023] {
         input.fill(n, &[], 0.1, &mut again).unwrap();
@@ -146,17 +153,7 @@ fn ou_noise_advanced_as_the_run_goes_is_the_process_written_out() {
         }
     }
     assert_eq!(inputs(&src, steps, steps), expected);
-    let s = sim(&src, steps);
-    let input = gle_runtime::inputs::InputStream::new(
-        &s.model.inputs[0],
-        &s.model,
-        2,
-        steps,
-        4,
-        std::path::Path::new("."),
-        &[],
-    )
-    .unwrap();
+    let input = stream(&src, steps);
     let mut again = vec![0.0; 6];
     for n in [250, 3, 299, 0, 100] {
         input.fill(n, &[], dt, &mut again).unwrap();
