@@ -191,18 +191,18 @@ struct Sums {
 /// [`Sums`] for outputs `first..end`: in fours that share each load of the source rows, then
 /// a pair, then an odd last one alone.
 #[inline(always)]
-unsafe fn column_sums<Q: Quad>(s: &Sums, first: usize, end: usize) {
+unsafe fn column_sums<Q: Quad, const DIVIDE: bool>(s: &Sums, first: usize, end: usize) {
     let mut o = first;
     while o + 4 <= end {
-        unsafe { strips::<Q, 4, 2>(s, o) };
+        unsafe { strips::<Q, DIVIDE, 4, 2>(s, o) };
         o += 4;
     }
     if o + 2 <= end {
-        unsafe { strips::<Q, 2, 4>(s, o) };
+        unsafe { strips::<Q, DIVIDE, 2, 4>(s, o) };
         o += 2;
     }
     if o < end {
-        unsafe { strips::<Q, 1, 4>(s, o) };
+        unsafe { strips::<Q, DIVIDE, 1, 4>(s, o) };
     }
 }
 
@@ -210,31 +210,31 @@ unsafe fn column_sums<Q: Quad>(s: &Sums, first: usize, end: usize) {
 /// of the sixteen registers, or four for a single output), then the rest in one strip of
 /// vectors and scalars.
 #[inline(always)]
-unsafe fn strips<Q: Quad, const O: usize, const FULL: usize>(s: &Sums, o: usize) {
+unsafe fn strips<Q: Quad, const DIVIDE: bool, const O: usize, const FULL: usize>(s: &Sums, o: usize) {
     let width = 4 * FULL;
     let full = s.cols / width;
     for k in 0..full {
-        unsafe { strip::<Q, O, FULL, 0>(s, o, k * width) };
+        unsafe { strip::<Q, DIVIDE, O, FULL, 0>(s, o, k * width) };
     }
     let first = full * width;
     unsafe {
         match (s.cols % width / 4, s.cols % 4) {
             (0, 0) => {}
-            (0, 1) => strip::<Q, O, 0, 1>(s, o, first),
-            (0, 2) => strip::<Q, O, 0, 2>(s, o, first),
-            (0, _) => strip::<Q, O, 0, 3>(s, o, first),
-            (1, 0) => strip::<Q, O, 1, 0>(s, o, first),
-            (1, 1) => strip::<Q, O, 1, 1>(s, o, first),
-            (1, 2) => strip::<Q, O, 1, 2>(s, o, first),
-            (1, _) => strip::<Q, O, 1, 3>(s, o, first),
-            (2, 0) => strip::<Q, O, 2, 0>(s, o, first),
-            (2, 1) => strip::<Q, O, 2, 1>(s, o, first),
-            (2, 2) => strip::<Q, O, 2, 2>(s, o, first),
-            (2, _) => strip::<Q, O, 2, 3>(s, o, first),
-            (_, 0) => strip::<Q, O, 3, 0>(s, o, first),
-            (_, 1) => strip::<Q, O, 3, 1>(s, o, first),
-            (_, 2) => strip::<Q, O, 3, 2>(s, o, first),
-            (_, _) => strip::<Q, O, 3, 3>(s, o, first),
+            (0, 1) => strip::<Q, DIVIDE, O, 0, 1>(s, o, first),
+            (0, 2) => strip::<Q, DIVIDE, O, 0, 2>(s, o, first),
+            (0, _) => strip::<Q, DIVIDE, O, 0, 3>(s, o, first),
+            (1, 0) => strip::<Q, DIVIDE, O, 1, 0>(s, o, first),
+            (1, 1) => strip::<Q, DIVIDE, O, 1, 1>(s, o, first),
+            (1, 2) => strip::<Q, DIVIDE, O, 1, 2>(s, o, first),
+            (1, _) => strip::<Q, DIVIDE, O, 1, 3>(s, o, first),
+            (2, 0) => strip::<Q, DIVIDE, O, 2, 0>(s, o, first),
+            (2, 1) => strip::<Q, DIVIDE, O, 2, 1>(s, o, first),
+            (2, 2) => strip::<Q, DIVIDE, O, 2, 2>(s, o, first),
+            (2, _) => strip::<Q, DIVIDE, O, 2, 3>(s, o, first),
+            (_, 0) => strip::<Q, DIVIDE, O, 3, 0>(s, o, first),
+            (_, 1) => strip::<Q, DIVIDE, O, 3, 1>(s, o, first),
+            (_, 2) => strip::<Q, DIVIDE, O, 3, 2>(s, o, first),
+            (_, _) => strip::<Q, DIVIDE, O, 3, 3>(s, o, first),
         }
     }
 }
@@ -242,7 +242,11 @@ unsafe fn strips<Q: Quad, const O: usize, const FULL: usize>(s: &Sums, o: usize)
 /// Columns `first..first + 4·V + S` of outputs `o..o + O`: `V` vectors and `S` scalars per
 /// output summed in registers while the sum walks the terms.
 #[inline(always)]
-unsafe fn strip<Q: Quad, const O: usize, const V: usize, const S: usize>(s: &Sums, o: usize, first: usize) {
+unsafe fn strip<Q: Quad, const DIVIDE: bool, const O: usize, const V: usize, const S: usize>(
+    s: &Sums,
+    o: usize,
+    first: usize,
+) {
     unsafe {
         let mut acc = [[Q::zero(); V]; O];
         let mut scalar = [[0.0f64; S]; O];
@@ -274,7 +278,7 @@ unsafe fn strip<Q: Quad, const O: usize, const V: usize, const S: usize>(s: &Sum
                 let value = match s.finish {
                     STORE => *sum,
                     _ => {
-                        let m = mean_vector(*sum, s.negate, s.count);
+                        let m = mean_vector::<Q, DIVIDE>(*sum, s.negate, s.count);
                         if s.finish == SGD_STEP {
                             Q::load(at).sub(Q::splat(s.rate).mul(m))
                         } else {
@@ -289,7 +293,7 @@ unsafe fn strip<Q: Quad, const O: usize, const V: usize, const S: usize>(s: &Sum
                 *at = match s.finish {
                     STORE => *sum,
                     _ => {
-                        let m = mean_scalar(*sum, s.negate, s.count);
+                        let m = mean_scalar::<DIVIDE>(*sum, s.negate, s.count);
                         if s.finish == SGD_STEP { *at - s.rate * m } else { m }
                     }
                 };
@@ -435,21 +439,22 @@ unsafe fn scalar_dots<const R: usize>(
     }
 }
 
-/// `±sum / count` for four sums: the mean of the gradient sums and of the SGD steps. A `count`
-/// of 1.0 (batch 1) is not divided by (`x / 1.0` is `x`); in the row pass the divisions would
-/// otherwise bound the loop.
+/// `±sum / count` for four sums: the mean of the gradient sums and of the SGD steps. Without
+/// `DIVIDE` (a `count` of 1.0, batch 1) the sums are not divided (`x / 1.0` is `x`). The entry
+/// points choose `DIVIDE` once per call: a test of `count` here let the compiler issue the
+/// division anyway and select afterwards, which kept the divider busy at batch 1.
 #[inline(always)]
-unsafe fn mean_vector<Q: Quad>(sum: Q, negate: bool, count: f64) -> Q {
+unsafe fn mean_vector<Q: Quad, const DIVIDE: bool>(sum: Q, negate: bool, count: f64) -> Q {
     unsafe {
-        let m = if count == 1.0 { sum } else { sum.div(Q::splat(count)) };
+        let m = if DIVIDE { sum.div(Q::splat(count)) } else { sum };
         if negate { m.neg() } else { m }
     }
 }
 
 /// [`mean_vector`] for one sum.
 #[inline(always)]
-fn mean_scalar(sum: f64, negate: bool, count: f64) -> f64 {
-    let m = if count == 1.0 { sum } else { sum / count };
+fn mean_scalar<const DIVIDE: bool>(sum: f64, negate: bool, count: f64) -> f64 {
+    let m = if DIVIDE { sum / count } else { sum };
     if negate { -m } else { m }
 }
 
@@ -474,20 +479,20 @@ struct RowPass {
 /// ([`SGD_STEP`]). Rows go four at a time, their sums interleaved; the products and the
 /// updates four columns per vector.
 #[inline(always)]
-unsafe fn mat_vec_sgd<Q: Quad>(p: &RowPass, first: usize, end: usize) {
+unsafe fn mat_vec_sgd<Q: Quad, const DIVIDE: bool>(p: &RowPass, first: usize, end: usize) {
     let mut i = first;
     while i + 4 <= end {
-        unsafe { row_pass::<Q, 4>(p, i) };
+        unsafe { row_pass::<Q, DIVIDE, 4>(p, i) };
         i += 4;
     }
     for i in i..end {
-        unsafe { row_pass::<Q, 1>(p, i) };
+        unsafe { row_pass::<Q, DIVIDE, 1>(p, i) };
     }
 }
 
 /// Rows `i..i + R` of [`mat_vec_sgd`].
 #[inline(always)]
-unsafe fn row_pass<Q: Quad, const R: usize>(p: &RowPass, i: usize) {
+unsafe fn row_pass<Q: Quad, const DIVIDE: bool, const R: usize>(p: &RowPass, i: usize) {
     unsafe {
         let mut acc = [0.0f64; R];
         let mut factors = [0.0f64; R];
@@ -508,7 +513,7 @@ unsafe fn row_pass<Q: Quad, const R: usize>(p: &RowPass, i: usize) {
                     acc[r] += product;
                 }
                 if p.update {
-                    let m = mean_vector(Q::zero().add(x.mul(splats[r])), p.negate, p.count);
+                    let m = mean_vector::<Q, DIVIDE>(Q::zero().add(x.mul(splats[r])), p.negate, p.count);
                     w.sub(rate.mul(m)).store(at);
                 }
             }
@@ -521,7 +526,7 @@ unsafe fn row_pass<Q: Quad, const R: usize>(p: &RowPass, i: usize) {
                 let w = *at;
                 acc[r] += w * x;
                 if p.update {
-                    *at = w - p.rate * mean_scalar(0.0 + x * factors[r], p.negate, p.count);
+                    *at = w - p.rate * mean_scalar::<DIVIDE>(0.0 + x * factors[r], p.negate, p.count);
                 }
             }
         }
@@ -577,7 +582,14 @@ macro_rules! entry_points {
                 count,
                 rate,
             };
-            unsafe { super::column_sums::<$quad>(&sums, first as usize, end as usize) }
+            let (first, end) = (first as usize, end as usize);
+            unsafe {
+                if count == 1.0 {
+                    super::column_sums::<$quad, false>(&sums, first, end)
+                } else {
+                    super::column_sums::<$quad, true>(&sums, first, end)
+                }
+            }
         }
 
         /// `out[b][i] (+)= Σ_j W[i][j]·x[b][j]` (`+=` when `accumulate` is 1) for batch rows
@@ -648,7 +660,14 @@ macro_rules! entry_points {
                 count,
                 rate,
             };
-            unsafe { super::mat_vec_sgd::<$quad>(&pass, first as usize, end as usize) }
+            let (first, end) = (first as usize, end as usize);
+            unsafe {
+                if count == 1.0 {
+                    super::mat_vec_sgd::<$quad, false>(&pass, first, end)
+                } else {
+                    super::mat_vec_sgd::<$quad, true>(&pass, first, end)
+                }
+            }
         }
     };
 }
