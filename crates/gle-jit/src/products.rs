@@ -15,8 +15,8 @@
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::{
-    __m256d, _mm256_add_pd, _mm256_div_pd, _mm256_loadu_pd, _mm256_mul_pd, _mm256_set1_pd, _mm256_setzero_pd,
-    _mm256_storeu_pd, _mm256_sub_pd, _mm256_xor_pd,
+    __m256d, _mm256_add_pd, _mm256_div_pd, _mm256_loadu_pd, _mm256_loadu2_m128d, _mm256_mul_pd, _mm256_set1_pd,
+    _mm256_setzero_pd, _mm256_storeu_pd, _mm256_sub_pd, _mm256_unpackhi_pd, _mm256_unpacklo_pd, _mm256_xor_pd,
 };
 
 /// `gle_column_sums` stores each sum.
@@ -68,6 +68,12 @@ trait Quad: Copy {
     unsafe fn mul(self, o: Self) -> Self;
     unsafe fn div(self, o: Self) -> Self;
     unsafe fn neg(self) -> Self;
+    /// `[lo[0], lo[1], hi[0], hi[1]]`.
+    unsafe fn load_halves(lo: *const f64, hi: *const f64) -> Self;
+    /// `[a0, b0, a2, b2]` of `a = self`, `b = o`.
+    unsafe fn unpack_lo(self, o: Self) -> Self;
+    /// `[a1, b1, a3, b3]` of `a = self`, `b = o`.
+    unsafe fn unpack_hi(self, o: Self) -> Self;
 }
 
 /// Four lanes in an array: the build for any CPU.
@@ -125,6 +131,19 @@ impl Quad for Array {
     unsafe fn neg(self) -> Self {
         self.each(self, |a, _| -a)
     }
+    #[inline(always)]
+    unsafe fn load_halves(lo: *const f64, hi: *const f64) -> Self {
+        // SAFETY: the caller passes two readable values at each address.
+        unsafe { Self([*lo, *lo.add(1), *hi, *hi.add(1)]) }
+    }
+    #[inline(always)]
+    unsafe fn unpack_lo(self, o: Self) -> Self {
+        Self([self.0[0], o.0[0], self.0[2], o.0[2]])
+    }
+    #[inline(always)]
+    unsafe fn unpack_hi(self, o: Self) -> Self {
+        Self([self.0[1], o.0[1], self.0[3], o.0[3]])
+    }
 }
 
 /// An AVX register (used only inside functions compiled for AVX, which the callers check).
@@ -165,6 +184,18 @@ impl Quad for __m256d {
     #[inline(always)]
     unsafe fn neg(self) -> Self {
         unsafe { _mm256_xor_pd(self, _mm256_set1_pd(-0.0)) }
+    }
+    #[inline(always)]
+    unsafe fn load_halves(lo: *const f64, hi: *const f64) -> Self {
+        unsafe { _mm256_loadu2_m128d(hi, lo) }
+    }
+    #[inline(always)]
+    unsafe fn unpack_lo(self, o: Self) -> Self {
+        unsafe { _mm256_unpacklo_pd(self, o) }
+    }
+    #[inline(always)]
+    unsafe fn unpack_hi(self, o: Self) -> Self {
+        unsafe { _mm256_unpackhi_pd(self, o) }
     }
 }
 
@@ -306,7 +337,7 @@ unsafe fn strip<Q: Quad, const DIVIDE: bool, const O: usize, const V: usize, con
 /// of the `rows × cols` matrix W, each sum in order over `j` from 0.0. Batch rows go eight
 /// (two vectors) or four (one) at a time, one row per lane, their `x` interleaved into
 /// `scratch` (`8·cols` values), and rows of W in fours that share each load of it; the last
-/// batch rows (fewer than four) run one at a time on scalars.
+/// batch rows (fewer than four) run one at a time, with rows of W in the lanes.
 #[inline(always)]
 unsafe fn mat_vec<Q: Quad>(
     w: *const f64,
@@ -332,12 +363,16 @@ unsafe fn mat_vec<Q: Quad>(
         for b in b..end {
             let (xrow, orow) = (x.add(b * cols), out.add(b * rows));
             let mut i = 0;
-            while i + 4 <= rows {
-                scalar_dots::<4>(w, xrow, orow, i, cols, accumulate);
-                i += 4;
+            while i + 16 <= rows {
+                row_lane_dots::<Q, 4>(w, xrow, orow, i, rows, cols, accumulate);
+                i += 16;
             }
-            for i in i..rows {
-                scalar_dots::<1>(w, xrow, orow, i, cols, accumulate);
+            match rows - i {
+                0 => {}
+                1..=4 => row_lane_dots::<Q, 1>(w, xrow, orow, i, rows, cols, accumulate),
+                5..=8 => row_lane_dots::<Q, 2>(w, xrow, orow, i, rows, cols, accumulate),
+                9..=12 => row_lane_dots::<Q, 3>(w, xrow, orow, i, rows, cols, accumulate),
+                _ => row_lane_dots::<Q, 4>(w, xrow, orow, i, rows, cols, accumulate),
             }
         }
     }
@@ -413,28 +448,48 @@ unsafe fn lanes_rows<Q: Quad, const H: usize, const R: usize>(
     }
 }
 
-/// `out[i + r] (+)= Σ_j W[i + r][j]·x[j]` for `r < R`: `R` in-order sums interleaved in one
-/// pass over `j`.
+/// `out[i + r] (+)= Σ_j W[i + r][j]·x[j]` for `r < 4·G` and `i + r < rows`, one row per
+/// lane: each pair of columns of four rows is loaded as two vectors of half-rows and unpacked
+/// into the two columns, so every lane sums its row in order over `j` while `G` groups of four
+/// rows hide the additions' latency. Lanes past the last row repeat it and are not stored.
 #[inline(always)]
-unsafe fn scalar_dots<const R: usize>(
+unsafe fn row_lane_dots<Q: Quad, const G: usize>(
     w: *const f64,
     x: *const f64,
     out: *mut f64,
     i: usize,
+    rows: usize,
     cols: usize,
     accumulate: bool,
 ) {
     unsafe {
-        let mut acc = [0.0f64; R];
-        for j in 0..cols {
-            let xv = *x.add(j);
-            for (r, a) in acc.iter_mut().enumerate() {
-                *a += *w.add((i + r) * cols + j) * xv;
+        let row = |r: usize| w.add((i + r).min(rows - 1) * cols);
+        let mut acc = [Q::zero(); G];
+        let mut j = 0;
+        while j + 2 <= cols {
+            let (x0, x1) = (Q::splat(*x.add(j)), Q::splat(*x.add(j + 1)));
+            for (g, sum) in acc.iter_mut().enumerate() {
+                let even = Q::load_halves(row(4 * g).add(j), row(4 * g + 2).add(j));
+                let odd = Q::load_halves(row(4 * g + 1).add(j), row(4 * g + 3).add(j));
+                *sum = sum.add(even.unpack_lo(odd).mul(x0));
+                *sum = sum.add(even.unpack_hi(odd).mul(x1));
+            }
+            j += 2;
+        }
+        if j < cols {
+            let x0 = Q::splat(*x.add(j));
+            for (g, sum) in acc.iter_mut().enumerate() {
+                let column = [0, 1, 2, 3].map(|r| *row(4 * g + r).add(j));
+                *sum = sum.add(Q::load(column.as_ptr()).mul(x0));
             }
         }
-        for (r, sum) in acc.into_iter().enumerate() {
-            let at = out.add(i + r);
-            *at = if accumulate { *at + sum } else { sum };
+        for (g, sums) in acc.iter().enumerate() {
+            let mut lanes = [0.0f64; 4];
+            sums.store(lanes.as_mut_ptr());
+            for (l, sum) in lanes.into_iter().enumerate().take(rows.saturating_sub(i + 4 * g)) {
+                let at = out.add(i + 4 * g + l);
+                *at = if accumulate { *at + sum } else { sum };
+            }
         }
     }
 }
