@@ -161,6 +161,44 @@ pub fn sgd_learnables(model: &Model, program: &Program) -> Vec<usize> {
         .collect()
 }
 
+/// Refuses buffers that cannot fit in `available` bytes of memory (when known) or in the address
+/// space: a batch mistyped as `1e8` would otherwise have the machine swap, or the process killed,
+/// before the first step.
+pub fn check_memory(program: &Program, batch: usize, available: Option<u64>) -> Result<(), RunError> {
+    let values = program.buffers.iter().try_fold(0usize, |sum, b| {
+        let n = match b.layout {
+            Layout::Batch => b.len.checked_mul(batch)?,
+            Layout::Shared => b.len,
+        };
+        sum.checked_add(n)
+    });
+    let gigabytes = |bytes: f64| format!("{:.1} GB", bytes / 1e9);
+    let Some(bytes) = values
+        .and_then(|v| v.checked_mul(8))
+        .and_then(|b| isize::try_from(b).ok())
+    else {
+        return Err(RunError::new(format!(
+            "the simulation's buffers at batch {batch} exceed the address space; lower `batch`"
+        )));
+    };
+    match available {
+        Some(free) if bytes as u64 > free => Err(RunError::new(format!(
+            "the simulation's buffers need {} at batch {batch}, more than the {} of memory available; lower `batch`",
+            gigabytes(bytes as f64),
+            gigabytes(free as f64)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The memory available to new allocations (Linux's `MemAvailable`), if the system says.
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kilobytes: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kilobytes.checked_mul(1024)
+}
+
 /// Parameters with fewer elements in all are updated by the calling thread alone: handing a few
 /// thousand updates to a team costs about what they take.
 const PARALLEL_OPTIMIZER_MIN: usize = 8192;
@@ -296,6 +334,7 @@ impl Simulation {
     pub fn new(model: Model, program: Program, base_dir: &Path, total_steps: usize) -> Result<Self, RunError> {
         let batch = model.protocol.batch;
         let seed = model.protocol.seed;
+        check_memory(&program, batch, available_memory())?;
         let mut data = Vec::with_capacity(program.buffers.len());
         let mut lens = Vec::with_capacity(program.buffers.len());
         for buf in &program.buffers {

@@ -7,6 +7,7 @@ mod facts;
 mod golden;
 mod inputs;
 mod lagnet;
+mod memory;
 mod noise;
 mod optim;
 mod resume;
