@@ -48,7 +48,8 @@ enum Command {
     Run {
         /// The .gle file.
         model: PathBuf,
-        /// Override a constant or the run settings dt, batch, seed: `--set beta=0.1`.
+        /// Override a constant or the run settings dt (> 0), batch (whole, ≥ 1), seed (whole,
+        /// ≥ 0): `--set beta=0.1`.
         #[arg(long = "set", value_name = "NAME=VALUE")]
         sets: Vec<String>,
         /// Stop after this many steps.
@@ -67,7 +68,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Backend::Jit)]
         backend: Backend,
         /// Threads that share each JIT step (worth it for large batches: the threads meet at
-        /// barriers several times per step).
+        /// barriers several times per step); at most the machine's cores.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
         threads: u16,
     },
@@ -140,6 +141,19 @@ pub enum Backend {
     Interp,
 }
 
+/// `requested` threads, or as many as this machine can run at once if that is fewer (with a
+/// note): a team's threads wait for each other by spinning, so threads beyond the cores make
+/// every step wait for the scheduler (three threads on two cores ran a small model ~300×
+/// slower than one).
+fn usable_threads(requested: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if requested > cores {
+        eprintln!("note: `--threads {requested}` is more than the {cores} cores available here; using {cores}");
+        return cores;
+    }
+    requested
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -163,7 +177,7 @@ fn main() -> ExitCode {
                 out,
                 resume,
                 backend,
-                threads: threads.into(),
+                threads: usable_threads(threads.into()),
             };
             run_command(&model, &sets, seed, opts)
         }
@@ -358,6 +372,21 @@ fn check(path: &Path, format: Format) -> ExitCode {
     }
 }
 
+/// What a value of run setting `name` breaks, if anything (constants take any number).
+fn run_setting_rule(name: &str, value: f64) -> Option<&'static str> {
+    let whole = value.fract() == 0.0;
+    match name {
+        "dt" if value <= 0.0 => Some("the time step `dt` must be positive"),
+        "batch" if !(whole && (1.0..=1e9).contains(&value)) => {
+            Some("`batch` must be a whole number from 1 to 1,000,000,000")
+        }
+        "seed" if !(whole && (0.0..=9_007_199_254_740_992.0).contains(&value)) => {
+            Some("`seed` must be a whole number from 0 to 2⁵³")
+        }
+        _ => None,
+    }
+}
+
 /// Prints a diagnostic found after checking (derivation, runtime) against the model's source.
 fn report_late(path: &Path, d: &Diagnostic) {
     match read(path) {
@@ -373,7 +402,13 @@ fn run_command(path: &Path, sets: &[String], seed: Option<u64>, opts: run::RunOp
             .split_once('=')
             .and_then(|(k, v)| Some((k.trim().to_string(), v.trim().parse::<f64>().ok()?)));
         match parsed {
-            Some((k, v)) if v.is_finite() => overrides.push((k, v)),
+            Some((k, v)) if v.is_finite() => {
+                if let Some(rule) = run_setting_rule(&k, v) {
+                    eprintln!("error: `--set {s}`: {rule}");
+                    return ExitCode::from(2);
+                }
+                overrides.push((k, v));
+            }
             _ => {
                 eprintln!("error: `--set {s}`: expected NAME=NUMBER, such as `--set beta=0.1`");
                 return ExitCode::from(2);

@@ -68,6 +68,35 @@ fn set_overrides_constants_and_run_settings() {
     let out = glec(&["run", "models/le_chain.gle", "--set", "dt=20"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("error[E0503]"));
+    // Run settings out of their range are usage errors, not silently ignored.
+    for (set, says) in [
+        ("batch=1.5", "`batch` must be a whole number"),
+        ("batch=0", "`batch` must be a whole number"),
+        ("batch=-3", "`batch` must be a whole number"),
+        ("dt=0", "`dt` must be positive"),
+        ("seed=-1", "`seed` must be a whole number"),
+        ("seed=2.5", "`seed` must be a whole number"),
+    ] {
+        let out = glec(&["run", "models/le_chain.gle", "--steps", "5", "--set", set]);
+        assert_eq!(out.status.code(), Some(2), "{set}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("`--set {set}`: ")) && stderr.contains(says),
+            "{set}: {stderr}"
+        );
+    }
+    // A batch whose buffers cannot fit in memory is refused before anything is allocated.
+    let out = glec(&[
+        "run",
+        "models/le_chain.gle",
+        "--steps",
+        "1",
+        "--set",
+        "batch=1000000000",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("GB at batch 1000000000, more than the"), "{stderr}");
 }
 
 /// A run that blows up names the variable, neuron and step, and leaves no output file behind.
@@ -260,8 +289,8 @@ fn resume_continues_the_learning_curves() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// `--threads 2` shares each JIT step between two threads and prints the same results; it is a
-/// usage error with the interpreter or below 1.
+/// `--threads 2` shares each JIT step between two threads and prints the same results, as do
+/// more threads than cores (capped); it is a usage error with the interpreter or below 1.
 #[test]
 fn two_threads_print_the_same_results() {
     let run = |threads: &str| {
@@ -283,6 +312,12 @@ fn two_threads_print_the_same_results() {
             .join("\n")
     };
     assert_eq!(run("1"), run("2"));
+    // More threads than cores would make every step wait for the scheduler: they are capped,
+    // with a note, and print the same results.
+    let out = glec(&["run", "models/le_chain.gle", "--steps", "5", "--threads", "256"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("note: `--threads 256` is more than the"));
+    assert_eq!(run("1"), run("256"));
     let out = glec(&["run", "models/le_chain.gle", "--threads", "2", "--backend", "interp"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("applies to the JIT backend only"));
