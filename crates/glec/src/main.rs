@@ -372,6 +372,9 @@ fn check(path: &Path, format: Format) -> ExitCode {
     }
 }
 
+/// The seeds a run takes: overrides travel as `f64`, exact up to 2⁵³.
+const SEED_RULE: &str = "`seed` must be a whole number from 0 to 2⁵³";
+
 /// What a value of run setting `name` breaks, if anything (constants take any number).
 fn run_setting_rule(name: &str, value: f64) -> Option<&'static str> {
     let whole = value.fract() == 0.0;
@@ -380,9 +383,7 @@ fn run_setting_rule(name: &str, value: f64) -> Option<&'static str> {
         "batch" if !(whole && (1.0..=1e9).contains(&value)) => {
             Some("`batch` must be a whole number from 1 to 1,000,000,000")
         }
-        "seed" if !(whole && (0.0..=9_007_199_254_740_992.0).contains(&value)) => {
-            Some("`seed` must be a whole number from 0 to 2⁵³")
-        }
+        "seed" if !(whole && (0.0..=9_007_199_254_740_992.0).contains(&value)) => Some(SEED_RULE),
         _ => None,
     }
 }
@@ -416,6 +417,11 @@ fn run_command(path: &Path, sets: &[String], seed: Option<u64>, opts: run::RunOp
         }
     }
     if let Some(seed) = seed {
+        // Seeds travel as overrides (f64): larger ones would be rounded to another seed.
+        if seed > 1 << 53 {
+            eprintln!("error: `--seed {seed}`: {SEED_RULE}");
+            return ExitCode::from(2);
+        }
         overrides.push(("seed".to_string(), seed as f64));
     }
     let Some(model) = load_with(path, Format::Human, &overrides) else {
