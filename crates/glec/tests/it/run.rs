@@ -86,7 +86,14 @@ fn set_overrides_constants_and_run_settings() {
         );
     }
     // Seeds above 2⁵³ would be rounded to another seed on their way into the model.
-    let out = glec(&["run", "models/le_chain.gle", "--steps", "5", "--seed", "9007199254740993"]);
+    let out = glec(&[
+        "run",
+        "models/le_chain.gle",
+        "--steps",
+        "5",
+        "--seed",
+        "9007199254740993",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`seed` must be a whole number"));
     // A batch whose buffers cannot fit in memory is refused before anything is allocated.
