@@ -1310,7 +1310,7 @@ impl Checker {
                 _ => None,
             };
             let mut reported = false;
-            for k in 0..size {
+            for k in run_starts(params, size) {
                 let Some(v) = eval_per_neuron(tau, params, k) else {
                     continue;
                 };
@@ -2879,6 +2879,27 @@ fn ast_taus(e: &ast::Expr, out: &mut Vec<Span>) {
 }
 
 /// Evaluates a time-constant expression for neuron `k`; `None` if it depends on a random draw.
+/// The first neuron of every run over which no parameter changes, in order: a time constant
+/// computed from the parameters takes one value per run, so checking these neurons checks all,
+/// and the first bad one is the first bad neuron. Parameters listed value by value start a run
+/// at each neuron; the cost follows the source, not the population size.
+fn run_starts(params: &[ParamValue], size: usize) -> Vec<usize> {
+    let mut starts = std::collections::BTreeSet::from([0]);
+    for p in params {
+        let mut start = 0;
+        for (count, init) in &p.segments {
+            match init {
+                Init::Values(_) => starts.extend(start..start + count),
+                _ => {
+                    starts.insert(start);
+                }
+            }
+            start += count;
+        }
+    }
+    starts.into_iter().filter(|&k| k < size).collect()
+}
+
 fn eval_per_neuron(tau: &Expr, params: &[ParamValue], k: usize) -> Option<f64> {
     Some(match tau {
         Expr::Num(v) => *v,
