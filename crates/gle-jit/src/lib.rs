@@ -166,7 +166,8 @@ struct TeamState {
 }
 
 impl Helpers {
-    fn start(code: ThreadedStepFn, threads: usize, scratch_len: usize) -> Self {
+    /// Starts `threads − 1` helpers, each with its `scratch` (one per helper).
+    fn start(code: ThreadedStepFn, threads: usize, scratch: Vec<Vec<f64>>) -> Self {
         let shared = Arc::new(TeamState {
             start: Barrier::new(threads),
             statements: Barrier::new(threads),
@@ -179,10 +180,10 @@ impl Helpers {
             job: AtomicPtr::new(std::ptr::null_mut()),
         });
         let handles = (1..threads)
-            .map(|t| {
+            .zip(scratch)
+            .map(|(t, mut scratch)| {
                 let shared = Arc::clone(&shared);
                 std::thread::spawn(move || {
-                    let mut scratch = vec![0.0; scratch_len.max(1)];
                     loop {
                         shared.start.wait();
                         if shared.stop.load(Ordering::Acquire) {
@@ -290,6 +291,19 @@ extern "C" fn gle_barrier(barrier: *const Barrier) {
 // SAFETY: `CompiledStep` owns its code; the raw pointers in `ptrs` are scratch space refilled
 // from the `&mut` buffers of each call and never dereferenced outside one.
 unsafe impl Send for CompiledStep {}
+
+/// `len` zeros, or an error when they cannot be allocated.
+fn zeroed(len: usize) -> Result<Vec<f64>, JitError> {
+    let mut values = Vec::new();
+    values.try_reserve_exact(len).map_err(|_| {
+        JitError(format!(
+            "cannot allocate the {:.1} GB of scratch space the step's shapes need",
+            len as f64 * 8.0 / 1e9
+        ))
+    })?;
+    values.resize(len, 0.0);
+    Ok(values)
+}
 
 /// The address of the constants handed to the code (of a dummy when there are none).
 fn consts_address(consts: &[f64]) -> *const f64 {
@@ -748,8 +762,14 @@ pub fn compile_absorbing(
         Code::Threaded(unsafe { std::mem::transmute::<*const u8, ThreadedStepFn>(raw) })
     };
     let n = lens.len();
+    // One scratch space per thread, sized by the program's shapes: allocated here, where a
+    // failure is an error rather than an abort.
+    let mut scratches = (0..threads)
+        .map(|_| zeroed(scratch_len.max(1)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let scratch = scratches.remove(0);
     let helpers = match code {
-        Code::Threaded(code) => Some(Helpers::start(code, threads, scratch_len)),
+        Code::Threaded(code) => Some(Helpers::start(code, threads, scratches)),
         Code::Single(_) => None,
     };
     Ok(CompiledStep {
@@ -758,7 +778,7 @@ pub fn compile_absorbing(
         lens,
         function,
         ptrs: Vec::with_capacity(n + 3),
-        scratch: vec![0.0; scratch_len.max(1)],
+        scratch,
         helpers,
         pool,
         meetings,

@@ -173,17 +173,22 @@ pub fn check_memory(program: &Program, batch: usize, available: Option<u64>) -> 
         sum.checked_add(n)
     });
     let gigabytes = |bytes: f64| format!("{:.1} GB", bytes / 1e9);
+    let remedy = if batch > 1 {
+        "lower `batch`"
+    } else {
+        "smaller populations or projections are needed"
+    };
     let Some(bytes) = values
         .and_then(|v| v.checked_mul(8))
         .and_then(|b| isize::try_from(b).ok())
     else {
         return Err(RunError::new(format!(
-            "the simulation's buffers at batch {batch} exceed the address space; lower `batch`"
+            "the simulation's buffers at batch {batch} exceed the address space; {remedy}"
         )));
     };
     match available {
         Some(free) if bytes as u64 > free => Err(RunError::new(format!(
-            "the simulation's buffers need {} at batch {batch}, more than the {} of memory available; lower `batch`",
+            "the simulation's buffers need {} at batch {batch}, more than the {} of memory available; {remedy}",
             gigabytes(bytes as f64),
             gigabytes(free as f64)
         ))),

@@ -37,17 +37,13 @@ pub fn run(model: Model, base_dir: &Path, opts: &RunOptions) -> Result<Vec<Strin
     let stream_steps = Simulation::protocol_steps(&model)?;
     let stream_steps = opts.max_steps.map_or(stream_steps, |m| m.min(stream_steps));
     let checkpoint_every = model.protocol.checkpoint_every;
-    let kernel = match opts.backend {
-        crate::Backend::Jit => {
-            let sgd = gle_runtime::sgd_learnables(&model, &program);
-            let step = gle_jit::compile_absorbing(&program, model.protocol.batch, opts.threads, &sgd);
-            Some(step.map_err(|e| RunError::new(e.to_string()))?)
-        }
-        crate::Backend::Interp => None,
-    };
+    // The simulation first: it refuses buffers that cannot fit in memory before the JIT sizes
+    // its scratch space by the same shapes.
     let mut sim = Simulation::new(model, program, base_dir, stream_steps)?;
-    if let Some(k) = kernel {
-        sim.set_kernel(Box::new(k));
+    if opts.backend == crate::Backend::Jit {
+        let sgd = gle_runtime::sgd_learnables(&sim.model, &sim.program);
+        let step = gle_jit::compile_absorbing(&sim.program, sim.model.protocol.batch, opts.threads, &sgd);
+        sim.set_kernel(Box::new(step.map_err(|e| RunError::new(e.to_string()))?));
     }
     if let Some(path) = &opts.resume {
         let bytes = std::fs::read(path)

@@ -22,5 +22,11 @@ fn buffers_beyond_the_memory_available_are_refused() {
         "{error}"
     );
     let error = check_memory(&program, usize::MAX / 2, None).unwrap_err().message;
-    assert!(error.contains("exceed the address space"), "{error}");
+    assert!(error.contains("exceed the address space; lower `batch`"), "{error}");
+    // At batch 1 only the sizes can shrink.
+    let error = check_memory(&program, 1, Some(1000)).unwrap_err().message;
+    assert!(
+        error.contains("at batch 1, more than the 0.0 GB of memory available; smaller populations"),
+        "{error}"
+    );
 }
