@@ -59,6 +59,14 @@ pub fn eval(expr: &Expr, names: &dyn NameLookup) -> Result<Value, Diagnostic> {
                     diag::expect_args(func, args, 3)?;
                     let (a, b) = (num(&args[0].value)?, num(&args[1].value)?);
                     let n = eval_count(&args[2].value, names, "a point count")?;
+                    if n > MAX_LIST_POINTS {
+                        return Err(Diagnostic::error(
+                            "E0501",
+                            format!("`linspace` builds at most {MAX_LIST_POINTS} points"),
+                            args[2].value.span,
+                        )
+                        .with_label(format!("this asks for {n}")));
+                    }
                     let step = if n > 1 { (b - a) / (n - 1) as f64 } else { 0.0 };
                     Value::List((0..n).map(|i| Value::Num(a + step * i as f64)).collect())
                 }
@@ -207,6 +215,10 @@ pub fn eval_num(expr: &Expr, names: &dyn NameLookup) -> Result<f64, Diagnostic> 
         Value::List(_) => Err(diag::expected_number(expr.span, "a list")),
     }
 }
+
+/// The longest list `linspace` builds: lists hold values written per neuron or channel, kept
+/// in the IR, and a count mistyped by a few zeros would otherwise exhaust memory while checking.
+pub const MAX_LIST_POINTS: usize = 10_000_000;
 
 /// Evaluates `expr` to a whole number ≥ 1 (a size or count).
 pub fn eval_count(expr: &Expr, names: &dyn NameLookup, what: &str) -> Result<usize, Diagnostic> {
