@@ -54,6 +54,27 @@ pub fn check_source(name: &str, text: &str) -> (Option<Model>, Vec<Diagnostic>) 
     check_source_with(name, text, &[])
 }
 
+/// The largest seed an override can carry exactly (overrides are `f64`).
+pub const MAX_SEED: u64 = 1 << 53;
+
+/// What an override's value breaks when `name` is a run setting (`dt`, `batch`, `seed`), if
+/// anything; constants take any number. The checker ignores overrides that break their rule;
+/// the CLI reports them.
+pub fn override_problem(name: &str, value: f64) -> Option<&'static str> {
+    let whole = value.fract() == 0.0;
+    match name {
+        "dt" if value <= 0.0 => Some("the time step `dt` must be positive"),
+        "batch" if !(whole && (1.0..=1e9).contains(&value)) => {
+            Some("`batch` must be a whole number from 1 to 1,000,000,000")
+        }
+        "seed" if !(whole && (0.0..=MAX_SEED as f64).contains(&value)) => Some(SEED_RULE),
+        _ => None,
+    }
+}
+
+/// The rule [`override_problem`] gives for seeds.
+pub const SEED_RULE: &str = "`seed` must be a whole number from 0 to 2⁵³";
+
 /// [`check_source`] with `--set` overrides (see [`check_with`]).
 pub fn check_source_with(name: &str, text: &str, overrides: &[(String, f64)]) -> (Option<Model>, Vec<Diagnostic>) {
     std::thread::scope(|scope| {
@@ -190,6 +211,11 @@ fn projection_name(c: &ast::ConnectDecl) -> (String, Span) {
 impl Checker {
     fn err(&mut self, d: Diagnostic) {
         self.diags.push(d);
+    }
+
+    /// The override of run setting `name`, unless it breaks [`override_problem`]'s rule.
+    fn valid_override(&self, name: &str) -> Option<f64> {
+        self.override_of(name).filter(|v| override_problem(name, *v).is_none())
     }
 
     fn override_of(&self, name: &str) -> Option<f64> {
@@ -329,9 +355,9 @@ impl Checker {
 
         // dt first: ranges of time constants depend on it.
         let run_settings = d.run.map(|r| flat_settings(&r.items)).unwrap_or_default();
-        let dt_override = self.override_of("dt");
+        let dt_override = self.valid_override("dt");
         let dt = match run_settings.iter().find(|s| s.key.node == "dt") {
-            Some(_) if dt_override.is_some_and(|v| v > 0.0) => dt_override,
+            Some(_) if dt_override.is_some() => dt_override,
             Some(s) => self
                 .ok(single_value(s).and_then(|v| eval_num(v, &consts)))
                 .and_then(|dt| {
@@ -1984,10 +2010,10 @@ impl Checker {
                 }
             }
         }
-        if let Some(b) = self.override_of("batch").filter(|b| *b >= 1.0 && b.fract() == 0.0) {
+        if let Some(b) = self.valid_override("batch") {
             proto.batch = b as usize;
         }
-        if let Some(seed) = self.override_of("seed").filter(|s| *s >= 0.0 && s.fract() == 0.0) {
+        if let Some(seed) = self.valid_override("seed") {
             proto.seed = seed as u64;
         }
         if !top_phase.is_empty() {

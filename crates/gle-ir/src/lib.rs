@@ -19,7 +19,7 @@ mod resolve;
 pub mod suggest;
 pub mod symbols;
 
-pub use check::{check, check_source, check_source_with, check_with};
+pub use check::{MAX_SEED, SEED_RULE, check, check_source, check_source_with, check_with, override_problem};
 pub use dump::Printer;
 pub use ir::*;
 

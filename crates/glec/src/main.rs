@@ -372,22 +372,6 @@ fn check(path: &Path, format: Format) -> ExitCode {
     }
 }
 
-/// The seeds a run takes: overrides travel as `f64`, exact up to 2⁵³.
-const SEED_RULE: &str = "`seed` must be a whole number from 0 to 2⁵³";
-
-/// What a value of run setting `name` breaks, if anything (constants take any number).
-fn run_setting_rule(name: &str, value: f64) -> Option<&'static str> {
-    let whole = value.fract() == 0.0;
-    match name {
-        "dt" if value <= 0.0 => Some("the time step `dt` must be positive"),
-        "batch" if !(whole && (1.0..=1e9).contains(&value)) => {
-            Some("`batch` must be a whole number from 1 to 1,000,000,000")
-        }
-        "seed" if !(whole && (0.0..=9_007_199_254_740_992.0).contains(&value)) => Some(SEED_RULE),
-        _ => None,
-    }
-}
-
 /// Prints a diagnostic found after checking (derivation, runtime) against the model's source.
 fn report_late(path: &Path, d: &Diagnostic) {
     match read(path) {
@@ -404,7 +388,7 @@ fn run_command(path: &Path, sets: &[String], seed: Option<u64>, opts: run::RunOp
             .and_then(|(k, v)| Some((k.trim().to_string(), v.trim().parse::<f64>().ok()?)));
         match parsed {
             Some((k, v)) if v.is_finite() => {
-                if let Some(rule) = run_setting_rule(&k, v) {
+                if let Some(rule) = gle_ir::override_problem(&k, v) {
                     eprintln!("error: `--set {s}`: {rule}");
                     return ExitCode::from(2);
                 }
@@ -418,8 +402,8 @@ fn run_command(path: &Path, sets: &[String], seed: Option<u64>, opts: run::RunOp
     }
     if let Some(seed) = seed {
         // Seeds travel as overrides (f64): larger ones would be rounded to another seed.
-        if seed > 1 << 53 {
-            eprintln!("error: `--seed {seed}`: {SEED_RULE}");
+        if seed > gle_ir::MAX_SEED {
+            eprintln!("error: `--seed {seed}`: {}", gle_ir::SEED_RULE);
             return ExitCode::from(2);
         }
         overrides.push(("seed".to_string(), seed as f64));
