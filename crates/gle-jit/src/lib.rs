@@ -1447,8 +1447,10 @@ impl Emitter<'_, '_> {
                 let m = batch * len;
                 let slots: HashMap<Id, usize> = calls.iter().enumerate().map(|(k, id)| (*id, k * m)).collect();
                 self.scratch_len = self.scratch_len.max(calls.len() * m);
-                let mut phases: Vec<Option<Id>> = calls.iter().map(|c| Some(*c)).collect();
-                phases.push(None);
+                let mut phases: Vec<Phase> = calls.iter().map(|c| Phase::Call(*c)).collect();
+                phases.extend(self.output_loops(&outs).into_iter().map(Phase::Outputs));
+                // The outputs earlier loops of this statement stored: later loops load them.
+                let mut stored: HashMap<Id, usize> = HashMap::new();
                 for phase in phases {
                     self.repeat_rows(&mut |e, b| {
                         let mut rows = HashMap::new();
@@ -1464,10 +1466,17 @@ impl Emitter<'_, '_> {
                         }
                         let scratch = e.scratch;
                         let srow = e.offset(scratch, b, len);
+                        let computing = match &phase {
+                            Phase::Call(call) => Some(*call),
+                            Phase::Outputs(_) => None,
+                        };
                         // `x − x` is 0 for a finite x and NaN otherwise: summed over the
                         // checked outputs, NaN exactly when one of them is not finite.
                         // (Accumulators for pairs of elements and for an odd last one.)
-                        let check = phase.is_none() && outs.iter().any(|o| e.checked_outs.contains(&o.0));
+                        let check = match &phase {
+                            Phase::Outputs(outs) => outs.iter().any(|o| e.checked_outs.contains(&o.0)),
+                            Phase::Call(_) => false,
+                        };
                         let finite_sums = check.then(|| {
                             let (pairs, last) = (e.fb.declare_var(types::F64X2), e.fb.declare_var(types::F64));
                             let zero = e.fb.ins().f64const(0.0);
@@ -1484,15 +1493,16 @@ impl Emitter<'_, '_> {
                                 ty,
                                 scratch_row: srow,
                                 slots: &slots,
-                                computing: phase,
+                                stored: &stored,
+                                computing,
                             };
-                            match phase {
-                                Some(call) => {
-                                    let v = e.expr(call, &ctx, &mut memo)?;
-                                    let slot = e.fb.ins().iadd_imm_s(srow, (slots[&call] * 8) as i64);
+                            match &phase {
+                                Phase::Call(call) => {
+                                    let v = e.expr(*call, &ctx, &mut memo)?;
+                                    let slot = e.fb.ins().iadd_imm_s(srow, (slots[call] * 8) as i64);
                                     e.store_at(slot, i, v);
                                 }
-                                None => {
+                                Phase::Outputs(outs) => {
                                     let values: Vec<Value> = outs
                                         .iter()
                                         .map(|(_, id)| e.expr(*id, &ctx, &mut memo))
@@ -1513,7 +1523,7 @@ impl Emitter<'_, '_> {
                             }
                             Ok(())
                         };
-                        if phase.is_some() {
+                        if computing.is_some() {
                             // One call per element: the loop stays scalar.
                             return e.repeat(len, &mut |e, i| element(e, i, types::F64));
                         }
@@ -1539,6 +1549,9 @@ impl Emitter<'_, '_> {
                         }
                         Ok(())
                     })?;
+                    if let Phase::Outputs(outs) = phase {
+                        stored.extend(outs.iter().map(|&(buf, id)| (id, buf)));
+                    }
                 }
                 Ok(())
             }
@@ -1678,6 +1691,35 @@ impl Emitter<'_, '_> {
                 })
             }),
         }
+    }
+
+    /// The outputs of a `Map` in the loops that store them, in order. Outputs that need an
+    /// inlined `tanh` go in a second loop when others need none, and that loop loads what the
+    /// first stored (the look-ahead `ŭ` of a neuron's `tanh(ŭ)`) instead of computing it again.
+    /// A loop iteration is one long chain of dependent operations (two divisions, then the
+    /// `tanh`), and the processor overlaps only as many iterations as its queues hold: two
+    /// shorter loops overlap more. Only batch outputs are split, and only when the second loop
+    /// reads none of the first loop's buffers as an operand (which would then be the new
+    /// values); per element the operations are those of one loop, so results are identical.
+    fn output_loops(&self, outs: &[(usize, Id)]) -> Vec<Vec<(usize, Id)>> {
+        let graph = &self.program.graph;
+        let needs_tanh = |id: Id| {
+            graph
+                .reachable(&[id])
+                .into_iter()
+                .any(|n| matches!(graph.node(n), Node::Call(Fun::B(Builtin::Tanh), _)))
+        };
+        let (second, first): (Vec<_>, Vec<_>) = outs.iter().copied().partition(|o: &(usize, Id)| needs_tanh(o.1));
+        let batch_outputs = outs.iter().all(|o| self.program.buffers[o.0].layout == Layout::Batch);
+        let second_roots: Vec<Id> = second.iter().map(|o| o.1).collect();
+        let reads_first = graph
+            .reachable(&second_roots)
+            .into_iter()
+            .any(|n| matches!(graph.node(n), Node::Leaf(Leaf::Buf(b)) if first.iter().any(|o| o.0 == *b)));
+        if first.is_empty() || second.is_empty() || !batch_outputs || reads_first {
+            return vec![outs.to_vec()];
+        }
+        vec![first, second]
     }
 
     /// This step's rate of the absorbed update in `slot` (see [`compile_absorbing`]).
@@ -2088,6 +2130,12 @@ impl Emitter<'_, '_> {
             return Ok(*v);
         }
         let (rows, i) = (ctx.rows, ctx.i);
+        if let Some(buf) = ctx.stored.get(&id) {
+            // An output an earlier loop of this statement stored.
+            let v = self.load_typed(rows[buf], i, ctx.ty);
+            memo.insert(id, v);
+            return Ok(v);
+        }
         if ctx.computing != Some(id)
             && let Some(slot) = ctx.slots.get(&id)
         {
@@ -2188,8 +2236,9 @@ struct ColumnSums {
 }
 
 /// Where an element of a `Map` is: the batch row's pointer of every buffer, the element
-/// index, the batch row's scratch pointer, the scratch offset of every materialised call, and
-/// the call this loop computes (`None` for the final loop that writes the outputs).
+/// index, the batch row's scratch pointer, the scratch offset of every materialised call, the
+/// outputs earlier loops stored, and the call this loop computes (`None` for a loop that
+/// writes outputs).
 struct Elem<'a> {
     rows: &'a HashMap<usize, Value>,
     i: Value,
@@ -2197,7 +2246,16 @@ struct Elem<'a> {
     ty: types::Type,
     scratch_row: Value,
     slots: &'a HashMap<Id, usize>,
+    /// The buffer of every output that an earlier loop of this statement stored.
+    stored: &'a HashMap<Id, usize>,
     computing: Option<Id>,
+}
+
+/// A loop of a `Map` statement: one that materialises a function call (see the `Map`
+/// lowering), or one that computes and stores some of its outputs.
+enum Phase {
+    Call(Id),
+    Outputs(Vec<(usize, Id)>),
 }
 
 /// Whether calls of `f` are inlined rather than calls to a shim.
