@@ -829,6 +829,39 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
                     }
                     _ => e,
                 };
+                // The error sent down reads W before the gradient's statement, which a kernel may
+                // turn into the SGD step of W in place (an absorbed update, `gle-jit`).
+                if let Some((_, d_next)) = down[k] {
+                    match pr.connectivity {
+                        Connectivity::Dense { .. } => {
+                            let w_fb = feedback[k].unwrap_or(w);
+                            b.stmts.push(Stmt::MatTVec {
+                                out: d_next,
+                                w: w_fb,
+                                rows,
+                                cols,
+                                x: e,
+                            });
+                        }
+                        Connectivity::Diagonal { .. } => {
+                            let (wl, el) = (b.leaf(w), b.leaf(e));
+                            let prod = b.g.mul(wl, el);
+                            b.stmts.push(Stmt::Map {
+                                len: rows,
+                                outs: vec![(d_next, prod)],
+                            });
+                        }
+                        Connectivity::Identity => {
+                            let el = b.leaf(e);
+                            b.stmts.push(Stmt::Map {
+                                len: rows,
+                                outs: vec![(d_next, el)],
+                            });
+                        }
+                    }
+                    let (d, dn) = down[k].expect("checked above");
+                    b.commits.push((d, dn));
+                }
                 let ruled = model.rules.iter().any(|r| r.projection == k);
                 if let (Plasticity::Learn { lr_factor }, false) = (pr.plasticity, ruled) {
                     let len = match pr.connectivity {
@@ -907,37 +940,6 @@ pub fn compile(model: &Model) -> Result<Program, DeriveError> {
                             rule: None,
                         });
                     }
-                }
-                if let Some((_, d_next)) = down[k] {
-                    match pr.connectivity {
-                        Connectivity::Dense { .. } => {
-                            let w_fb = feedback[k].unwrap_or(w);
-                            b.stmts.push(Stmt::MatTVec {
-                                out: d_next,
-                                w: w_fb,
-                                rows,
-                                cols,
-                                x: e,
-                            });
-                        }
-                        Connectivity::Diagonal { .. } => {
-                            let (wl, el) = (b.leaf(w), b.leaf(e));
-                            let prod = b.g.mul(wl, el);
-                            b.stmts.push(Stmt::Map {
-                                len: rows,
-                                outs: vec![(d_next, prod)],
-                            });
-                        }
-                        Connectivity::Identity => {
-                            let el = b.leaf(e);
-                            b.stmts.push(Stmt::Map {
-                                len: rows,
-                                outs: vec![(d_next, el)],
-                            });
-                        }
-                    }
-                    let (d, dn) = down[k].expect("checked above");
-                    b.commits.push((d, dn));
                 }
             }
             // Learned neuron parameters: ∂E/∂θ = e · ∂M/∂θ at the pre-step state.

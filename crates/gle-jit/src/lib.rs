@@ -123,8 +123,10 @@ pub struct CompiledStep {
     pool: VectorPool,
     /// How often a team's threads meet at the barrier in a step (0 for one thread).
     meetings: usize,
-    /// How many `W·x` statements share their pass over W with an absorbed update.
+    /// How many `W·x` statements share their pass over W with other statements.
     row_passes: usize,
+    /// How many of them compute `Wᵀ·e` too.
+    row_passes_with_wt_e: usize,
     /// The learnables whose SGD update the code applies (see [`compile_absorbing`]).
     absorbed: Vec<usize>,
     /// Their rates for the next step, read by the code (at least one entry, for its address).
@@ -346,10 +348,15 @@ impl CompiledStep {
         self.meetings
     }
 
-    /// How many `W·x` statements share their pass over W with the absorbed update of that W
-    /// (one thread, batch 1; see [`compile_absorbing`]).
+    /// How many `W·x` statements share their pass over W with the `Wᵀ·e` or an absorbed update
+    /// of that W, or both (one thread, batch 1; see [`compile_absorbing`]).
     pub fn row_passes(&self) -> usize {
         self.row_passes
+    }
+
+    /// How many of the [`Self::row_passes`] compute `Wᵀ·e` too.
+    pub fn row_passes_with_wt_e(&self) -> usize {
+        self.row_passes_with_wt_e
     }
 
     /// The Cranelift IR text of the compiled function (rendered on each call).
@@ -626,6 +633,7 @@ pub fn compile_absorbing(
     let absorbed_params: HashMap<usize, usize> = absorbing.iter().map(|(&stmt, &(param, _))| (stmt, param)).collect();
     let passes = find_row_passes(program, &absorbing, &absorbed_params, batch, threads);
     let passes_count = passes.len();
+    let passes_with_wt_e = passes.iter().filter(|p| p.mat_t_vec.is_some()).count();
     let mut fctx = FunctionBuilderContext::new();
     let scratch_len;
     let pool;
@@ -692,8 +700,14 @@ pub fn compile_absorbing(
                             e.fb.set_srcloc(SourceLoc::new(pass.mat_vec as u32));
                         }
                         e.row_pass(pass)?;
+                        if let Some(bias) = pass.bias {
+                            if profile {
+                                e.fb.set_srcloc(SourceLoc::new(bias as u32));
+                            }
+                            e.stmt(&program.stmts[bias])?;
+                        }
                     }
-                    if passes.iter().any(|p| p.mat_vec == k || p.outer == k) {
+                    if passes.iter().any(|p| p.members().any(|m| m == k)) {
                         continue;
                     }
                     if profile {
@@ -783,6 +797,7 @@ pub fn compile_absorbing(
         pool,
         meetings,
         row_passes: passes_count,
+        row_passes_with_wt_e: passes_with_wt_e,
         absorbed: absorbed.iter().map(|a| a.0).collect(),
         rates: vec![f64::NAN; absorbed.len().max(1)].into_boxed_slice(),
         swaps: program.swaps.clone(),
@@ -851,24 +866,41 @@ fn absorbable(program: &Program, candidates: &[usize]) -> Vec<(usize, usize)> {
     out
 }
 
-/// A `W·x` statement and the absorbed `e·xᵀ` update of the same W that one thread runs as one
-/// pass over W at batch 1 ([`find_row_passes`]), placed before statement `at`.
+/// Statements over the same W that one thread runs as one pass over W at batch 1
+/// ([`find_row_passes`]), placed before statement `at`: a `W·x`, with the `Wᵀ·e` of the same W
+/// or the absorbed `e·xᵀ` update of it or both; the map that adds the bias to `W·x` follows the
+/// pass.
 struct RowPass {
     mat_vec: usize,
-    outer: usize,
-    /// The absorbed update's slot in the rates.
-    slot: usize,
+    /// The `Map` right after the `W·x` that adds the bias to its output in place.
+    bias: Option<usize>,
+    /// The `Wᵀ·e` statement.
+    mat_t_vec: Option<usize>,
+    /// The absorbed update's `e·xᵀ` statement and its slot in the rates.
+    outer: Option<(usize, usize)>,
     at: usize,
 }
 
-/// The `W·x` statements whose pass over W can also apply an absorbed update of that W
-/// (`absorbing`: `e·xᵀ` statement → (parameter, slot); `absorbed_params` the same without the
-/// slots), for one thread at batch 1 (a larger batch
-/// would stream every batch row once per row of W). The update reads the same `x` as the product
-/// and the statements between them let the product move down and the update move up to a common
-/// place `at` (the first), which puts it after the statements that compute `e`: both compute what
-/// they computed where the step program has them. The spans of two passes never overlap, so each
-/// moves only past statements that stay where they are.
+impl RowPass {
+    /// The statements the pass computes.
+    fn members(&self) -> impl Iterator<Item = usize> {
+        std::iter::once(self.mat_vec)
+            .chain(self.bias)
+            .chain(self.mat_t_vec)
+            .chain(self.outer.map(|o| o.0))
+    }
+}
+
+/// The `W·x` statements whose pass over W can also compute the `Wᵀ·e` of that W (with the `e`
+/// of its absorbed update, if any) and apply an absorbed update of it (`absorbing`: `e·xᵀ`
+/// statement → (parameter, slot); `absorbed_params` the same without the slots), for one thread
+/// at batch 1 (a larger batch would stream every batch row once per row of W). The update reads
+/// the same `x` as the product; every statement of a pass moves to a common place `at` past
+/// statements it shares no buffer with, one of them writes (which puts the pass after the
+/// statements that compute `e`): each computes what it computed where the step program has it.
+/// The update, which rewrites W, comes last in the step program (or it would not be absorbed),
+/// and the pass reads each element of W before it writes it. The spans of two passes never
+/// overlap, so each moves only past statements that stay where they are.
 fn find_row_passes(
     program: &Program,
     absorbing: &HashMap<usize, (usize, usize)>,
@@ -885,34 +917,68 @@ fn find_row_passes(
         .map(|k| schedule::Access::of(program, Item::Stmt(k), absorbed_params))
         .collect();
     let conflict = |a: &schedule::Access, b: &schedule::Access| a.conflicts(b, |_| false);
-    let mut passes = Vec::new();
-    let mut outers: Vec<(&usize, &(usize, usize))> = absorbing.iter().collect();
-    outers.sort();
-    for (&outer, &(param, slot)) in outers {
-        let Stmt::Outer { rows, cols, x, .. } = program.stmts[outer] else {
+    let mut passes: Vec<RowPass> = Vec::new();
+    for (mat_vec, stmt) in program.stmts.iter().enumerate() {
+        let &Stmt::MatVec {
+            out, w, rows, cols, x, ..
+        } = stmt
+        else {
             continue;
         };
-        let Some(mat_vec) = (0..outer).rev().find(|&p| {
-            matches!(program.stmts[p], Stmt::MatVec { w, rows: r, cols: c, x: v, .. }
-                if w == param && r == rows && c == cols && v == x)
-        }) else {
-            continue;
+        // `W·x + b` is a `Map` that rewrites the product's output, reading besides it only
+        // parameters (shared buffers): it moves with the product.
+        let bias = match program.stmts.get(mat_vec + 1) {
+            Some(next @ Stmt::Map { outs, .. }) if outs.len() == 1 && outs[0].0 == out => {
+                let (reads, _) = program.reads_and_writes(next);
+                let shared = |b: usize| b == out || program.buffers[b].layout == Layout::Shared;
+                reads.into_iter().all(shared).then_some(mat_vec + 1)
+            }
+            _ => None,
         };
-        // Updates come in step order: a pass whose span overlaps the last one's is left out.
-        if passes.last().is_some_and(|p: &RowPass| p.outer >= mat_vec) {
+        let outer = absorbing
+            .iter()
+            .find_map(|(&k, &(param, slot))| match program.stmts[k] {
+                Stmt::Outer {
+                    rows: r, cols: c, x: v, ..
+                } if k > mat_vec && param == w && (r, c, v) == (rows, cols, x) => Some((k, slot)),
+                _ => None,
+            });
+        let error = outer.map(|(k, _)| match program.stmts[k] {
+            Stmt::Outer { a, .. } => a,
+            _ => unreachable!("an absorbed update is an e·xᵀ statement"),
+        });
+        let mat_t_vec = (0..program.stmts.len()).find(|&k| {
+            matches!(program.stmts[k], Stmt::MatTVec { w: m, rows: r, cols: c, x: e, .. }
+                if m == w && (r, c) == (rows, cols) && error.is_none_or(|a| a == e)
+                    && outer.is_none_or(|(o, _)| k < o))
+        });
+        if outer.is_none() && mat_t_vec.is_none() {
             continue;
         }
-        let at = (mat_vec + 1..=outer).find(|&at| {
-            (mat_vec + 1..at).all(|s| !conflict(&access[s], &access[mat_vec]))
-                && (at..outer).all(|s| !conflict(&access[s], &access[outer]))
-        });
-        if let Some(at) = at {
-            passes.push(RowPass {
-                mat_vec,
-                outer,
-                slot,
-                at,
-            });
+        let mut pass = RowPass {
+            mat_vec,
+            bias,
+            mat_t_vec,
+            outer,
+            at: 0,
+        };
+        let members: Vec<usize> = pass.members().collect();
+        let (first, last) = (members.iter().min().copied(), members.iter().max().copied());
+        let (Some(first), Some(last)) = (first, last) else {
+            continue;
+        };
+        // Passes come in step order: one whose span overlaps the last one's is left out.
+        if passes.last().is_some_and(|p| p.members().any(|m| m >= first)) {
+            continue;
+        }
+        let movable = |m: usize, at: usize| {
+            let past = if m < at { m + 1..at } else { at..m };
+            past.filter(|s| !members.contains(s))
+                .all(|s| !conflict(&access[s], &access[m]))
+        };
+        if let Some(at) = (first + 1..=last).find(|&at| members.iter().all(|&m| movable(m, at))) {
+            pass.at = at;
+            passes.push(pass);
         }
     }
     passes
@@ -1731,35 +1797,51 @@ impl Emitter<'_, '_> {
             .load(types::F64, MemFlagsData::trusted(), rates, (slot * 8) as i32)
     }
 
-    /// A `W·x` statement and the absorbed SGD update of the same W ([`RowPass`]) as one call of
-    /// `gle_mat_vec_sgd`: one pass over W, which updates W only in learning steps.
+    /// The statements of a [`RowPass`] as one call of `gle_fused_rows`: one pass over W, which
+    /// updates W only in learning steps.
     fn row_pass(&mut self, pass: &RowPass) -> Result<(), JitError> {
-        let (
-            &Stmt::MatVec {
-                out,
-                w,
-                rows,
-                cols,
-                x,
-                accumulate,
-            },
-            &Stmt::Outer { a, negate, .. },
-        ) = (&self.program.stmts[pass.mat_vec], &self.program.stmts[pass.outer])
+        let &Stmt::MatVec {
+            out,
+            w,
+            rows,
+            cols,
+            x,
+            accumulate,
+        } = &self.program.stmts[pass.mat_vec]
         else {
-            return Err(JitError("a row pass joins a W·x and an e·rᵀ statement".into()));
+            return Err(JitError("a row pass starts from a W·x statement".into()));
+        };
+        let down = match pass.mat_t_vec.map(|k| &self.program.stmts[k]) {
+            Some(&Stmt::MatTVec { out, x, .. }) => Some((out, x)),
+            None => None,
+            Some(_) => return Err(JitError("a row pass computes Wᵀ·e from a Wᵀ·e statement".into())),
+        };
+        let update = match pass.outer.map(|(k, slot)| (&self.program.stmts[k], slot)) {
+            Some((&Stmt::Outer { a, negate, .. }, slot)) => Some((a, negate, slot)),
+            None => None,
+            Some(_) => return Err(JitError("a row pass applies an update from an e·rᵀ statement".into())),
         };
         self.bases.clear();
-        let (wb, xb, ob, eb) = (self.base(w), self.base(x), self.base(out), self.base(a));
-        let rate = self.absorbed_rate(pass.slot);
-        let [cols, first, end, accumulate, negate] =
-            [cols, 0, rows, usize::from(accumulate), usize::from(negate)].map(|v| self.int(v));
+        let (wb, xb, ob) = (self.base(w), self.base(x), self.base(out));
+        // The error `e` both the update and `Wᵀ·e` read; `d` where `Wᵀ·e` goes (unused without).
+        let e = update.map(|u| u.0).or(down.map(|d| d.1)).unwrap_or(x);
+        let eb = self.base(e);
+        let db = match down {
+            Some((d, _)) => self.base(d),
+            None => ob,
+        };
+        let (rate, negate, updates) = match update {
+            Some((_, negate, slot)) => (self.absorbed_rate(slot), self.int(usize::from(negate)), self.learn),
+            None => (self.fb.ins().f64const(0.0), self.int(0), self.int(0)),
+        };
+        let [cols, first, end, accumulate, backward] =
+            [cols, 0, rows, usize::from(accumulate), usize::from(down.is_some())].map(|v| self.int(v));
         let count = self.fb.ins().f64const(self.batch as f64);
-        let update = self.learn;
-        let f = self.shim("gle_mat_vec_sgd");
+        let f = self.shim("gle_fused_rows");
         self.fb.ins().call(
             f,
             &[
-                wb, xb, ob, eb, cols, first, end, accumulate, update, negate, count, rate,
+                wb, xb, ob, eb, db, cols, first, end, accumulate, updates, backward, negate, count, rate,
             ],
         );
         Ok(())

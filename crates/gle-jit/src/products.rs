@@ -1,5 +1,6 @@
-//! The dense products of a step (`W·x`, `Wᵀ·e`, `e·rᵀ`, and `W·x` fused with an absorbed SGD
-//! step of W), compiled ahead of time and called by the generated code.
+//! The dense products of a step (`W·x`, `Wᵀ·e`, `e·rᵀ`, and one pass over W that computes
+//! `W·x`, `Wᵀ·e` and an absorbed SGD step of W together), compiled ahead of time and called by
+//! the generated code.
 //!
 //! Cranelift 0.135's x86-64 backend has only 128-bit vectors; these loops are Rust generic over
 //! four-lane vectors, built twice: for AVX (256-bit registers; chosen when the CPU has it) and
@@ -33,13 +34,13 @@ pub fn symbols() -> [(&'static str, *const u8); 3] {
         return [
             ("gle_column_sums", avx::column_sums as *const u8),
             ("gle_mat_vec", avx::mat_vec as *const u8),
-            ("gle_mat_vec_sgd", avx::mat_vec_sgd as *const u8),
+            ("gle_fused_rows", avx::fused_rows as *const u8),
         ];
     }
     [
         ("gle_column_sums", portable::column_sums as *const u8),
         ("gle_mat_vec", portable::mat_vec as *const u8),
-        ("gle_mat_vec_sgd", portable::mat_vec_sgd as *const u8),
+        ("gle_fused_rows", portable::fused_rows as *const u8),
     ]
 }
 
@@ -47,7 +48,7 @@ pub fn symbols() -> [(&'static str, *const u8); 3] {
 pub const SIGNATURES: &[(&str, usize, usize)] = &[
     ("gle_column_sums", 13, 2),
     ("gle_mat_vec", 9, 0),
-    ("gle_mat_vec_sgd", 10, 2),
+    ("gle_fused_rows", 12, 2),
 ];
 
 /// Whether the AVX build can run here.
@@ -513,13 +514,15 @@ fn mean_scalar<const DIVIDE: bool>(sum: f64, negate: bool, count: f64) -> f64 {
     if negate { -m } else { m }
 }
 
-/// The arguments of `gle_mat_vec_sgd`: `W·x` for one batch row, and the SGD step of W against
-/// `±e·xᵀ / count` that the step applies in place (an absorbed update), in one pass over W.
-struct RowPass {
+/// The arguments of `gle_fused_rows`: for one batch row, `W·x`, `Wᵀ·e` (when `backward`) and
+/// the SGD step of W against `±e·xᵀ / count` applied in place (when `update`: an absorbed
+/// update), in one pass over W.
+struct FusedRows {
     w: *mut f64,
     x: *const f64,
     out: *mut f64,
     e: *const f64,
+    d: *mut f64,
     cols: usize,
     accumulate: bool,
     update: bool,
@@ -528,26 +531,33 @@ struct RowPass {
     rate: f64,
 }
 
-/// `out[i] (+)= Σ_j W[i][j]·x[j]` for rows `first..end`, each sum in order over `j` from 0.0
-/// on the values W holds when the call starts; with `update`, each `W[i][j]`, once read, becomes
-/// `W[i][j] − rate·(±(0.0 + x[j]·e[i]) / count)`, the step [`column_sums`] applies for one term
-/// ([`SGD_STEP`]). Rows go four at a time, their sums interleaved; the products and the
-/// updates four columns per vector.
+/// For rows `i` in `first..end`, on the values W holds when the call starts: `out[i] (+)=
+/// Σ_j W[i][j]·x[j]`, each sum in order over `j` from 0.0; with `BACKWARD`, `d[j] = Σ_i
+/// W[i][j]·e[i]` over those rows, in order from 0.0 (what [`column_sums`] computes for `Wᵀ·e`);
+/// with `update`, each `W[i][j]`, once read, becomes `W[i][j] − rate·(±(0.0 + x[j]·e[i]) /
+/// count)`, the step [`column_sums`] applies for one term ([`SGD_STEP`]). Rows go four at a
+/// time, their sums interleaved; the products, the sums of `d` and the updates four columns per
+/// vector.
 #[inline(always)]
-unsafe fn mat_vec_sgd<Q: Quad, const DIVIDE: bool>(p: &RowPass, first: usize, end: usize) {
+unsafe fn fused_rows<Q: Quad, const DIVIDE: bool, const BACKWARD: bool>(p: &FusedRows, first: usize, end: usize) {
+    if BACKWARD {
+        for j in 0..p.cols {
+            unsafe { *p.d.add(j) = 0.0 };
+        }
+    }
     let mut i = first;
     while i + 4 <= end {
-        unsafe { row_pass::<Q, DIVIDE, 4>(p, i) };
+        unsafe { fused_group::<Q, DIVIDE, BACKWARD, 4>(p, i) };
         i += 4;
     }
     for i in i..end {
-        unsafe { row_pass::<Q, DIVIDE, 1>(p, i) };
+        unsafe { fused_group::<Q, DIVIDE, BACKWARD, 1>(p, i) };
     }
 }
 
-/// Rows `i..i + R` of [`mat_vec_sgd`].
+/// Rows `i..i + R` of [`fused_rows`].
 #[inline(always)]
-unsafe fn row_pass<Q: Quad, const DIVIDE: bool, const R: usize>(p: &RowPass, i: usize) {
+unsafe fn fused_group<Q: Quad, const DIVIDE: bool, const BACKWARD: bool, const R: usize>(p: &FusedRows, i: usize) {
     unsafe {
         let mut acc = [0.0f64; R];
         let mut factors = [0.0f64; R];
@@ -560,6 +570,7 @@ unsafe fn row_pass<Q: Quad, const DIVIDE: bool, const R: usize>(p: &RowPass, i: 
         let mut j = 0;
         while j + 4 <= p.cols {
             let x = Q::load(p.x.add(j));
+            let mut d = if BACKWARD { Q::load(p.d.add(j)) } else { Q::zero() };
             for r in 0..R {
                 let at = p.w.add((i + r) * p.cols + j);
                 let w = Q::load(at);
@@ -567,10 +578,16 @@ unsafe fn row_pass<Q: Quad, const DIVIDE: bool, const R: usize>(p: &RowPass, i: 
                 for product in products {
                     acc[r] += product;
                 }
+                if BACKWARD {
+                    d = d.add(w.mul(splats[r]));
+                }
                 if p.update {
                     let m = mean_vector::<Q, DIVIDE>(Q::zero().add(x.mul(splats[r])), p.negate, p.count);
                     w.sub(rate.mul(m)).store(at);
                 }
+            }
+            if BACKWARD {
+                d.store(p.d.add(j));
             }
             j += 4;
         }
@@ -580,6 +597,9 @@ unsafe fn row_pass<Q: Quad, const DIVIDE: bool, const R: usize>(p: &RowPass, i: 
                 let at = p.w.add((i + r) * p.cols + j);
                 let w = *at;
                 acc[r] += w * x;
+                if BACKWARD {
+                    *p.d.add(j) += w * factors[r];
+                }
                 if p.update {
                     *at = w - p.rate * mean_scalar::<DIVIDE>(0.0 + x * factors[r], p.negate, p.count);
                 }
@@ -680,34 +700,39 @@ macro_rules! entry_points {
             }
         }
 
-        /// `out[i] (+)= Σ_j W[i][j]·x[j]` for rows `first..end` of one batch row (`+=` when
-        /// `accumulate` is 1), each sum in order over `j` from 0.0 on the values W holds when
-        /// the call starts; when `update` is 1, each `W[i][j]`, once read, becomes
-        /// `W[i][j] − rate·(±(0.0 + x[j]·e[i]) / count)` (`−` when `negate` is 1): `W·x` and
-        /// the absorbed SGD step of the same W in one pass over it.
+        /// For rows `i` in `first..end` of one batch row, on the values W holds when the
+        /// call starts: `out[i] (+)= Σ_j W[i][j]·x[j]` (`+=` when `accumulate` is 1), each sum
+        /// in order over `j` from 0.0; when `backward` is 1, `d[j] = Σ_i W[i][j]·e[i]` (`cols`
+        /// values) over those rows, in order from 0.0; when `update` is 1, each `W[i][j]`, once
+        /// read, becomes `W[i][j] − rate·(±(0.0 + x[j]·e[i]) / count)` (`−` when `negate` is
+        /// 1): `W·x`, `Wᵀ·e` and the absorbed SGD step of the same W in one pass over it.
         ///
         /// # Safety
-        /// Every address the arguments describe must be valid; the AVX build needs AVX.
+        /// Every address the arguments describe must be valid (`d` only when `backward` is 1);
+        /// the AVX build needs AVX.
         $(#[target_feature(enable = $feature)])?
-        pub unsafe extern "C" fn mat_vec_sgd(
+        pub unsafe extern "C" fn fused_rows(
             w: *mut f64,
             x: *const f64,
             out: *mut f64,
             e: *const f64,
+            d: *mut f64,
             cols: i64,
             first: i64,
             end: i64,
             accumulate: i64,
             update: i64,
+            backward: i64,
             negate: i64,
             count: f64,
             rate: f64,
         ) {
-            let pass = RowPass {
+            let pass = FusedRows {
                 w,
                 x,
                 out,
                 e,
+                d,
                 cols: cols as usize,
                 accumulate: accumulate != 0,
                 update: update != 0,
@@ -717,10 +742,11 @@ macro_rules! entry_points {
             };
             let (first, end) = (first as usize, end as usize);
             unsafe {
-                if count == 1.0 {
-                    super::mat_vec_sgd::<$quad, false>(&pass, first, end)
-                } else {
-                    super::mat_vec_sgd::<$quad, true>(&pass, first, end)
+                match (count == 1.0, backward != 0) {
+                    (true, false) => super::fused_rows::<$quad, false, false>(&pass, first, end),
+                    (true, true) => super::fused_rows::<$quad, false, true>(&pass, first, end),
+                    (false, false) => super::fused_rows::<$quad, true, false>(&pass, first, end),
+                    (false, true) => super::fused_rows::<$quad, true, true>(&pass, first, end),
                 }
             }
         }
@@ -730,13 +756,13 @@ macro_rules! entry_points {
 /// The build for CPUs with AVX.
 #[cfg(target_arch = "x86_64")]
 pub mod avx {
-    use super::{RowPass, Sums};
+    use super::{FusedRows, Sums};
     use std::arch::x86_64::__m256d;
     entry_points!(__m256d, "avx");
 }
 
 /// The build for any CPU.
 pub mod portable {
-    use super::{Array, RowPass, Sums};
+    use super::{Array, FusedRows, Sums};
     entry_points!(Array);
 }

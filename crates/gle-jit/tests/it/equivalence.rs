@@ -1,6 +1,6 @@
 //! The JIT against the reference interpreter, step by step, on every bundled model.
 
-use gle_runtime::Simulation;
+use gle_runtime::{Simulation, StepKernel};
 use std::path::Path;
 
 /// The bundled models, in name order.
@@ -103,8 +103,9 @@ fn jit_matches_the_interpreter_on_every_model() {
 /// Two threads sharing each statement give the same numbers (batch 7: W·x runs one block of
 /// four rows, then the last thread a pair and the odd row).
 /// At batch 1 on one thread, `W·x` and the absorbed SGD step of the same W run as one pass
-/// over W (the issue's plastic layer, in a small odd shape): every buffer still matches the
-/// interpreter after every step, learning or not.
+/// over W (the issue's plastic layer, in small odd shapes), and for a layer whose input
+/// population learns too, the `Wᵀ·e` that sends its error down joins the pass: every buffer
+/// still matches the interpreter after every step, learning or not.
 #[test]
 fn a_shared_pass_over_w_matches_the_interpreter() {
     let dir = std::env::temp_dir().join(format!("glec-row-pass-{}", std::process::id()));
@@ -116,10 +117,12 @@ fn a_shared_pass_over_w_matches_the_interpreter() {
              let uhat = D[tau_r] u\n    rate r = tanh(uhat)\n    mismatch e = D[tau_m] u - input\n}\n\
          const beta = 1\n\
          input x[29] = sin(0.01 * linspace(1, 29, 29) * t)\n\
-         input target[37] = 0.5 * cos(0.02 * t)\n\
-         population y[37] : Layer\n\
-         connect x -> y : dense(init: uniform(-0.3, 0.3)) learn\n\
-         energy E = mismatch(y) + beta * mse(y.r, target)\n\
+         input target[11] = 0.5 * cos(0.02 * t)\n\
+         population h[37] : Layer\n\
+         population y[11] : Layer\n\
+         connect x -> h : dense(init: uniform(-0.3, 0.3)) learn\n\
+         connect h -> y : dense(init: uniform(-0.3, 0.3)) learn\n\
+         energy E = mismatch(h, y) + beta * mse(y.r, target)\n\
          learn {\n    errors instantaneous\n    optimizer sgd(lr: 0.05)\n}\n\
          run {\n    dt 0.1\n    steps 2000\n}\n",
     )
@@ -131,8 +134,14 @@ fn a_shared_pass_over_w_matches_the_interpreter() {
     let program = gle_derive::compile(&model).unwrap();
     let sgd = gle_runtime::sgd_learnables(&model, &program);
     let kernel = gle_jit::compile_absorbing(&program, 1, 1, &sgd).unwrap();
-    assert_eq!(kernel.row_passes(), 1, "W·x and the update share the pass");
-    assert_eq!(compare(&path, 1000, 1, 1), 1);
+    assert_eq!(kernel.absorbed_updates().len(), 2, "both weight updates are absorbed");
+    assert_eq!(kernel.row_passes(), 2, "W·x and the update share the pass");
+    assert_eq!(
+        kernel.row_passes_with_wt_e(),
+        1,
+        "h → y sends h's error down in its pass"
+    );
+    assert_eq!(compare(&path, 1000, 1, 1), 2);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -369,11 +378,7 @@ fn blow_ups_are_found_by_the_code_and_reported_as_the_interpreter_does() {
         if threads > 0 {
             let kernel = gle_jit::compile_for_threads(&program, 4, threads).unwrap();
             let watched = program.watched();
-            assert!(
-                watched
-                    .iter()
-                    .all(|b| gle_runtime::StepKernel::checked_buffers(&kernel).contains(b))
-            );
+            assert!(watched.iter().all(|b| StepKernel::checked_buffers(&kernel).contains(b)));
             sim.set_kernel(Box::new(kernel));
         }
         (0..200)

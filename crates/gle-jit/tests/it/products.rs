@@ -24,8 +24,22 @@ type ColumnSums =
 
 type MatVec = unsafe extern "C" fn(*const f64, *const f64, *mut f64, i64, i64, i64, i64, i64, *mut f64);
 
-type MatVecSgd =
-    unsafe extern "C" fn(*mut f64, *const f64, *mut f64, *const f64, i64, i64, i64, i64, i64, i64, f64, f64);
+type FusedRows = unsafe extern "C" fn(
+    *mut f64,
+    *const f64,
+    *mut f64,
+    *const f64,
+    *mut f64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    f64,
+    f64,
+);
 
 /// The builds this CPU can run.
 fn builds() -> Vec<(&'static str, ColumnSums, MatVec)> {
@@ -165,32 +179,39 @@ fn mat_vec_equals_the_plain_sums_in_every_build() {
 }
 
 #[test]
-fn mat_vec_sgd_equals_the_plain_product_then_the_plain_step_in_every_build() {
-    let mut builds: Vec<(&str, MatVecSgd)> = vec![("portable", products::portable::mat_vec_sgd)];
+fn fused_rows_equal_the_plain_product_sums_and_step_in_every_build() {
+    let mut builds: Vec<(&str, FusedRows)> = vec![("portable", products::portable::fused_rows)];
     #[cfg(target_arch = "x86_64")]
     if products::avx() {
-        builds.push(("avx", products::avx::mat_vec_sgd));
+        builds.push(("avx", products::avx::fused_rows));
     }
     let mut checked = 0;
-    for (build, mat_vec_sgd) in builds {
+    for (build, fused_rows) in builds {
         for rows in 1..=9 {
             for cols in [1, 3, 4, 5, 8, 13] {
-                for (accumulate, update, negate, count) in [
-                    (false, true, true, 1.0),
-                    (true, true, false, 1.0),
-                    (false, true, false, 2.5),
-                    (true, false, true, 1.0),
+                for (accumulate, update, backward, negate, count) in [
+                    (false, true, false, true, 1.0),
+                    (true, true, true, false, 1.0),
+                    (false, true, true, false, 2.5),
+                    (false, true, false, false, 2.5),
+                    (true, false, false, true, 1.0),
+                    (false, false, true, true, 1.0),
                 ] {
                     // Rows 1..rows (row 0 and every other value stay untouched).
                     let w0 = values(rows * cols, (rows * 17 + cols) as u64);
                     let (x, e) = (values(cols, (cols + 5) as u64), values(rows, (rows + 11) as u64));
                     let start = values(rows, 3);
+                    let d_start = values(cols, 7);
                     let rate = 0.037;
                     let (mut expected_w, mut expected_out) = (w0.clone(), start.clone());
+                    let mut expected_d = if backward { vec![0.0; cols] } else { d_start.clone() };
                     for i in 1..rows {
                         let mut sum = 0.0;
                         for j in 0..cols {
                             sum += w0[i * cols + j] * x[j];
+                            if backward {
+                                expected_d[j] += w0[i * cols + j] * e[i];
+                            }
                         }
                         expected_out[i] = if accumulate { start[i] + sum } else { sum };
                         if update {
@@ -201,32 +222,37 @@ fn mat_vec_sgd_equals_the_plain_product_then_the_plain_step_in_every_build() {
                             }
                         }
                     }
-                    let (mut w, mut out) = (w0.clone(), start.clone());
+                    let (mut w, mut out, mut d) = (w0.clone(), start.clone(), d_start.clone());
                     // SAFETY: every address the arguments describe lies in the vectors.
                     unsafe {
-                        mat_vec_sgd(
+                        fused_rows(
                             w.as_mut_ptr(),
                             x.as_ptr(),
                             out.as_mut_ptr(),
                             e.as_ptr(),
+                            d.as_mut_ptr(),
                             cols as i64,
                             1,
                             rows as i64,
                             i64::from(accumulate),
                             i64::from(update),
+                            i64::from(backward),
                             i64::from(negate),
                             count,
                             rate,
                         )
                     };
                     let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                    let what = format!("{build}: rows {rows}, cols {cols}, accumulate {accumulate}, update {update}");
+                    let what = format!(
+                        "{build}: rows {rows}, cols {cols}, accumulate {accumulate}, update {update}, backward {backward}"
+                    );
                     assert_eq!(bits(&out), bits(&expected_out), "W·x, {what}");
+                    assert_eq!(bits(&d), bits(&expected_d), "Wᵀ·e, {what}");
                     assert_eq!(bits(&w), bits(&expected_w), "W, {what}");
                     checked += 1;
                 }
             }
         }
     }
-    assert!(checked >= 9 * 6 * 4);
+    assert!(checked >= 9 * 6 * 6);
 }

@@ -146,13 +146,29 @@ proptest! {
         let src = m.source();
         let mut a = simulation(&src, false);
         let mut b = simulation(&src, true);
-        // The gradients of absorbed updates are never written by the JIT.
-        let unwritten: Vec<usize> = b.absorbed_updates().iter().map(|&k| b.program.learnables[k].grad).collect();
+        // The gradients of absorbed updates are never written by the JIT (nor compared).
+        let mut unwritten: Vec<usize> = b.absorbed_updates().iter().map(|&k| b.program.learnables[k].grad).collect();
+        let absorbed_names: Vec<String> =
+            b.absorbed_updates().iter().map(|&k| b.program.learnables[k].name.clone()).collect();
         for n in 0..1000 {
             let (ra, rb) = (a.step(), b.step());
+            if let (Err(ea), Err(eb)) = (&ra, &rb)
+                && ea != eb
+                && absorbed_names.iter().any(|name| eb.message.contains(&format!("parameter `{name}`")))
+            {
+                // The same step, where a weight the JIT updated in the step blew up as well: it
+                // checks such weights once something has blown up and names the weight; the
+                // interpreter names the state it checks first, and its optimiser step finds the
+                // weight non-finite too.
+                prop_assert!(a.optimizer_step().is_err(), "step {}: {:?} vs {:?}", n, ea, eb);
+                return Ok(());
+            }
             // A blow-up at the same step, reported in the same words (the JIT finds it itself).
             prop_assert_eq!(&ra, &rb, "step {}", n);
             if ra.is_err() {
+                // The JIT applied the updates it absorbs in that step; the interpreter's
+                // optimiser step does not run after it.
+                unwritten.extend(b.absorbed_updates().iter().map(|&k| b.program.learnables[k].param));
                 break;
             }
             let (oa, ob) = (a.optimizer_step(), b.optimizer_step());
