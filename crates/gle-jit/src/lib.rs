@@ -868,16 +868,16 @@ fn absorbable(program: &Program, candidates: &[usize]) -> Vec<(usize, usize)> {
 
 /// Statements over the same W that one thread runs as one pass over W at batch 1
 /// ([`find_row_passes`]), placed before statement `at`: a `W·x`, with the `Wᵀ·e` of the same W
-/// or the absorbed `e·xᵀ` update of it or both; the map that adds the bias to `W·x` follows the
-/// pass.
+/// or the `e·xᵀ` of its gradient (or the absorbed update that replaces it) or both; the map
+/// that adds the bias to `W·x` follows the pass.
 struct RowPass {
     mat_vec: usize,
     /// The `Map` right after the `W·x` that adds the bias to its output in place.
     bias: Option<usize>,
     /// The `Wᵀ·e` statement.
     mat_t_vec: Option<usize>,
-    /// The absorbed update's `e·xᵀ` statement and its slot in the rates.
-    outer: Option<(usize, usize)>,
+    /// The gradient's `e·xᵀ` statement, with its slot in the rates when it is absorbed.
+    outer: Option<(usize, Option<usize>)>,
     at: usize,
 }
 
@@ -891,16 +891,17 @@ impl RowPass {
     }
 }
 
-/// The `W·x` statements whose pass over W can also compute the `Wᵀ·e` of that W (with the `e`
-/// of its absorbed update, if any) and apply an absorbed update of it (`absorbing`: `e·xᵀ`
-/// statement → (parameter, slot); `absorbed_params` the same without the slots), for one thread
-/// at batch 1 (a larger batch would stream every batch row once per row of W). The update reads
-/// the same `x` as the product; every statement of a pass moves to a common place `at` past
-/// statements it shares no buffer with, one of them writes (which puts the pass after the
-/// statements that compute `e`): each computes what it computed where the step program has it.
-/// The update, which rewrites W, comes last in the step program (or it would not be absorbed),
-/// and the pass reads each element of W before it writes it. The spans of two passes never
-/// overlap, so each moves only past statements that stay where they are.
+/// The `W·x` statements whose pass over W can also compute the `Wᵀ·e` of that W and the
+/// gradient `e·xᵀ` of W (with the same `e`), or apply the absorbed update that replaces it
+/// (`absorbing`: `e·xᵀ` statement → (parameter, slot); `absorbed_params` the same without the
+/// slots), for one thread at batch 1 (a larger batch would stream every batch row once per row
+/// of W). The gradient reads the same `x` as the product; every statement of a pass moves to a
+/// common place `at` past statements it shares no buffer with, one of them writes (which puts
+/// the pass after the statements that compute `e`): each computes what it computed where the
+/// step program has it. An absorbed update, which rewrites W, comes last in the step program
+/// (or it would not be absorbed), and the pass reads each element of W before it writes it. The
+/// spans of two passes never overlap, so each moves only past statements that stay where they
+/// are.
 fn find_row_passes(
     program: &Program,
     absorbing: &HashMap<usize, (usize, usize)>,
@@ -935,17 +936,27 @@ fn find_row_passes(
             }
             _ => None,
         };
-        let outer = absorbing
+        let gradients: Vec<usize> = program
+            .learnables
             .iter()
-            .find_map(|(&k, &(param, slot))| match program.stmts[k] {
-                Stmt::Outer {
-                    rows: r, cols: c, x: v, ..
-                } if k > mat_vec && param == w && (r, c, v) == (rows, cols, x) => Some((k, slot)),
-                _ => None,
-            });
+            .filter(|l| l.param == w)
+            .map(|l| l.grad)
+            .collect();
+        let outer = (mat_vec + 1..program.stmts.len()).find_map(|k| match program.stmts[k] {
+            Stmt::Outer {
+                grad,
+                rows: r,
+                cols: c,
+                x: v,
+                ..
+            } if gradients.contains(&grad) && (r, c, v) == (rows, cols, x) => {
+                Some((k, absorbing.get(&k).map(|&(_, slot)| slot)))
+            }
+            _ => None,
+        });
         let error = outer.map(|(k, _)| match program.stmts[k] {
             Stmt::Outer { a, .. } => a,
-            _ => unreachable!("an absorbed update is an e·xᵀ statement"),
+            _ => unreachable!("the gradient found is an e·xᵀ statement"),
         });
         let mat_t_vec = (0..program.stmts.len()).find(|&k| {
             matches!(program.stmts[k], Stmt::MatTVec { w: m, rows: r, cols: c, x: e, .. }
@@ -1798,7 +1809,7 @@ impl Emitter<'_, '_> {
     }
 
     /// The statements of a [`RowPass`] as one call of `gle_fused_rows`: one pass over W, which
-    /// updates W only in learning steps.
+    /// writes the gradient (or steps W) only in learning steps.
     fn row_pass(&mut self, pass: &RowPass) -> Result<(), JitError> {
         let &Stmt::MatVec {
             out,
@@ -1816,23 +1827,32 @@ impl Emitter<'_, '_> {
             None => None,
             Some(_) => return Err(JitError("a row pass computes Wᵀ·e from a Wᵀ·e statement".into())),
         };
-        let update = match pass.outer.map(|(k, slot)| (&self.program.stmts[k], slot)) {
-            Some((&Stmt::Outer { a, negate, .. }, slot)) => Some((a, negate, slot)),
+        let learn = match pass.outer.map(|(k, slot)| (&self.program.stmts[k], slot)) {
+            Some((&Stmt::Outer { grad, a, negate, .. }, slot)) => Some((grad, a, negate, slot)),
             None => None,
-            Some(_) => return Err(JitError("a row pass applies an update from an e·rᵀ statement".into())),
+            Some(_) => return Err(JitError("a row pass computes a gradient from an e·rᵀ statement".into())),
         };
         self.bases.clear();
         let (wb, xb, ob) = (self.base(w), self.base(x), self.base(out));
-        // The error `e` both the update and `Wᵀ·e` read; `d` where `Wᵀ·e` goes (unused without).
-        let e = update.map(|u| u.0).or(down.map(|d| d.1)).unwrap_or(x);
+        // The error `e` both the gradient and `Wᵀ·e` read; `d` where `Wᵀ·e` goes and `grad`
+        // where the gradient goes (W's address where there is none, unused).
+        let e = learn.map(|l| l.1).or(down.map(|d| d.1)).unwrap_or(x);
         let eb = self.base(e);
         let db = match down {
             Some((d, _)) => self.base(d),
             None => ob,
         };
-        let (rate, negate, updates) = match update {
-            Some((_, negate, slot)) => (self.absorbed_rate(slot), self.int(usize::from(negate)), self.learn),
-            None => (self.fb.ins().f64const(0.0), self.int(0), self.int(0)),
+        let (gb, rate, negate, mode) = match learn {
+            Some((grad, _, negate, slot)) => {
+                let (gb, rate, mode) = match slot {
+                    Some(slot) => (wb, self.absorbed_rate(slot), products::SGD_STEP),
+                    None => (self.base(grad), self.fb.ins().f64const(0.0), products::MEAN),
+                };
+                // Only in steps that compute gradients.
+                let mode = self.fb.ins().imul_imm_s(self.learn, mode);
+                (gb, rate, self.int(usize::from(negate)), mode)
+            }
+            None => (wb, self.fb.ins().f64const(0.0), self.int(0), self.int(0)),
         };
         let [cols, first, end, accumulate, backward] =
             [cols, 0, rows, usize::from(accumulate), usize::from(down.is_some())].map(|v| self.int(v));
@@ -1841,7 +1861,7 @@ impl Emitter<'_, '_> {
         self.fb.ins().call(
             f,
             &[
-                wb, xb, ob, eb, db, cols, first, end, accumulate, updates, backward, negate, count, rate,
+                wb, xb, ob, eb, db, gb, cols, first, end, accumulate, mode, backward, negate, count, rate,
             ],
         );
         Ok(())

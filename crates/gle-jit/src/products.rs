@@ -26,6 +26,8 @@ pub const STORE: i64 = 0;
 pub const MEAN: i64 = 1;
 /// `gle_column_sums` updates the destination to `θ − rate·(±sum / count)`.
 pub const SGD_STEP: i64 = 2;
+/// `gle_fused_rows` neither writes a gradient nor steps W (besides [`MEAN`] and [`SGD_STEP`]).
+pub const NO_LEARNING: i64 = 0;
 
 /// The products' symbols with the addresses of the build this CPU runs (AVX where it has it).
 pub fn symbols() -> [(&'static str, *const u8); 3] {
@@ -48,7 +50,7 @@ pub fn symbols() -> [(&'static str, *const u8); 3] {
 pub const SIGNATURES: &[(&str, usize, usize)] = &[
     ("gle_column_sums", 13, 2),
     ("gle_mat_vec", 9, 0),
-    ("gle_fused_rows", 12, 2),
+    ("gle_fused_rows", 13, 2),
 ];
 
 /// Whether the AVX build can run here.
@@ -514,18 +516,19 @@ fn mean_scalar<const DIVIDE: bool>(sum: f64, negate: bool, count: f64) -> f64 {
     if negate { -m } else { m }
 }
 
-/// The arguments of `gle_fused_rows`: for one batch row, `W·x`, `Wᵀ·e` (when `backward`) and
-/// the SGD step of W against `±e·xᵀ / count` applied in place (when `update`: an absorbed
-/// update), in one pass over W.
+/// The arguments of `gle_fused_rows`: for one batch row, `W·x`, `Wᵀ·e` (when `backward`) and,
+/// as `learn` says, the gradient `±e·xᵀ / count` ([`MEAN`], into `grad`) or the SGD step of W
+/// against it applied in place ([`SGD_STEP`]: an absorbed update), in one pass over W.
 struct FusedRows {
     w: *mut f64,
     x: *const f64,
     out: *mut f64,
     e: *const f64,
     d: *mut f64,
+    grad: *mut f64,
     cols: usize,
     accumulate: bool,
-    update: bool,
+    learn: i64,
     negate: bool,
     count: f64,
     rate: f64,
@@ -534,10 +537,11 @@ struct FusedRows {
 /// For rows `i` in `first..end`, on the values W holds when the call starts: `out[i] (+)=
 /// Σ_j W[i][j]·x[j]`, each sum in order over `j` from 0.0; with `BACKWARD`, `d[j] = Σ_i
 /// W[i][j]·e[i]` over those rows, in order from 0.0 (what [`column_sums`] computes for `Wᵀ·e`);
-/// with `update`, each `W[i][j]`, once read, becomes `W[i][j] − rate·(±(0.0 + x[j]·e[i]) /
-/// count)`, the step [`column_sums`] applies for one term ([`SGD_STEP`]). Rows go four at a
-/// time, their sums interleaved; the products, the sums of `d` and the updates four columns per
-/// vector.
+/// with `learn` [`MEAN`], `grad[i][j] = ±(0.0 + x[j]·e[i]) / count`, the mean [`column_sums`]
+/// computes for one term; with [`SGD_STEP`], each `W[i][j]`, once read, becomes `W[i][j] −
+/// rate·` that mean, the step [`column_sums`] applies for one term. Rows go four at a time,
+/// their sums interleaved; the products, the sums of `d` and the gradients or steps four
+/// columns per vector.
 #[inline(always)]
 unsafe fn fused_rows<Q: Quad, const DIVIDE: bool, const BACKWARD: bool>(p: &FusedRows, first: usize, end: usize) {
     if BACKWARD {
@@ -581,9 +585,13 @@ unsafe fn fused_group<Q: Quad, const DIVIDE: bool, const BACKWARD: bool, const R
                 if BACKWARD {
                     d = d.add(w.mul(splats[r]));
                 }
-                if p.update {
+                if p.learn != NO_LEARNING {
                     let m = mean_vector::<Q, DIVIDE>(Q::zero().add(x.mul(splats[r])), p.negate, p.count);
-                    w.sub(rate.mul(m)).store(at);
+                    if p.learn == SGD_STEP {
+                        w.sub(rate.mul(m)).store(at);
+                    } else {
+                        m.store(p.grad.add((i + r) * p.cols + j));
+                    }
                 }
             }
             if BACKWARD {
@@ -600,8 +608,13 @@ unsafe fn fused_group<Q: Quad, const DIVIDE: bool, const BACKWARD: bool, const R
                 if BACKWARD {
                     *p.d.add(j) += w * factors[r];
                 }
-                if p.update {
-                    *at = w - p.rate * mean_scalar::<DIVIDE>(0.0 + x * factors[r], p.negate, p.count);
+                if p.learn != NO_LEARNING {
+                    let m = mean_scalar::<DIVIDE>(0.0 + x * factors[r], p.negate, p.count);
+                    if p.learn == SGD_STEP {
+                        *at = w - p.rate * m;
+                    } else {
+                        *p.grad.add((i + r) * p.cols + j) = m;
+                    }
                 }
             }
         }
@@ -703,13 +716,16 @@ macro_rules! entry_points {
         /// For rows `i` in `first..end` of one batch row, on the values W holds when the
         /// call starts: `out[i] (+)= Σ_j W[i][j]·x[j]` (`+=` when `accumulate` is 1), each sum
         /// in order over `j` from 0.0; when `backward` is 1, `d[j] = Σ_i W[i][j]·e[i]` (`cols`
-        /// values) over those rows, in order from 0.0; when `update` is 1, each `W[i][j]`, once
-        /// read, becomes `W[i][j] − rate·(±(0.0 + x[j]·e[i]) / count)` (`−` when `negate` is
-        /// 1): `W·x`, `Wᵀ·e` and the absorbed SGD step of the same W in one pass over it.
+        /// values) over those rows, in order from 0.0; when `learn` is
+        /// [`MEAN`](super::MEAN), `grad[i][j] = ±(0.0 + x[j]·e[i]) / count` (`−` when `negate`
+        /// is 1, `grad` shaped as W); when it is [`SGD_STEP`](super::SGD_STEP), each `W[i][j]`,
+        /// once read, becomes `W[i][j] − rate·` that (an absorbed update);
+        /// [`NO_LEARNING`](super::NO_LEARNING) leaves both alone:
+        /// `W·x`, `Wᵀ·e` and the gradient or the SGD step of the same W in one pass over it.
         ///
         /// # Safety
-        /// Every address the arguments describe must be valid (`d` only when `backward` is 1);
-        /// the AVX build needs AVX.
+        /// Every address the arguments describe must be valid (`d` only when `backward` is 1,
+        /// `grad` only when `learn` is `MEAN`); the AVX build needs AVX.
         $(#[target_feature(enable = $feature)])?
         pub unsafe extern "C" fn fused_rows(
             w: *mut f64,
@@ -717,11 +733,12 @@ macro_rules! entry_points {
             out: *mut f64,
             e: *const f64,
             d: *mut f64,
+            grad: *mut f64,
             cols: i64,
             first: i64,
             end: i64,
             accumulate: i64,
-            update: i64,
+            learn: i64,
             backward: i64,
             negate: i64,
             count: f64,
@@ -733,9 +750,10 @@ macro_rules! entry_points {
                 out,
                 e,
                 d,
+                grad,
                 cols: cols as usize,
                 accumulate: accumulate != 0,
-                update: update != 0,
+                learn,
                 negate: negate != 0,
                 count,
                 rate,

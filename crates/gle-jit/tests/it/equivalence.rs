@@ -102,46 +102,56 @@ fn jit_matches_the_interpreter_on_every_model() {
 
 /// Two threads sharing each statement give the same numbers (batch 7: W·x runs one block of
 /// four rows, then the last thread a pair and the odd row).
-/// At batch 1 on one thread, `W·x` and the absorbed SGD step of the same W run as one pass
-/// over W (the issue's plastic layer, in small odd shapes), and for a layer whose input
-/// population learns too, the `Wᵀ·e` that sends its error down joins the pass: every buffer
-/// still matches the interpreter after every step, learning or not.
+/// At batch 1 on one thread, `W·x` and the gradient of the same W (with plain SGD: the
+/// absorbed step that replaces it) run as one pass over W (the issue's plastic layer, in small
+/// odd shapes, with biases), and for a layer whose input population learns too, the `Wᵀ·e` that
+/// sends its error down joins the pass: every buffer still matches the interpreter after every
+/// step, learning or not.
 #[test]
 fn a_shared_pass_over_w_matches_the_interpreter() {
     let dir = std::env::temp_dir().join(format!("glec-row-pass-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("plastic.gle");
-    std::fs::write(
-        &path,
-        "neuron Layer {\n    param tau_m = 10\n    param tau_r = 5\n    param gamma = 0\n    state u\n\
-             let uhat = D[tau_r] u\n    rate r = tanh(uhat)\n    mismatch e = D[tau_m] u - input\n}\n\
-         const beta = 1\n\
-         input x[29] = sin(0.01 * linspace(1, 29, 29) * t)\n\
-         input target[11] = 0.5 * cos(0.02 * t)\n\
-         population h[37] : Layer\n\
-         population y[11] : Layer\n\
-         connect x -> h : dense(init: uniform(-0.3, 0.3)) learn\n\
-         connect h -> y : dense(init: uniform(-0.3, 0.3)) learn\n\
-         energy E = mismatch(h, y) + beta * mse(y.r, target)\n\
-         learn {\n    errors instantaneous\n    optimizer sgd(lr: 0.05)\n}\n\
-         run {\n    dt 0.1\n    steps 2000\n}\n",
-    )
-    .unwrap();
-    let text = std::fs::read_to_string(&path).unwrap();
-    let (model, diags) = gle_ir::check_source_with("plastic.gle", &text, &[]);
-    assert!(diags.is_empty(), "{diags:?}");
-    let model = model.unwrap();
-    let program = gle_derive::compile(&model).unwrap();
-    let sgd = gle_runtime::sgd_learnables(&model, &program);
-    let kernel = gle_jit::compile_absorbing(&program, 1, 1, &sgd).unwrap();
-    assert_eq!(kernel.absorbed_updates().len(), 2, "both weight updates are absorbed");
-    assert_eq!(kernel.row_passes(), 2, "W·x and the update share the pass");
-    assert_eq!(
-        kernel.row_passes_with_wt_e(),
-        1,
-        "h → y sends h's error down in its pass"
-    );
-    assert_eq!(compare(&path, 1000, 1, 1), 2);
+    for (optimizer, absorbed) in [("sgd(lr: 0.05)", 2), ("adam(lr: 0.01)", 0)] {
+        let path = dir.join("plastic.gle");
+        std::fs::write(
+            &path,
+            format!(
+                "neuron Layer {{\n    param tau_m = 10\n    param tau_r = 5\n    param gamma = 0\n    state u\n\
+                     let uhat = D[tau_r] u\n    rate r = tanh(uhat)\n    mismatch e = D[tau_m] u - input\n}}\n\
+                 const beta = 1\n\
+                 input x[29] = sin(0.01 * linspace(1, 29, 29) * t)\n\
+                 input target[11] = 0.5 * cos(0.02 * t)\n\
+                 population h[37] : Layer\n\
+                 population y[11] : Layer\n\
+                 connect x -> h : dense(init: uniform(-0.3, 0.3), bias: uniform(-0.1, 0.1)) learn\n\
+                 connect h -> y : dense(init: uniform(-0.3, 0.3), bias: uniform(-0.1, 0.1)) learn\n\
+                 energy E = mismatch(h, y) + beta * mse(y.r, target)\n\
+                 learn {{\n    errors instantaneous\n    optimizer {optimizer}\n}}\n\
+                 run {{\n    dt 0.1\n    steps 2000\n}}\n"
+            ),
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (model, diags) = gle_ir::check_source_with("plastic.gle", &text, &[]);
+        assert!(diags.is_empty(), "{diags:?}");
+        let model = model.unwrap();
+        let program = gle_derive::compile(&model).unwrap();
+        let sgd = gle_runtime::sgd_learnables(&model, &program);
+        let kernel = gle_jit::compile_absorbing(&program, 1, 1, &sgd).unwrap();
+        // With SGD, both weights' updates are absorbed (the biases' means are not `e·rᵀ`).
+        assert_eq!(kernel.absorbed_updates().len(), absorbed, "{optimizer}");
+        assert_eq!(
+            kernel.row_passes(),
+            2,
+            "{optimizer}: W·x and the gradient share the pass"
+        );
+        assert_eq!(
+            kernel.row_passes_with_wt_e(),
+            1,
+            "{optimizer}: h → y sends h's error down in its pass"
+        );
+        assert_eq!(compare(&path, 1000, 1, 1), absorbed);
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

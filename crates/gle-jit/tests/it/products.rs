@@ -3,7 +3,7 @@
 //! of strip, tail and batch block.
 #![allow(unsafe_code)]
 
-use gle_jit::products::{self, MEAN, SGD_STEP, STORE};
+use gle_jit::products::{self, MEAN, NO_LEARNING, SGD_STEP, STORE};
 
 /// Values of mixed signs and magnitudes (so that the order of additions shows in the bits).
 fn values(n: usize, seed: u64) -> Vec<f64> {
@@ -29,6 +29,7 @@ type FusedRows = unsafe extern "C" fn(
     *const f64,
     *mut f64,
     *const f64,
+    *mut f64,
     *mut f64,
     i64,
     i64,
@@ -189,22 +190,25 @@ fn fused_rows_equal_the_plain_product_sums_and_step_in_every_build() {
     for (build, fused_rows) in builds {
         for rows in 1..=9 {
             for cols in [1, 3, 4, 5, 8, 13] {
-                for (accumulate, update, backward, negate, count) in [
-                    (false, true, false, true, 1.0),
-                    (true, true, true, false, 1.0),
-                    (false, true, true, false, 2.5),
-                    (false, true, false, false, 2.5),
-                    (true, false, false, true, 1.0),
-                    (false, false, true, true, 1.0),
+                for (accumulate, learn, backward, negate, count) in [
+                    (false, SGD_STEP, false, true, 1.0),
+                    (true, SGD_STEP, true, false, 1.0),
+                    (false, SGD_STEP, true, false, 2.5),
+                    (false, MEAN, false, true, 2.5),
+                    (true, MEAN, true, true, 1.0),
+                    (true, NO_LEARNING, false, true, 1.0),
+                    (false, NO_LEARNING, true, true, 1.0),
                 ] {
                     // Rows 1..rows (row 0 and every other value stay untouched).
                     let w0 = values(rows * cols, (rows * 17 + cols) as u64);
                     let (x, e) = (values(cols, (cols + 5) as u64), values(rows, (rows + 11) as u64));
                     let start = values(rows, 3);
                     let d_start = values(cols, 7);
+                    let grad_start = values(rows * cols, 13);
                     let rate = 0.037;
                     let (mut expected_w, mut expected_out) = (w0.clone(), start.clone());
                     let mut expected_d = if backward { vec![0.0; cols] } else { d_start.clone() };
+                    let mut expected_grad = grad_start.clone();
                     for i in 1..rows {
                         let mut sum = 0.0;
                         for j in 0..cols {
@@ -214,15 +218,18 @@ fn fused_rows_equal_the_plain_product_sums_and_step_in_every_build() {
                             }
                         }
                         expected_out[i] = if accumulate { start[i] + sum } else { sum };
-                        if update {
-                            for j in 0..cols {
-                                let mean = (0.0 + x[j] * e[i]) / count;
-                                let mean = if negate { -mean } else { mean };
-                                expected_w[i * cols + j] = w0[i * cols + j] - rate * mean;
+                        for j in 0..cols {
+                            let mean = (0.0 + x[j] * e[i]) / count;
+                            let mean = if negate { -mean } else { mean };
+                            match learn {
+                                SGD_STEP => expected_w[i * cols + j] = w0[i * cols + j] - rate * mean,
+                                MEAN => expected_grad[i * cols + j] = mean,
+                                _ => {}
                             }
                         }
                     }
-                    let (mut w, mut out, mut d) = (w0.clone(), start.clone(), d_start.clone());
+                    let (mut w, mut out, mut d, mut grad) =
+                        (w0.clone(), start.clone(), d_start.clone(), grad_start.clone());
                     // SAFETY: every address the arguments describe lies in the vectors.
                     unsafe {
                         fused_rows(
@@ -231,11 +238,12 @@ fn fused_rows_equal_the_plain_product_sums_and_step_in_every_build() {
                             out.as_mut_ptr(),
                             e.as_ptr(),
                             d.as_mut_ptr(),
+                            grad.as_mut_ptr(),
                             cols as i64,
                             1,
                             rows as i64,
                             i64::from(accumulate),
-                            i64::from(update),
+                            learn,
                             i64::from(backward),
                             i64::from(negate),
                             count,
@@ -244,15 +252,16 @@ fn fused_rows_equal_the_plain_product_sums_and_step_in_every_build() {
                     };
                     let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                     let what = format!(
-                        "{build}: rows {rows}, cols {cols}, accumulate {accumulate}, update {update}, backward {backward}"
+                        "{build}: rows {rows}, cols {cols}, accumulate {accumulate}, learn {learn}, backward {backward}"
                     );
                     assert_eq!(bits(&out), bits(&expected_out), "W·x, {what}");
                     assert_eq!(bits(&d), bits(&expected_d), "Wᵀ·e, {what}");
                     assert_eq!(bits(&w), bits(&expected_w), "W, {what}");
+                    assert_eq!(bits(&grad), bits(&expected_grad), "gradient, {what}");
                     checked += 1;
                 }
             }
         }
     }
-    assert!(checked >= 9 * 6 * 6);
+    assert!(checked >= 9 * 6 * 7);
 }
