@@ -538,9 +538,11 @@ pub fn compile(program: &Program, batch: usize) -> Result<CompiledStep, JitError
 
 /// Compiles `program` for `batch` rows, each step run by `threads` threads together: every
 /// statement's rows (of the batch, or of a gradient) are split between them, and they meet at a
-/// barrier where one's rows are read by another (see `schedule`). Per element the operations
-/// and their order are those of [`compile`], so results are identical; worth it when a step is
-/// long (large batches or layers), since the threads meet at barriers several times a step.
+/// barrier where one's rows are read by another (see `schedule`); with fewer batch rows than
+/// threads, each thread instead runs whole statements — each layer's on one thread — and they
+/// meet once per step. Per element the operations and their order are those of [`compile`], so
+/// results are identical; worth it when a step is long (large batches or layers), since the
+/// threads meet at barriers between the statements and the optimiser's work.
 pub fn compile_for_threads(program: &Program, batch: usize, threads: usize) -> Result<CompiledStep, JitError> {
     compile_absorbing(program, batch, threads, &[])
 }
@@ -631,7 +633,22 @@ pub fn compile_absorbing(
         .collect();
     // The same, as `e·rᵀ` statement → parameter.
     let absorbed_params: HashMap<usize, usize> = absorbing.iter().map(|(&stmt, &(param, _))| (stmt, param)).collect();
-    let passes = find_row_passes(program, &absorbing, &absorbed_params, batch, threads);
+    // With fewer batch rows than threads, each thread runs whole statements, each layer's on one
+    // thread (`schedule::statement_owners`), and row passes are a thread's own.
+    let owners = if threads > 1 && batch < threads {
+        schedule::statement_owners(program, &absorbed_params, threads)
+    } else {
+        None
+    };
+    let pass_threads = if owners.is_some() { 1 } else { threads };
+    let passes: Vec<RowPass> = find_row_passes(program, &absorbing, &absorbed_params, batch, pass_threads)
+        .into_iter()
+        .filter(|p| {
+            owners
+                .as_ref()
+                .is_none_or(|o| p.members().all(|m| o[m] == o[p.mat_vec]))
+        })
+        .collect();
     let passes_count = passes.len();
     let passes_with_wt_e = passes.iter().filter(|p| p.mat_t_vec.is_some()).count();
     let mut fctx = FunctionBuilderContext::new();
@@ -673,6 +690,7 @@ pub fn compile_absorbing(
                 thread: params[6],
                 barrier: params[7],
                 meet,
+                whole: owners.is_some(),
             });
         }
         // One thread loops over the steps it is asked for; a team's threads take one step.
@@ -680,7 +698,7 @@ pub fn compile_absorbing(
         e.clear_finite_flag();
         // One thread runs the items in program order; a team in the order of
         // `schedule::team_schedule`, meeting only where it says.
-        let items: Vec<(Item, bool)> = if threads > 1 {
+        let items: Vec<(Item, bool)> = if threads > 1 && owners.is_none() {
             schedule::team_schedule(program, &absorbed_params)
         } else {
             (0..program.stmts.len())
@@ -695,32 +713,40 @@ pub fn compile_absorbing(
             }
             match item {
                 Item::Stmt(k) => {
+                    let owner = |m: usize| owners.as_ref().map(|o| o[m]);
                     for pass in passes.iter().filter(|p| p.at == k) {
-                        if profile {
-                            e.fb.set_srcloc(SourceLoc::new(pass.mat_vec as u32));
-                        }
-                        e.row_pass(pass)?;
-                        if let Some(bias) = pass.bias {
+                        e.on_thread(owner(pass.mat_vec), &mut |e| {
                             if profile {
-                                e.fb.set_srcloc(SourceLoc::new(bias as u32));
+                                e.fb.set_srcloc(SourceLoc::new(pass.mat_vec as u32));
                             }
-                            e.stmt(&program.stmts[bias])?;
-                        }
+                            e.row_pass(pass)?;
+                            if let Some(bias) = pass.bias {
+                                if profile {
+                                    e.fb.set_srcloc(SourceLoc::new(bias as u32));
+                                }
+                                e.stmt(&program.stmts[bias])?;
+                            }
+                            Ok(())
+                        })?;
                     }
                     if passes.iter().any(|p| p.members().any(|m| m == k)) {
                         continue;
                     }
-                    if profile {
-                        e.fb.set_srcloc(SourceLoc::new(k as u32));
-                    }
                     let stmt = &program.stmts[k];
-                    e.absorbing = absorbing.get(&k).copied();
-                    if stmt.computes_gradient() {
-                        e.when_learning(&mut |e| e.stmt(stmt))?;
-                    } else {
-                        e.stmt(stmt)?;
-                    }
-                    e.absorbing = None;
+                    let absorbed = absorbing.get(&k).copied();
+                    e.on_thread(owner(k), &mut |e| {
+                        if profile {
+                            e.fb.set_srcloc(SourceLoc::new(k as u32));
+                        }
+                        e.absorbing = absorbed;
+                        if stmt.computes_gradient() {
+                            e.when_learning(&mut |e| e.stmt(stmt))?;
+                        } else {
+                            e.stmt(stmt)?;
+                        }
+                        e.absorbing = None;
+                        Ok(())
+                    })?;
                 }
                 Item::Commit(k) => {
                     if profile {
@@ -1097,6 +1123,9 @@ struct Team {
     barrier: Value,
     /// The barrier shim.
     meet: FuncRef,
+    /// Each thread runs whole statements, those [`schedule::statement_owners`] gives it,
+    /// instead of its share of every statement.
+    whole: bool,
 }
 
 impl Emitter<'_, '_> {
@@ -1380,7 +1409,7 @@ impl Emitter<'_, '_> {
         n: usize,
         body: &mut dyn FnMut(&mut Self, Value) -> Result<(), JitError>,
     ) -> Result<(), JitError> {
-        let Some(team) = &self.team else {
+        let Some(team) = self.team.as_ref().filter(|t| !t.whole) else {
             return self.repeat(n, body);
         };
         if n == 0 {
@@ -1426,7 +1455,7 @@ impl Emitter<'_, '_> {
     /// `2·(⌊n/2⌋·t/T)` and the last ends at `n` (so only the last has an odd count); `0..n` for
     /// a single thread.
     fn pair_share(&mut self, n: usize) -> (Value, Value) {
-        let Some(team) = &self.team else {
+        let Some(team) = self.team.as_ref().filter(|t| !t.whole) else {
             return (self.int(0), self.int(n));
         };
         let (thread, threads) = (team.thread, team.threads as i64);
@@ -1449,7 +1478,7 @@ impl Emitter<'_, '_> {
     /// row-local statement (see [`schedule`]) splits the batch this way, so a thread reads only
     /// rows it wrote. `None` for a single thread.
     fn row_share(&mut self) -> Option<(Value, Value)> {
-        self.team.as_ref()?;
+        self.team.as_ref().filter(|t| !t.whole)?;
         Some(self.pair_share(self.batch))
     }
 
@@ -1475,6 +1504,21 @@ impl Emitter<'_, '_> {
         Ok(())
     }
 
+    /// Runs `body` on thread `owner` of the team only (on every thread for `None`).
+    fn on_thread(
+        &mut self,
+        owner: Option<usize>,
+        body: &mut dyn FnMut(&mut Self) -> Result<(), JitError>,
+    ) -> Result<(), JitError> {
+        match (owner, &self.team) {
+            (Some(owner), Some(team)) => {
+                let mine = self.fb.ins().icmp_imm_s(IntCC::Equal, team.thread, owner as i64);
+                self.when(mine, body)
+            }
+            _ => body(self),
+        }
+    }
+
     /// Runs `body` only in steps that compute gradients.
     fn when_learning(&mut self, body: &mut dyn FnMut(&mut Self) -> Result<(), JitError>) -> Result<(), JitError> {
         self.when(self.learn, body)
@@ -1482,7 +1526,7 @@ impl Emitter<'_, '_> {
 
     /// Runs `body` on the team's last thread only (on the only thread when alone).
     fn on_last_thread(&mut self, body: &mut dyn FnMut(&mut Self) -> Result<(), JitError>) -> Result<(), JitError> {
-        let Some(team) = &self.team else {
+        let Some(team) = self.team.as_ref().filter(|t| !t.whole) else {
             return body(self);
         };
         let last = team.threads as i64 - 1;

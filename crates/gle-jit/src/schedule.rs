@@ -132,3 +132,77 @@ pub(crate) fn team_schedule(program: &Program, absorbed: &HashMap<usize, usize>)
         })
         .collect()
 }
+
+/// For a team whose batch has fewer rows than it has threads (batch 1), where splitting rows
+/// would leave threads idle: the thread that runs each statement whole. Statements that touch a
+/// buffer one of them writes (directly or through a chain of such statements) go to the same
+/// thread, so the threads need not meet within the step; the connected groups — with the
+/// parallel schedule, each layer's statements, which read only what the step before committed
+/// — go to the least-loaded thread, largest first, by an estimate of their work, the lightest
+/// share to the calling thread. `None` when
+/// there are fewer groups than threads, or the program commits a buffer by copying (those
+/// copies would have to wait for every reader).
+pub(crate) fn statement_owners(
+    program: &Program,
+    absorbed: &HashMap<usize, usize>,
+    threads: usize,
+) -> Option<Vec<usize>> {
+    if !program.commits.is_empty() {
+        return None;
+    }
+    let n = program.stmts.len();
+    let access: Vec<Access> = (0..n).map(|k| Access::of(program, Item::Stmt(k), absorbed)).collect();
+    let mut group: Vec<usize> = (0..n).collect();
+    fn root(group: &mut [usize], mut k: usize) -> usize {
+        while group[k] != k {
+            group[k] = group[group[k]];
+            k = group[k];
+        }
+        k
+    }
+    for j in 0..n {
+        for i in 0..j {
+            if access[i].conflicts(&access[j], |_| false) {
+                let (a, b) = (root(&mut group, i), root(&mut group, j));
+                group[a.max(b)] = a.min(b);
+            }
+        }
+    }
+    let roots: Vec<usize> = (0..n).map(|k| root(&mut group, k)).collect();
+    let mut work: HashMap<usize, usize> = HashMap::new();
+    for (k, stmt) in program.stmts.iter().enumerate() {
+        *work.entry(roots[k]).or_default() += stmt_work(stmt);
+    }
+    if work.len() < threads {
+        return None;
+    }
+    let mut groups: Vec<(usize, usize)> = work.into_iter().collect();
+    groups.sort_by_key(|&(root, w)| (std::cmp::Reverse(w), root));
+    let mut load = vec![0usize; threads];
+    let mut owner_of: HashMap<usize, usize> = HashMap::new();
+    for (root, w) in groups {
+        let t = (0..threads).min_by_key(|&t| (load[t], t)).unwrap_or(0);
+        load[t] += w;
+        owner_of.insert(root, t);
+    }
+    // The calling thread (0) takes the lightest share: it also does the work between steps.
+    let mut by_load: Vec<usize> = (0..threads).collect();
+    by_load.sort_by_key(|&t| (load[t], t));
+    let mut label = vec![0usize; threads];
+    for (k, &t) in by_load.iter().enumerate() {
+        label[t] = k;
+    }
+    Some(roots.iter().map(|r| label[owner_of[r]]).collect())
+}
+
+/// A rough count of the element operations of a statement at batch 1.
+fn stmt_work(stmt: &Stmt) -> usize {
+    match *stmt {
+        Stmt::Map { len, ref outs } => len * outs.len() * 4,
+        Stmt::MatVec { rows, cols, .. } | Stmt::MatTVec { rows, cols, .. } | Stmt::Outer { rows, cols, .. } => {
+            rows * cols
+        }
+        Stmt::Softmax { len, .. } => len * 8,
+        Stmt::Mean { len, .. } => len,
+    }
+}

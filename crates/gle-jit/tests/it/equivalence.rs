@@ -194,6 +194,34 @@ fn jit_teams_that_split_the_batch_match_the_interpreter() {
     }
 }
 
+/// With fewer batch rows than threads (batch 1 on two threads, batch 2 on three), each thread
+/// runs whole statements — each layer's on one thread, with its passes over W — and the team
+/// meets once per step.
+#[test]
+fn jit_teams_that_split_the_layers_match_the_interpreter() {
+    for path in models() {
+        let name = path.display().to_string();
+        if name.contains("golden") {
+            continue;
+        }
+        let steps = if name.contains("mnist") { 60 } else { 150 };
+        for (batch, threads) in [(1, 2), (2, 3)] {
+            compare(&path, steps, batch, threads);
+        }
+    }
+    let path = models()
+        .into_iter()
+        .find(|p| p.ends_with("gle_mnist1d_15k.gle"))
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (model, diags) = gle_ir::check_source(&path.display().to_string(), &text);
+    assert!(diags.is_empty(), "{diags:?}");
+    let program = gle_derive::compile(&model.unwrap()).unwrap();
+    let team = gle_jit::compile_for_threads(&program, 1, 2).unwrap();
+    assert_eq!(team.meetings_per_step(), 1);
+    assert_eq!(team.row_passes(), 7, "every layer's W in one pass on its thread");
+}
+
 /// A team of MNIST-1D 15k meets twice per step (before the batch sums, at the end) instead of
 /// once per statement: its commits are all exchanges of buffers, done after the team's code.
 #[test]
