@@ -174,16 +174,18 @@ fn jit_on_two_threads_matches_the_interpreter() {
 }
 
 /// Teams split the batch so that each thread has rows (batch 10 on two threads: rows 0–3 and
-/// 4–9; batch 13 on three: 0–3, 4–7, 8–12), and meet only where the schedule says.
+/// 4–9; batch 13 on three: 0–3, 4–7, 8–12) and meet only where the schedule says; with fewer
+/// batch rows than threads (batch 1 on two, batch 2 on three) each thread runs whole statements
+/// — each layer's on one thread, with its passes over W.
 #[test]
-fn jit_teams_that_split_the_batch_match_the_interpreter() {
+fn jit_teams_match_the_interpreter() {
     for path in models() {
         let name = path.display().to_string();
         if name.contains("golden") {
             continue;
         }
         let steps = if name.contains("mnist") { 60 } else { 150 };
-        for (batch, threads) in [(10, 2), (13, 3)] {
+        for (batch, threads) in [(10, 2), (13, 3), (1, 2), (2, 3)] {
             // (A dataset with fewer samples than the batch gives no full batch to run.)
             let probe = simulation(&path, 0, batch);
             if !probe.model.datasets.is_empty() && probe.data_steps_left() == 0 {
@@ -194,36 +196,10 @@ fn jit_teams_that_split_the_batch_match_the_interpreter() {
     }
 }
 
-/// With fewer batch rows than threads (batch 1 on two threads, batch 2 on three), each thread
-/// runs whole statements — each layer's on one thread, with its passes over W — and the team
-/// meets once per step.
-#[test]
-fn jit_teams_that_split_the_layers_match_the_interpreter() {
-    for path in models() {
-        let name = path.display().to_string();
-        if name.contains("golden") {
-            continue;
-        }
-        let steps = if name.contains("mnist") { 60 } else { 150 };
-        for (batch, threads) in [(1, 2), (2, 3)] {
-            compare(&path, steps, batch, threads);
-        }
-    }
-    let path = models()
-        .into_iter()
-        .find(|p| p.ends_with("gle_mnist1d_15k.gle"))
-        .unwrap();
-    let text = std::fs::read_to_string(&path).unwrap();
-    let (model, diags) = gle_ir::check_source(&path.display().to_string(), &text);
-    assert!(diags.is_empty(), "{diags:?}");
-    let program = gle_derive::compile(&model.unwrap()).unwrap();
-    let team = gle_jit::compile_for_threads(&program, 1, 2).unwrap();
-    assert_eq!(team.meetings_per_step(), 1);
-    assert_eq!(team.row_passes(), 7, "every layer's W in one pass on its thread");
-}
-
-/// A team of MNIST-1D 15k meets twice per step (before the batch sums, at the end) instead of
-/// once per statement: its commits are all exchanges of buffers, done after the team's code.
+/// A team of MNIST-1D 15k meets twice per step at batch 100 (before the batch sums, at the end)
+/// instead of once per statement: its commits are all exchanges of buffers, done after the
+/// team's code. At batch 1 each of two threads runs whole layers, with their passes over W, and
+/// they meet once.
 #[test]
 fn a_team_meets_only_where_rows_cross() {
     let path = models()
@@ -237,6 +213,9 @@ fn a_team_meets_only_where_rows_cross() {
     let team = gle_jit::compile_for_threads(&program, 100, 2).unwrap();
     assert_eq!(team.meetings_per_step(), 2, "{} statements", program.stmts.len());
     assert_eq!(gle_jit::compile(&program, 100).unwrap().meetings_per_step(), 0);
+    let layers = gle_jit::compile_for_threads(&program, 1, 2).unwrap();
+    assert_eq!(layers.meetings_per_step(), 1);
+    assert_eq!(layers.row_passes(), 7, "every layer's W in one pass on its thread");
 }
 
 /// The inlined `tanh` computes each lane as `gle_ir::math::tanh` does, bit for bit, whichever
