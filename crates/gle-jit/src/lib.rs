@@ -374,10 +374,12 @@ impl StepKernel for CompiledStep {
         // only indexes buffers within them; constants are read at indices below the model's
         // constant count, which `consts` holds; each scratch area has the size the code was
         // compiled for and is owned by its thread, as is each entry of `finite` (one per
-        // thread). With helpers, every thread writes disjoint parts of each statement's output, and all meet at the barrier between any two items
-        // that touch a buffer across rows (`schedule`) and at the end of the step, so no
-        // element is written by one thread while another reads or writes it, and the helpers
-        // are done with the buffers when this returns.
+        // thread). With helpers, either every thread writes disjoint parts of each statement's
+        // output and all meet at the barrier between any two items that touch a buffer across
+        // rows (`schedule::team_schedule`), or each thread runs whole statements that touch no
+        // buffer another thread's statements write (`schedule::statement_owners`); all meet at
+        // the end of the step. So no element is written by one thread while another reads or
+        // writes it, and the helpers are done with the buffers when this returns.
         let ptrs = self.ptrs.as_ptr();
         match (self.code, &self.helpers) {
             (Code::Single(code), _) => {
