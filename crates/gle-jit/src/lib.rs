@@ -556,7 +556,9 @@ pub fn compile_for_threads(program: &Program, batch: usize, threads: usize) -> R
 /// computes `g`, so the gradient is never written and the optimiser's pass over it disappears
 /// (one pass over W instead of three for a plastic layer). The kernel lists them in
 /// [`StepKernel::absorbed_updates`] and takes their rates from [`StepKernel::set_rates`]; each
-/// parameter ends the step with the bits the optimiser would give it.
+/// parameter ends the step with the bits the optimiser would give it. At batch 1, a thread
+/// computes each dense projection's `W·x`, `Wᵀ·e` and gradient (or absorbed update) in one pass
+/// over W ([`CompiledStep::row_passes`]).
 pub fn compile_absorbing(
     program: &Program,
     batch: usize,
