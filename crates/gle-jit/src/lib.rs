@@ -972,22 +972,22 @@ fn find_row_passes(
             .filter(|l| l.param == w)
             .map(|l| l.grad)
             .collect();
-        let outer = (mat_vec + 1..program.stmts.len()).find_map(|k| match program.stmts[k] {
+        // The gradient's statement, its slot when absorbed, and the error it reads.
+        let gradient = (mat_vec + 1..program.stmts.len()).find_map(|k| match program.stmts[k] {
             Stmt::Outer {
                 grad,
                 rows: r,
                 cols: c,
+                a,
                 x: v,
                 ..
             } if gradients.contains(&grad) && (r, c, v) == (rows, cols, x) => {
-                Some((k, absorbing.get(&k).map(|&(_, slot)| slot)))
+                Some((k, absorbing.get(&k).map(|&(_, slot)| slot), a))
             }
             _ => None,
         });
-        let error = outer.map(|(k, _)| match program.stmts[k] {
-            Stmt::Outer { a, .. } => a,
-            _ => unreachable!("the gradient found is an e·xᵀ statement"),
-        });
+        let outer = gradient.map(|(k, slot, _)| (k, slot));
+        let error = gradient.map(|g| g.2);
         let mat_t_vec = (0..program.stmts.len()).find(|&k| {
             matches!(program.stmts[k], Stmt::MatTVec { w: m, rows: r, cols: c, x: e, .. }
                 if m == w && (r, c) == (rows, cols) && error.is_none_or(|a| a == e)
@@ -1004,10 +1004,8 @@ fn find_row_passes(
             at: 0,
         };
         let members: Vec<usize> = pass.members().collect();
-        let (first, last) = (members.iter().min().copied(), members.iter().max().copied());
-        let (Some(first), Some(last)) = (first, last) else {
-            continue;
-        };
+        let first = members.iter().copied().min().unwrap_or(mat_vec);
+        let last = members.iter().copied().max().unwrap_or(mat_vec);
         // Passes come in step order: one whose span overlaps the last one's is left out.
         if passes.last().is_some_and(|p| p.members().any(|m| m >= first)) {
             continue;
@@ -1406,8 +1404,8 @@ impl Emitter<'_, '_> {
         }
     }
 
-    /// [`Self::repeat`] over this thread's share of `0..n`: all of it for a single thread, else
-    /// the contiguous part `n·t/T .. n·(t+1)/T` of thread t of T.
+    /// [`Self::repeat`] over this thread's share of `0..n`: all of it for a single thread or one
+    /// that runs whole statements, else the contiguous part `n·t/T .. n·(t+1)/T` of thread t of T.
     fn repeat_part(
         &mut self,
         n: usize,
@@ -1457,7 +1455,7 @@ impl Emitter<'_, '_> {
 
     /// This thread's part `start..end` of `0..n`, split in pairs: thread t of T starts at
     /// `2·(⌊n/2⌋·t/T)` and the last ends at `n` (so only the last has an odd count); `0..n` for
-    /// a single thread.
+    /// a single thread or a thread that runs whole statements.
     fn pair_share(&mut self, n: usize) -> (Value, Value) {
         let Some(team) = self.team.as_ref().filter(|t| !t.whole) else {
             return (self.int(0), self.int(n));
@@ -1480,7 +1478,7 @@ impl Emitter<'_, '_> {
 
     /// This thread's batch rows, `0..batch` split as [`Self::pair_share`] splits it. Every
     /// row-local statement (see [`schedule`]) splits the batch this way, so a thread reads only
-    /// rows it wrote. `None` for a single thread.
+    /// rows it wrote. `None` for a single thread or a thread that runs whole statements.
     fn row_share(&mut self) -> Option<(Value, Value)> {
         self.team.as_ref().filter(|t| !t.whole)?;
         Some(self.pair_share(self.batch))
@@ -1528,7 +1526,8 @@ impl Emitter<'_, '_> {
         self.when(self.learn, body)
     }
 
-    /// Runs `body` on the team's last thread only (on the only thread when alone).
+    /// Runs `body` on the team's last thread only (on the only thread when alone, or on the
+    /// thread that runs the whole statement).
     fn on_last_thread(&mut self, body: &mut dyn FnMut(&mut Self) -> Result<(), JitError>) -> Result<(), JitError> {
         let Some(team) = self.team.as_ref().filter(|t| !t.whole) else {
             return body(self);
