@@ -1,6 +1,6 @@
 //! The dense products of a step (`W·x`, `Wᵀ·e`, `e·rᵀ`, and one pass over W that computes
-//! `W·x`, `Wᵀ·e` and an absorbed SGD step of W together), compiled ahead of time and called by
-//! the generated code.
+//! `W·x`, `Wᵀ·e` and the gradient of W or its absorbed SGD step together), compiled ahead of
+//! time and called by the generated code.
 //!
 //! Cranelift 0.135's x86-64 backend has only 128-bit vectors; these loops are Rust generic over
 //! four-lane vectors, built twice: for AVX (256-bit registers; chosen when the CPU has it) and

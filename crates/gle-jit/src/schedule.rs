@@ -139,9 +139,8 @@ pub(crate) fn team_schedule(program: &Program, absorbed: &HashMap<usize, usize>)
 /// thread, so the threads need not meet within the step; the connected groups — with the
 /// parallel schedule, each layer's statements, which read only what the step before committed
 /// — go to the least-loaded thread, largest first, by an estimate of their work, the lightest
-/// share to the calling thread. `None` when
-/// there are fewer groups than threads, or the program commits a buffer by copying (those
-/// copies would have to wait for every reader).
+/// share to the calling thread. `None` when there are fewer groups than threads, or the program
+/// commits a buffer by copying (those copies would have to wait for every reader).
 pub(crate) fn statement_owners(
     program: &Program,
     absorbed: &HashMap<usize, usize>,
