@@ -22,14 +22,17 @@ use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
 use gle_derive::program::{Layout, Program, Stmt};
 use gle_derive::sym::{Fun, Id, Leaf, Node, apply};
 use gle_ir::builtins::Builtin;
+use gle_runtime::optim::StepUpdate;
 use gle_runtime::{Chunk, RunError, StepKernel};
 use schedule::Item;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use team_update::{Counter, Pieces, TeamUpdate};
 
 pub mod products;
 mod schedule;
+mod team_update;
 
 /// Why a program could not be compiled.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,8 +65,8 @@ const SINGLE_STEP: [i64; 4] = [0; 4];
 
 /// The work between two steps of a run ([`Chunk::between`]), called by the code through
 /// [`gle_between_steps`].
-struct BetweenSteps<'a> {
-    work: &'a mut gle_runtime::BetweenSteps<'a>,
+struct BetweenSteps<'a, 'b> {
+    work: &'a mut gle_runtime::BetweenSteps<'b>,
     /// The simulation's buffers.
     data: *mut Vec<f64>,
     len: usize,
@@ -76,7 +79,7 @@ struct BetweenSteps<'a> {
 /// Makes the last step's exchanges in the simulation's buffers (so that they are where the
 /// code's pointers say), then runs the work between two steps; returns 0 to stop the run.
 #[allow(unsafe_code)]
-extern "C" fn gle_between_steps(between: *mut BetweenSteps) -> i64 {
+extern "C" fn gle_between_steps(between: *mut BetweenSteps<'_, '_>) -> i64 {
     // SAFETY: the code passes the address `run_steps` put in the plan, of a `BetweenSteps` that
     // lives until the code returns, whose `data` and `len` are those of the buffers `run_steps`
     // was given (not used otherwise while the code runs); the code does not touch the buffers
@@ -88,7 +91,7 @@ extern "C" fn gle_between_steps(between: *mut BetweenSteps) -> i64 {
     }
     between.exchanged += 1;
     // The code runs on one thread: so does the work.
-    i64::from((between.work)(data, &mut |job| job(0)))
+    i64::from(between.work.step(data, &mut |job| job(0)))
 }
 
 /// The signature of a step compiled for several threads: [`StepFn`]'s arguments, then the
@@ -140,6 +143,10 @@ pub struct CompiledStep {
     checked: Vec<usize>,
     /// Per thread, 0 after a step whose checked values were all finite (NaN otherwise).
     finite: Box<[f64]>,
+    /// How a team shares an optimiser step it applies before a step.
+    pieces: Pieces,
+    /// Reused storage of the learnables' addresses for that.
+    bases: Vec<[usize; 4]>,
 }
 
 /// The helper threads of a team: they live as long as the compiled step and run their share
@@ -165,6 +172,12 @@ struct TeamState {
     /// Set while the team runs a Rust job ([`StepKernel::run_on_threads`]) instead of a step:
     /// the address of a `&(dyn Fn(usize) + Sync)` on the calling thread's stack.
     job: AtomicPtr<()>,
+    /// Set while the team applies an optimiser step before the step
+    /// ([`StepKernel::run_after_update`]): the address of a [`TeamUpdate`] on the calling
+    /// thread's stack.
+    update: AtomicPtr<()>,
+    /// Per thread, the next of its optimiser pieces to be claimed.
+    next: Box<[Counter]>,
 }
 
 impl Helpers {
@@ -180,6 +193,8 @@ impl Helpers {
             time: AtomicU64::new(0),
             learn: AtomicBool::new(true),
             job: AtomicPtr::new(std::ptr::null_mut()),
+            update: AtomicPtr::new(std::ptr::null_mut()),
+            next: (0..threads).map(|_| Counter::default()).collect(),
         });
         let handles = (1..threads)
             .zip(scratch)
@@ -200,6 +215,21 @@ impl Helpers {
                             job(t);
                             shared.statements.wait();
                             continue;
+                        }
+                        let update = shared.update.load(Ordering::Acquire);
+                        if !update.is_null() {
+                            // SAFETY: `run_after_update` stored the address of a `TeamUpdate`
+                            // that lives until every thread has passed the step's last barrier,
+                            // after the last use here.
+                            #[allow(unsafe_code)]
+                            let update = unsafe { &*(update as *const TeamUpdate) };
+                            update.apply(t);
+                            shared.statements.wait();
+                            if update.failed() {
+                                // No step: meet where it would have ended.
+                                shared.statements.wait();
+                                continue;
+                            }
                         }
                         let ptrs = shared.ptrs.load(Ordering::Acquire);
                         let consts = shared.consts.load(Ordering::Acquire);
@@ -365,62 +395,134 @@ impl CompiledStep {
     }
 }
 
+impl CompiledStep {
+    /// A team's step (see [`StepKernel::run`]), after the optimiser's step `update` when given:
+    /// the threads share the update ([`team_update`]), meet, and take the step unless the
+    /// update left a parameter value NaN or infinite, whose `(learnable, element)` it returns.
+    #[allow(unsafe_code)]
+    #[allow(clippy::too_many_arguments)]
+    fn run_team(
+        &mut self,
+        code: ThreadedStepFn,
+        data: &mut [Vec<f64>],
+        consts: &[f64],
+        dt: f64,
+        time: f64,
+        learn: bool,
+        update: Option<StepUpdate>,
+    ) -> Result<Option<(usize, usize)>, RunError> {
+        self.point_at(data)?;
+        let Some(helpers) = &self.helpers else {
+            return Err(RunError::new("JIT: a team's step has no helper threads"));
+        };
+        let team = &helpers.shared;
+        let mut update = update;
+        let shared = match update.as_mut() {
+            Some(update) if self.pieces.fit(update, data) => {
+                Some(TeamUpdate::new(update, data, &self.pieces, &mut self.bases, &team.next))
+            }
+            Some(_) => {
+                return Err(RunError::new(
+                    "JIT: an optimiser step does not match the compiled program",
+                ));
+            }
+            None => None,
+        };
+        let consts = consts_address(consts);
+        let ptrs = self.ptrs.as_ptr();
+        team.ptrs.store(ptrs.cast_mut(), Ordering::Release);
+        team.consts.store(consts.cast_mut(), Ordering::Release);
+        team.dt.store(dt.to_bits(), Ordering::Release);
+        team.time.store(time.to_bits(), Ordering::Release);
+        team.learn.store(learn, Ordering::Release);
+        let address = shared.as_ref().map_or(std::ptr::null(), std::ptr::from_ref);
+        team.update.store(address.cast::<()>().cast_mut(), Ordering::Release);
+        team.start.wait();
+        let mut stepped = true;
+        if let Some(shared) = &shared {
+            shared.apply(0);
+            team.statements.wait();
+            stepped = !shared.failed();
+        }
+        if stepped {
+            // SAFETY: the code was generated for exactly these buffer lengths (checked by
+            // `point_at`) and only indexes buffers within them; constants are read at indices
+            // below the model's constant count, which `consts` holds; each scratch area has the
+            // size the code was compiled for and is owned by its thread, as is each entry of
+            // `finite` (one per thread). Either every thread writes disjoint parts of each
+            // statement's output and all meet at the barrier between any two items that touch
+            // a buffer across rows (`schedule::team_schedule`), or each thread runs whole
+            // statements that touch no buffer another thread's statements write
+            // (`schedule::statement_owners`); all meet after the optimiser's pieces and at the
+            // end of the step. So no element is written by one thread while another reads or
+            // writes it, and the helpers are done with the buffers (and the update) when the
+            // step ends.
+            code(
+                ptrs,
+                consts,
+                dt,
+                time,
+                self.scratch.as_mut_ptr(),
+                i64::from(learn),
+                0,
+                &team.statements,
+            );
+        } else {
+            // No step: meet where it would have ended.
+            team.statements.wait();
+        }
+        team.update.store(std::ptr::null_mut(), Ordering::Release);
+        if stepped {
+            for &(dst, src) in &self.swaps {
+                data.swap(dst, src);
+            }
+        }
+        Ok(shared.and_then(TeamUpdate::bad))
+    }
+}
+
 impl StepKernel for CompiledStep {
     #[allow(unsafe_code)]
     fn run(&mut self, data: &mut [Vec<f64>], consts: &[f64], dt: f64, time: f64, learn: bool) -> Result<(), RunError> {
+        let code = match self.code {
+            Code::Single(code) => code,
+            Code::Threaded(code) => return self.run_team(code, data, consts, dt, time, learn, None).map(|_| ()),
+        };
         self.point_at(data)?;
-        let consts = consts_address(consts);
         // SAFETY: the code was generated for exactly these buffer lengths (checked above) and
         // only indexes buffers within them; constants are read at indices below the model's
-        // constant count, which `consts` holds; each scratch area has the size the code was
-        // compiled for and is owned by its thread, as is each entry of `finite` (one per
-        // thread). With helpers, either every thread writes disjoint parts of each statement's
-        // output and all meet at the barrier between any two items that touch a buffer across
-        // rows (`schedule::team_schedule`), or each thread runs whole statements that touch no
-        // buffer another thread's statements write (`schedule::statement_owners`); all meet at
-        // the end of the step. So no element is written by one thread while another reads or
-        // writes it, and the helpers are done with the buffers when this returns.
-        let ptrs = self.ptrs.as_ptr();
-        match (self.code, &self.helpers) {
-            (Code::Single(code), _) => {
-                let plan = SINGLE_STEP.as_ptr();
-                code(
-                    ptrs,
-                    consts,
-                    dt,
-                    time,
-                    self.scratch.as_mut_ptr(),
-                    i64::from(learn),
-                    0,
-                    1,
-                    plan,
-                );
-            }
-            (Code::Threaded(code), Some(h)) => {
-                let team = &h.shared;
-                team.ptrs.store(ptrs.cast_mut(), Ordering::Release);
-                team.consts.store(consts.cast_mut(), Ordering::Release);
-                team.dt.store(dt.to_bits(), Ordering::Release);
-                team.time.store(time.to_bits(), Ordering::Release);
-                team.learn.store(learn, Ordering::Release);
-                team.start.wait();
-                code(
-                    ptrs,
-                    consts,
-                    dt,
-                    time,
-                    self.scratch.as_mut_ptr(),
-                    i64::from(learn),
-                    0,
-                    &team.statements,
-                );
-            }
-            (Code::Threaded(_), None) => unreachable!("a team's step is compiled with its helpers"),
-        }
+        // constant count, which `consts` holds; the scratch area has the size the code was
+        // compiled for; the plan is a single step's.
+        code(
+            self.ptrs.as_ptr(),
+            consts_address(consts),
+            dt,
+            time,
+            self.scratch.as_mut_ptr(),
+            i64::from(learn),
+            0,
+            1,
+            SINGLE_STEP.as_ptr(),
+        );
         for &(dst, src) in &self.swaps {
             data.swap(dst, src);
         }
         Ok(())
+    }
+
+    fn run_after_update(
+        &mut self,
+        data: &mut [Vec<f64>],
+        consts: &[f64],
+        dt: f64,
+        time: f64,
+        learn: bool,
+        update: StepUpdate,
+    ) -> Result<Option<(usize, usize)>, RunError> {
+        match self.code {
+            Code::Threaded(code) => self.run_team(code, data, consts, dt, time, learn, Some(update)),
+            Code::Single(_) => gle_runtime::update_then_run(self, data, consts, dt, time, learn, update),
+        }
     }
 
     #[allow(unsafe_code)]
@@ -806,6 +908,8 @@ pub fn compile_absorbing(
         Code::Threaded(unsafe { std::mem::transmute::<*const u8, ThreadedStepFn>(raw) })
     };
     let n = lens.len();
+    let absorbed_learnables: Vec<usize> = absorbed.iter().map(|a| a.0).collect();
+    let pieces = Pieces::new(program, &lens, &absorbed_learnables, owners.as_deref(), threads);
     // One scratch space per thread, sized by the program's shapes: allocated here, where a
     // failure is an error rather than an abort.
     let mut scratches = (0..threads)
@@ -828,12 +932,14 @@ pub fn compile_absorbing(
         meetings,
         row_passes: passes_count,
         row_passes_with_wt_e: passes_with_wt_e,
-        absorbed: absorbed.iter().map(|a| a.0).collect(),
+        absorbed: absorbed_learnables,
         rates: vec![f64::NAN; absorbed.len().max(1)].into_boxed_slice(),
         swaps: program.swaps.clone(),
         plan: Plan::new(),
         checked,
         finite: vec![0.0; threads].into_boxed_slice(),
+        pieces,
+        bases: Vec::new(),
     })
 }
 

@@ -3,7 +3,7 @@
 //! ([`StepKernel::run_steps`]) with the optimiser to run between them, and afterwards accounts
 //! for the steps' metrics from the values the kernel copied out.
 
-use crate::{BetweenSteps, Chunk, RunError, Simulation, StepKernel, metrics, optim};
+use crate::{BetweenSteps, Chunk, RunError, Simulation, StepKernel, metrics};
 
 /// The most values (inputs and copies for the metrics) the steps of one call hold: 8 MB.
 const CHUNK_VALUES: usize = 1 << 20;
@@ -100,12 +100,16 @@ impl Simulation {
         self.hand_rates();
         let threads = self.optimizer_threads();
         let kernel: &mut Box<dyn StepKernel> = self.kernel.as_mut().expect("chunks run only with a kernel");
-        let (optim, program, consts, absorbed) = (&mut self.optim, &self.program, &self.consts, &self.absorbed);
-        let (opt, dt) = (&self.model.learning.optimizer, self.model.protocol.dt);
-        let mut bad = None;
-        let mut optimizer_step = |data: &mut [Vec<f64>], run: &mut dyn FnMut(&optim::Job)| {
-            bad = optim.step(opt, dt, consts, program, data, absorbed, threads, run);
-            bad.is_none()
+        let dt = self.model.protocol.dt;
+        let mut between = BetweenSteps {
+            optim: &mut self.optim,
+            optimizer: &self.model.learning.optimizer,
+            dt,
+            consts: &self.consts,
+            program: &self.program,
+            skip: &self.absorbed,
+            threads,
+            bad: None,
         };
         let mut chunk = Chunk {
             first_step: self.step,
@@ -113,9 +117,10 @@ impl Simulation {
             feeds: &store.feeds,
             taps: &mut store.taps,
             scanned: &self.scanned,
-            between: self.learning.then_some(&mut optimizer_step as &mut BetweenSteps),
+            between: self.learning.then_some(&mut between),
         };
-        let done = kernel.run_steps(&mut self.data, consts, dt, self.learning, &mut chunk)?;
+        let done = kernel.run_steps(&mut self.data, &self.consts, dt, self.learning, &mut chunk)?;
+        let bad = chunk.between.and_then(|b| b.bad);
         let complete = done == steps && kernel.all_finite();
         let first_feed_step = self.feed_step;
         self.step += done as u64;

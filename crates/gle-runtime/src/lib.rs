@@ -70,7 +70,8 @@ pub trait StepKernel {
 
     /// Takes the steps of `chunk` in a row, as [`Self::run`] would one by one: before each, the
     /// feeds' values for that step are written into their buffers (and, from the second on,
-    /// `chunk.between` is called, stopping the run if it returns false); after each (and its
+    /// `chunk.between` takes the optimiser's step, stopping the run before the step if it left
+    /// a parameter non-finite); after each (and its
     /// commits), the taps' buffers are copied out, and the kernel stops if a value of its
     /// [`Self::checked_buffers`] or of `chunk.scanned` is NaN or infinite. Returns the steps
     /// taken. The default calls [`Self::run`] per step ([`run_step_by_step`]); a kernel that
@@ -85,6 +86,41 @@ pub trait StepKernel {
     ) -> Result<usize, RunError> {
         run_step_by_step(self, data, consts, dt, learn, chunk)
     }
+
+    /// Applies `update` (the optimiser's step after the last step) to the parameters in `data`
+    /// and then, unless it left a parameter value NaN or infinite, takes a step as
+    /// [`Self::run`] does; returns that value's `(learnable, element)` (the first, as
+    /// [`optim::StepUpdate::apply`] finds it), and then the step is not taken. The default
+    /// calls [`update_then_run`]; a team may do both in one call of its threads.
+    fn run_after_update(
+        &mut self,
+        data: &mut [Vec<f64>],
+        consts: &[f64],
+        dt: f64,
+        time: f64,
+        learn: bool,
+        update: optim::StepUpdate,
+    ) -> Result<Option<(usize, usize)>, RunError> {
+        update_then_run(self, data, consts, dt, time, learn, update)
+    }
+}
+
+/// [`StepKernel::run_after_update`] by [`optim::StepUpdate::apply`] on the kernel's threads,
+/// then [`StepKernel::run`].
+pub fn update_then_run<K: StepKernel + ?Sized>(
+    kernel: &mut K,
+    data: &mut [Vec<f64>],
+    consts: &[f64],
+    dt: f64,
+    time: f64,
+    learn: bool,
+    update: optim::StepUpdate,
+) -> Result<Option<(usize, usize)>, RunError> {
+    let bad = update.apply(data, &mut |job| kernel.run_on_threads(job));
+    if bad.is_none() {
+        kernel.run(data, consts, dt, time, learn)?;
+    }
+    Ok(bad)
 }
 
 /// Several steps a [`StepKernel`] takes in one call ([`StepKernel::run_steps`]): what the
@@ -102,14 +138,54 @@ pub struct Chunk<'a> {
     /// Watched buffers the kernel does not check as it computes them: it scans them after
     /// every step.
     pub scanned: &'a [usize],
-    /// Work between two steps (the optimiser's), on every buffer as the steps so far left it;
-    /// false stops the run before the next step.
+    /// The optimiser's steps between two steps (when learning).
     pub between: Option<&'a mut BetweenSteps<'a>>,
 }
 
-/// Work on every buffer between two steps of a [`Chunk`], given a way to run jobs on the
-/// kernel's threads ([`StepKernel::run_on_threads`]); false stops the run.
-pub type BetweenSteps<'a> = dyn FnMut(&mut [Vec<f64>], &mut dyn FnMut(&optim::Job)) -> bool + 'a;
+/// The optimiser's steps between the steps of a [`Chunk`]: each on the parameters as the steps
+/// so far left them.
+pub struct BetweenSteps<'a> {
+    optim: &'a mut optim::OptimizerState,
+    optimizer: &'a Optimizer,
+    dt: f64,
+    consts: &'a [f64],
+    program: &'a Program,
+    /// The learnables the kernel updates itself.
+    skip: &'a [usize],
+    /// The threads the optimiser shares its work between.
+    threads: usize,
+    /// The first parameter value a step left NaN or infinite, as `(learnable, element)`.
+    bad: Option<(usize, usize)>,
+}
+
+impl BetweenSteps<'_> {
+    /// The optimiser's step, its work shared by `run` as [`optim::StepUpdate::apply`] shares
+    /// it; false when it left a parameter value NaN or infinite (the run stops there).
+    pub fn step(&mut self, data: &mut [Vec<f64>], run: &mut dyn FnMut(&optim::Job)) -> bool {
+        let bad = self.prepare().apply(data, run);
+        self.finish(bad)
+    }
+
+    /// Prepares the optimiser's step for a kernel that applies it itself
+    /// ([`StepKernel::run_after_update`]); [`Self::finish`] takes what it found.
+    pub fn prepare(&mut self) -> optim::StepUpdate<'_> {
+        self.optim.prepare(
+            self.optimizer,
+            self.dt,
+            self.consts,
+            self.program,
+            self.skip,
+            self.threads,
+        )
+    }
+
+    /// Records the first non-finite parameter value, if any, that the step [`Self::prepare`]
+    /// handed out left; false when there is one (the run stops there).
+    pub fn finish(&mut self, bad: Option<(usize, usize)>) -> bool {
+        self.bad = self.bad.or(bad);
+        bad.is_none()
+    }
+}
 
 /// [`StepKernel::run_steps`] by one call of [`StepKernel::run`] per step.
 pub fn run_step_by_step<K: StepKernel + ?Sized>(
@@ -120,19 +196,26 @@ pub fn run_step_by_step<K: StepKernel + ?Sized>(
     learn: bool,
     chunk: &mut Chunk,
 ) -> Result<usize, RunError> {
-    for k in 0..chunk.steps {
-        if k > 0
-            && let Some(between) = chunk.between.as_mut()
-            && !between(data, &mut |job| kernel.run_on_threads(job))
-        {
-            return Ok(k);
-        }
+    let feed = |data: &mut [Vec<f64>], k: usize| {
         for (buf, values) in chunk.feeds {
             let len = data[*buf].len();
             data[*buf].copy_from_slice(&values[k * len..(k + 1) * len]);
         }
+    };
+    for k in 0..chunk.steps {
+        feed(data, k);
         let time = (chunk.first_step + k as u64) as f64 * dt;
-        kernel.run(data, consts, dt, time, learn)?;
+        match chunk.between.as_deref_mut().filter(|_| k > 0) {
+            Some(between) => {
+                let bad = kernel.run_after_update(data, consts, dt, time, learn, between.prepare())?;
+                if !between.finish(bad) {
+                    // The step was not taken: its inputs leave the buffers as the last step did.
+                    feed(data, k - 1);
+                    return Ok(k);
+                }
+            }
+            None => kernel.run(data, consts, dt, time, learn)?,
+        }
         for (buf, values) in chunk.taps.iter_mut() {
             let len = data[*buf].len();
             values[k * len..(k + 1) * len].copy_from_slice(&data[*buf]);

@@ -19,6 +19,8 @@ pub struct OptimizerState {
     pub(crate) t: u64,
     /// Multiplier of every learning rate (the plateau schedule lowers it).
     pub lr_scale: f64,
+    /// Storage of the updates of the step being taken (reused from step to step).
+    updates: Vec<Option<ParamUpdate>>,
 }
 
 impl OptimizerState {
@@ -34,6 +36,7 @@ impl OptimizerState {
             s: zeros,
             t: 0,
             lr_scale: 1.0,
+            updates: Vec::new(),
         }
     }
 
@@ -67,88 +70,44 @@ impl OptimizerState {
         threads: usize,
         run: &mut dyn FnMut(&Job),
     ) -> Option<(usize, usize)> {
+        self.prepare(opt, dt, consts, program, skip, threads).apply(data, run)
+    }
+
+    /// Starts the next step ([`Self::step`]'s arguments but the buffers): counts it and works
+    /// out every learnable's update for it, which the returned [`StepUpdate`] applies — here,
+    /// or in a kernel that applies it in the same call as the next step
+    /// ([`crate::StepKernel::run_after_update`]).
+    pub fn prepare<'a>(
+        &'a mut self,
+        opt: &Optimizer,
+        dt: f64,
+        consts: &[f64],
+        program: &'a Program,
+        skip: &[usize],
+        threads: usize,
+    ) -> StepUpdate<'a> {
         self.t += 1;
         // Adam's bias corrections, the same for every learnable: worked out once per step.
         let bias = match *opt {
             Optimizer::Adam { beta1, beta2, .. } => Some(adam_bias(beta1, beta2, self.t)),
             _ => None,
         };
-        if threads <= 1 {
-            // One part per parameter, updated here: no allocation (a LagLine step is ~0.5 µs).
-            let mut bad = None;
-            for (k, l) in program.learnables.iter().enumerate() {
-                if skip.contains(&k) {
-                    continue;
-                }
-                let update = self.update(opt, dt, consts, l, bias);
-                let (theta, grad) = param_and_grad(data, l.param, l.grad);
-                let mut part = Part {
-                    learnable: k,
-                    offset: 0,
-                    update,
-                    clamp_min: l.clamp_min,
-                    theta,
-                    grad,
-                    m: &mut self.m[k],
-                    s: &mut self.s[k],
-                };
-                if let Some(i) = part.apply() {
-                    bad = bad.or(Some((k, i)));
-                }
-            }
-            return bad;
+        let mut updates = std::mem::take(&mut self.updates);
+        updates.clear();
+        updates.extend(program.learnables.iter().enumerate().map(|(k, l)| {
+            (!skip.contains(&k)).then(|| ParamUpdate {
+                update: self.update(opt, dt, consts, l, bias),
+                clamp_min: l.clamp_min,
+            })
+        }));
+        self.updates = updates;
+        StepUpdate {
+            updates: &self.updates,
+            learnables: &program.learnables,
+            m: &mut self.m,
+            s: &mut self.s,
+            threads,
         }
-        let mut buffers: Vec<Option<&mut Vec<f64>>> = data.iter_mut().map(Some).collect();
-        let mut parts: Vec<Vec<Part<'_>>> = (0..threads).map(|_| Vec::new()).collect();
-        let updates: Vec<Update> = program
-            .learnables
-            .iter()
-            .map(|l| self.update(opt, dt, consts, l, bias))
-            .collect();
-        let moments = self.m.iter_mut().zip(self.s.iter_mut());
-        for (k, ((l, update), (m, s))) in program.learnables.iter().zip(updates).zip(moments).enumerate() {
-            if skip.contains(&k) {
-                continue;
-            }
-            let (Some(theta), Some(grad)) = (buffers[l.param].take(), buffers[l.grad].take()) else {
-                unreachable!("every learnable has its own parameter and gradient buffers")
-            };
-            let n = theta.len();
-            let (mut theta, mut grad, mut m, mut s) = (&mut theta[..], &grad[..n], &mut m[..n], &mut s[..n]);
-            let mut offset = 0;
-            for (t, part) in parts.iter_mut().enumerate() {
-                let len = n * (t + 1) / threads - n * t / threads;
-                let (theta_t, theta_rest) = std::mem::take(&mut theta).split_at_mut(len);
-                let (grad_t, grad_rest) = grad.split_at(len);
-                let (m_t, m_rest) = std::mem::take(&mut m).split_at_mut(len);
-                let (s_t, s_rest) = std::mem::take(&mut s).split_at_mut(len);
-                (theta, grad, m, s) = (theta_rest, grad_rest, m_rest, s_rest);
-                part.push(Part {
-                    learnable: k,
-                    offset,
-                    update,
-                    clamp_min: l.clamp_min,
-                    theta: theta_t,
-                    grad: grad_t,
-                    m: m_t,
-                    s: s_t,
-                });
-                offset += len;
-            }
-        }
-        let parts: Vec<Mutex<Vec<Part<'_>>>> = parts.into_iter().map(Mutex::new).collect();
-        let bad: Mutex<Option<(usize, usize)>> = Mutex::new(None);
-        run(&|t| {
-            let mut part = parts[t].lock().unwrap_or_else(|e| e.into_inner());
-            for p in part.iter_mut() {
-                if let Some(i) = p.apply() {
-                    let mut first = bad.lock().unwrap_or_else(|e| e.into_inner());
-                    let at = (p.learnable, p.offset + i);
-                    *first = Some(first.map_or(at, |f| f.min(at)));
-                }
-            }
-        });
-        bad.into_inner().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The update of learnable `l` at this step, its rates and bias corrections worked out
@@ -265,23 +224,119 @@ impl Adam {
     }
 }
 
+/// One optimiser step, prepared ([`OptimizerState::prepare`]): every learnable's update with its
+/// rates and bias corrections for the step, and the optimiser's moments.
+pub struct StepUpdate<'a> {
+    /// Per learnable, its update (`None` for those the kernel updates itself).
+    pub updates: &'a [Option<ParamUpdate>],
+    /// The program's learnables: each one's parameter and gradient buffers.
+    pub learnables: &'a [Learnable],
+    /// Per learnable, its first moments (momentum buffer or Adam's m), as long as its parameter.
+    pub m: &'a mut [Vec<f64>],
+    /// Per learnable, Adam's second moments, as long as its parameter.
+    pub s: &'a mut [Vec<f64>],
+    /// The threads the runtime shares the update between (1 for small parameters).
+    pub threads: usize,
+}
+
+impl StepUpdate<'_> {
+    /// Applies the update to the parameters in `data` against their gradients, the elements of
+    /// every parameter split between [`Self::threads`] parts that `run` executes (each job `t`
+    /// updates part `t`). Returns the first parameter value that is not finite afterwards, as
+    /// `(learnable, element)`.
+    pub fn apply(self, data: &mut [Vec<f64>], run: &mut dyn FnMut(&Job)) -> Option<(usize, usize)> {
+        let StepUpdate {
+            updates,
+            learnables,
+            m,
+            s,
+            threads,
+        } = self;
+        if threads <= 1 {
+            // One part per parameter, updated here: no allocation (a LagLine step is ~0.5 µs).
+            let mut bad = None;
+            for (k, ((l, update), (m, s))) in learnables.iter().zip(updates).zip(m.iter_mut().zip(s)).enumerate() {
+                let Some(update) = update else { continue };
+                let (theta, grad) = param_and_grad(data, l.param, l.grad);
+                if let Some(i) = update.apply(theta, grad, m, s) {
+                    bad = bad.or(Some((k, i)));
+                }
+            }
+            return bad;
+        }
+        let mut buffers: Vec<Option<&mut Vec<f64>>> = data.iter_mut().map(Some).collect();
+        let mut parts: Vec<Vec<Part<'_>>> = (0..threads).map(|_| Vec::new()).collect();
+        let moments = m.iter_mut().zip(s.iter_mut());
+        for (k, ((l, update), (m, s))) in learnables.iter().zip(updates).zip(moments).enumerate() {
+            let Some(update) = *update else { continue };
+            let (Some(theta), Some(grad)) = (buffers[l.param].take(), buffers[l.grad].take()) else {
+                unreachable!("every learnable has its own parameter and gradient buffers")
+            };
+            let n = theta.len();
+            let (mut theta, mut grad, mut m, mut s) = (&mut theta[..], &grad[..n], &mut m[..n], &mut s[..n]);
+            let mut offset = 0;
+            for (t, part) in parts.iter_mut().enumerate() {
+                let len = n * (t + 1) / threads - n * t / threads;
+                let (theta_t, theta_rest) = std::mem::take(&mut theta).split_at_mut(len);
+                let (grad_t, grad_rest) = grad.split_at(len);
+                let (m_t, m_rest) = std::mem::take(&mut m).split_at_mut(len);
+                let (s_t, s_rest) = std::mem::take(&mut s).split_at_mut(len);
+                (theta, grad, m, s) = (theta_rest, grad_rest, m_rest, s_rest);
+                part.push(Part {
+                    learnable: k,
+                    offset,
+                    update,
+                    theta: theta_t,
+                    grad: grad_t,
+                    m: m_t,
+                    s: s_t,
+                });
+                offset += len;
+            }
+        }
+        let parts: Vec<Mutex<Vec<Part<'_>>>> = parts.into_iter().map(Mutex::new).collect();
+        let bad: Mutex<Option<(usize, usize)>> = Mutex::new(None);
+        run(&|t| {
+            let mut part = parts[t].lock().unwrap_or_else(|e| e.into_inner());
+            for p in part.iter_mut() {
+                if let Some(i) = p.update.apply(p.theta, p.grad, p.m, p.s) {
+                    let mut first = bad.lock().unwrap_or_else(|e| e.into_inner());
+                    let at = (p.learnable, p.offset + i);
+                    *first = Some(first.map_or(at, |f| f.min(at)));
+                }
+            }
+        });
+        bad.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// A contiguous range of one learnable's elements, with its gradient and moments.
 struct Part<'a> {
     learnable: usize,
     /// Index of the first element in the whole parameter.
     offset: usize,
-    update: Update,
-    clamp_min: Option<f64>,
+    update: ParamUpdate,
     theta: &'a mut [f64],
     grad: &'a [f64],
     m: &'a mut [f64],
     s: &'a mut [f64],
 }
 
-impl Part<'_> {
-    /// Applies the update and the clamp; returns the first element that is not finite.
-    fn apply(&mut self) -> Option<usize> {
-        let (theta, g) = (&mut *self.theta, self.grad);
+/// One learnable's optimiser update at one step, its rates and bias corrections worked out:
+/// the same operations for each element, so any range of the elements may be updated apart.
+#[derive(Clone, Copy, Debug)]
+pub struct ParamUpdate {
+    update: Update,
+    clamp_min: Option<f64>,
+}
+
+impl ParamUpdate {
+    /// Updates `theta` (a range of a parameter's elements) against `grad`, the gradient of the
+    /// same elements, with the optimiser's moments of the same elements (`m`, `s`; as long as
+    /// `theta`), then applies the lower clamp; returns the first element that is not finite.
+    pub fn apply(&self, theta: &mut [f64], grad: &[f64], m: &mut [f64], s: &mut [f64]) -> Option<usize> {
+        let n = theta.len();
+        let (g, m, s) = (&grad[..n], &mut m[..n], &mut s[..n]);
         // Whether the update already found every value finite (a clamp keeps finite values so).
         let mut finite = false;
         match self.update {
@@ -299,13 +354,13 @@ impl Part<'_> {
                 }
             }
             Update::Momentum { lr, mu } => {
-                for ((p, g), m) in theta.iter_mut().zip(g).zip(&mut *self.m) {
+                for ((p, g), m) in theta.iter_mut().zip(g).zip(m) {
                     *m = mu * *m + g;
                     *p -= lr * *m;
                 }
             }
             Update::Adam(adam) => {
-                finite = adam.apply(theta, self.m, self.s, g);
+                finite = adam.apply(theta, m, s, g);
             }
         }
         // Explicit rules clip instead of clamping.

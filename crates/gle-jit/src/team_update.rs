@@ -1,0 +1,211 @@
+//! The optimiser's step applied by a team in the same call as the next step
+//! ([`gle_runtime::StepKernel::run_after_update`]).
+//!
+//! Every learnable's elements are cut into pieces; each thread first updates the pieces of the
+//! parameters its own statements touch (with whole statements per thread, each layer's stay on
+//! the thread whose step reads them; otherwise each thread takes its part of every parameter),
+//! then takes what is left of the other threads' pieces. A piece is updated by whichever thread
+//! claims it, with the operations of `gle_runtime::optim`, so the values do not depend on who
+//! does it. The threads then meet, and take the step only if no parameter came out NaN or
+//! infinite, as a step after a failed optimiser step is never taken.
+
+use gle_derive::program::Program;
+use gle_runtime::optim::{ParamUpdate, StepUpdate};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// The most elements of one piece: its parameter, gradient and moments (32 KB) stay in the
+/// first-level cache, and a thread left idle finds work in pieces of about half a microsecond.
+const PIECE_ELEMENTS: usize = 512;
+
+/// A range of one learnable's elements, updated by one thread at a time.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Piece {
+    learnable: usize,
+    start: usize,
+    end: usize,
+}
+
+/// The pieces of a team's optimiser step: each thread's own pieces in a contiguous range.
+pub(crate) struct Pieces {
+    pieces: Vec<Piece>,
+    /// Per thread, its range of `pieces`.
+    ranges: Vec<(usize, usize)>,
+}
+
+impl Pieces {
+    /// The pieces of every learnable of `program` but the `absorbed` ones (their updates are
+    /// the step's), by thread: with `owners` (the thread of each statement), a learnable's go
+    /// to the thread of the statements that write its gradient; otherwise each learnable's
+    /// elements are split between the threads as the optimiser splits them.
+    pub(crate) fn new(
+        program: &Program,
+        lens: &[usize],
+        absorbed: &[usize],
+        owners: Option<&[usize]>,
+        threads: usize,
+    ) -> Self {
+        let mut by_thread: Vec<Vec<Piece>> = vec![Vec::new(); threads];
+        for (k, l) in program.learnables.iter().enumerate() {
+            if absorbed.contains(&k) {
+                continue;
+            }
+            let n = lens[l.param];
+            let mut cut = |t: usize, start: usize, end: usize| {
+                let mut at = start;
+                while at < end {
+                    let next = (at + PIECE_ELEMENTS).min(end);
+                    by_thread[t].push(Piece {
+                        learnable: k,
+                        start: at,
+                        end: next,
+                    });
+                    at = next;
+                }
+            };
+            match owners {
+                Some(owners) => {
+                    let writer = program
+                        .stmts
+                        .iter()
+                        .position(|s| program.reads_and_writes(s).1.contains(&l.grad));
+                    cut(writer.map_or(0, |s| owners[s]), 0, n);
+                }
+                None => (0..threads).for_each(|t| cut(t, n * t / threads, n * (t + 1) / threads)),
+            }
+        }
+        let mut pieces = Vec::new();
+        let mut ranges = Vec::with_capacity(threads);
+        for own in by_thread {
+            let start = pieces.len();
+            pieces.extend(own);
+            ranges.push((start, pieces.len()));
+        }
+        Pieces { pieces, ranges }
+    }
+
+    /// Whether `update` and `data` have the buffers and lengths the pieces need: every piece's
+    /// learnable exists, with distinct parameter and gradient buffers and moments at least as
+    /// long as the piece's end.
+    pub(crate) fn fit(&self, update: &StepUpdate, data: &[Vec<f64>]) -> bool {
+        let n = update.learnables.len();
+        if update.updates.len() != n || update.m.len() != n || update.s.len() != n {
+            return false;
+        }
+        self.pieces.iter().all(|p| {
+            let Some(l) = update.learnables.get(p.learnable) else {
+                return false;
+            };
+            l.param != l.grad
+                && [data.get(l.param), data.get(l.grad)]
+                    .iter()
+                    .all(|b| b.is_some_and(|b| b.len() >= p.end))
+                && update.m[p.learnable].len() >= p.end
+                && update.s[p.learnable].len() >= p.end
+        })
+    }
+}
+
+/// A counter on a cache line of its own, so that the threads' claims of their own pieces do not
+/// contend.
+#[repr(align(64))]
+#[derive(Default)]
+pub(crate) struct Counter(AtomicUsize);
+
+/// One optimiser step shared by a team: built by the calling thread before it starts the team,
+/// read by every thread until they meet after the update.
+pub(crate) struct TeamUpdate<'a> {
+    updates: &'a [Option<ParamUpdate>],
+    pieces: &'a Pieces,
+    /// Per learnable, the addresses of its parameter, gradient and moments.
+    bases: &'a [[usize; 4]],
+    /// Per thread, the next of its pieces to be claimed (by it or another thread).
+    next: &'a [Counter],
+    /// The first parameter value found NaN or infinite, as `(learnable, element)`.
+    bad: Mutex<Option<(usize, usize)>>,
+    failed: AtomicBool,
+}
+
+impl<'a> TeamUpdate<'a> {
+    /// The step `update` on the buffers of `data`, whose addresses it writes into `bases`; the
+    /// counters `next` are reset. `pieces` must [fit](Pieces::fit) `update` and `data`.
+    pub(crate) fn new(
+        update: &'a mut StepUpdate<'_>,
+        data: &mut [Vec<f64>],
+        pieces: &'a Pieces,
+        bases: &'a mut Vec<[usize; 4]>,
+        next: &'a [Counter],
+    ) -> Self {
+        bases.clear();
+        for (k, l) in update.learnables.iter().enumerate() {
+            bases.push([
+                data[l.param].as_mut_ptr() as usize,
+                data[l.grad].as_ptr() as usize,
+                update.m[k].as_mut_ptr() as usize,
+                update.s[k].as_mut_ptr() as usize,
+            ]);
+        }
+        for (counter, &(start, _)) in next.iter().zip(&pieces.ranges) {
+            counter.0.store(start, Ordering::Relaxed);
+        }
+        TeamUpdate {
+            updates: update.updates,
+            pieces,
+            bases,
+            next,
+            bad: Mutex::new(None),
+            failed: AtomicBool::new(false),
+        }
+    }
+
+    /// Thread `t`'s share: its own pieces, then those the other threads have not claimed yet.
+    pub(crate) fn apply(&self, t: usize) {
+        let threads = self.pieces.ranges.len();
+        for owner in (0..threads).map(|i| (t + i) % threads) {
+            let end = self.pieces.ranges[owner].1;
+            loop {
+                let p = self.next[owner].0.fetch_add(1, Ordering::Relaxed);
+                if p >= end {
+                    break;
+                }
+                let Piece { learnable, start, end } = self.pieces.pieces[p];
+                let Some(update) = &self.updates[learnable] else {
+                    continue;
+                };
+                let [theta, grad, m, s] = self.bases[learnable].map(|a| a as *mut f64);
+                let len = end - start;
+                // SAFETY: `Pieces::fit` checked that the parameter, its (distinct) gradient and
+                // its moments hold at least `end` values; each piece is claimed by one thread
+                // (the counter hands out each index once) and the pieces of a learnable are
+                // disjoint, so no two threads touch the same element; nothing else touches these
+                // buffers until the threads meet after the update (the step runs after that, and
+                // the calling thread holds `data` and the moments mutably throughout).
+                #[allow(unsafe_code)]
+                let (theta, grad, m, s) = unsafe {
+                    (
+                        std::slice::from_raw_parts_mut(theta.add(start), len),
+                        std::slice::from_raw_parts(grad.cast_const().add(start), len),
+                        std::slice::from_raw_parts_mut(m.add(start), len),
+                        std::slice::from_raw_parts_mut(s.add(start), len),
+                    )
+                };
+                if let Some(i) = update.apply(theta, grad, m, s) {
+                    let mut first = self.bad.lock().unwrap_or_else(|e| e.into_inner());
+                    let at = (learnable, start + i);
+                    *first = Some(first.map_or(at, |f| f.min(at)));
+                    self.failed.store(true, Ordering::Release);
+                }
+            }
+        }
+    }
+
+    /// Whether a parameter came out NaN or infinite (read after the threads meet).
+    pub(crate) fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    /// The first parameter value found NaN or infinite.
+    pub(crate) fn bad(self) -> Option<(usize, usize)> {
+        self.bad.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+}
