@@ -28,7 +28,7 @@ use schedule::Item;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
-use team_update::{Counter, Pieces, TeamUpdate};
+use team_update::{Counter, Pieces, Storage, TeamUpdate};
 
 pub mod products;
 mod schedule;
@@ -145,8 +145,10 @@ pub struct CompiledStep {
     finite: Box<[f64]>,
     /// How a team shares an optimiser step it applies before a step.
     pieces: Pieces,
-    /// Reused storage of the learnables' addresses for that.
-    bases: Vec<[usize; 4]>,
+    /// Reused storage of such a step.
+    update_storage: Storage,
+    /// The parameter and gradient buffers of the program's learnables.
+    learnable_buffers: Vec<usize>,
 }
 
 /// The helper threads of a team: they live as long as the compiled step and run their share
@@ -178,6 +180,68 @@ struct TeamState {
     update: AtomicPtr<()>,
     /// Per thread, the next of its optimiser pieces to be claimed.
     next: Box<[Counter]>,
+    /// Set when the optimiser's pieces left a parameter value NaN or infinite: read by every
+    /// thread once they meet after the update, then the step is not taken.
+    update_failed: AtomicBool,
+    /// Set while the team takes a run of steps ([`StepKernel::run_steps`]): the address of a
+    /// [`TeamRun`] on the calling thread's stack.
+    run: AtomicPtr<()>,
+}
+
+/// A run of steps a team takes in one start (see `CompiledStep::run_team_steps`).
+struct TeamRun {
+    steps: usize,
+    first_step: u64,
+    /// The code's finiteness flags, one per thread.
+    finite: *const f64,
+    threads: usize,
+}
+
+impl TeamRun {
+    /// Whether every value the code checked in the last step was finite (read after the
+    /// threads met at its end).
+    #[allow(unsafe_code)]
+    fn finite(&self) -> bool {
+        // SAFETY: `finite` is the address of the kernel's flags, one per thread, which outlive
+        // the run; each thread's code wrote its flag before the meeting that ends the step.
+        (0..self.threads).all(|t| unsafe { *self.finite.add(t) } == 0.0)
+    }
+}
+
+/// A helper's part of a [`TeamRun`]: each step after the optimiser's pieces of the one before
+/// (when the calling thread prepared them) and the meeting after them, stopping where the
+/// calling thread stops (a parameter or a checked value NaN or infinite).
+fn take_run(shared: &TeamState, code: ThreadedStepFn, t: usize, scratch: &mut [f64], run: &TeamRun) {
+    for k in 0..run.steps {
+        if k > 0 {
+            let update = shared.update.load(Ordering::Acquire);
+            if !update.is_null() {
+                // SAFETY: the calling thread stored the address of a `TeamUpdate` that lives
+                // until the threads have met after it (below).
+                #[allow(unsafe_code)]
+                let update = unsafe { &*(update as *const TeamUpdate) };
+                update.apply(t);
+            }
+            shared.statements.wait();
+            if shared.update_failed.load(Ordering::Acquire) {
+                return;
+            }
+        }
+        let dt = f64::from_bits(shared.dt.load(Ordering::Acquire));
+        code(
+            shared.ptrs.load(Ordering::Acquire),
+            shared.consts.load(Ordering::Acquire),
+            dt,
+            (run.first_step + k as u64) as f64 * dt,
+            scratch.as_mut_ptr(),
+            i64::from(shared.learn.load(Ordering::Acquire)),
+            t as i64,
+            &shared.statements,
+        );
+        if !run.finite() {
+            return;
+        }
+    }
 }
 
 impl Helpers {
@@ -195,6 +259,8 @@ impl Helpers {
             job: AtomicPtr::new(std::ptr::null_mut()),
             update: AtomicPtr::new(std::ptr::null_mut()),
             next: (0..threads).map(|_| Counter::default()).collect(),
+            update_failed: AtomicBool::new(false),
+            run: AtomicPtr::new(std::ptr::null_mut()),
         });
         let handles = (1..threads)
             .zip(scratch)
@@ -216,6 +282,16 @@ impl Helpers {
                             shared.statements.wait();
                             continue;
                         }
+                        let run = shared.run.load(Ordering::Acquire);
+                        if !run.is_null() {
+                            // SAFETY: `run_team_steps` stored the address of a `TeamRun` that
+                            // lives until every thread has passed the barrier below.
+                            #[allow(unsafe_code)]
+                            let run = unsafe { &*(run as *const TeamRun) };
+                            take_run(&shared, code, t, &mut scratch, run);
+                            shared.statements.wait();
+                            continue;
+                        }
                         let update = shared.update.load(Ordering::Acquire);
                         if !update.is_null() {
                             // SAFETY: `run_after_update` stored the address of a `TeamUpdate`
@@ -225,7 +301,7 @@ impl Helpers {
                             let update = unsafe { &*(update as *const TeamUpdate) };
                             update.apply(t);
                             shared.statements.wait();
-                            if update.failed() {
+                            if shared.update_failed.load(Ordering::Acquire) {
                                 // No step: meet where it would have ended.
                                 shared.statements.wait();
                                 continue;
@@ -337,6 +413,11 @@ fn zeroed(len: usize) -> Result<Vec<f64>, JitError> {
     Ok(values)
 }
 
+/// The error of an optimiser step whose buffers are not those the code was compiled for.
+fn mismatched_update() -> RunError {
+    RunError::new("JIT: an optimiser step does not match the compiled program")
+}
+
 /// The address of the constants handed to the code (of a dummy when there are none).
 fn consts_address(consts: &[f64]) -> *const f64 {
     static NONE: [f64; 1] = [0.0];
@@ -365,12 +446,190 @@ impl CompiledStep {
                 )));
             }
         }
+        self.refill_ptrs(data);
+        Ok(())
+    }
+
+    /// Fills the pointers the code reads from `data`, whose lengths [`Self::point_at`] checked.
+    fn refill_ptrs(&mut self, data: &mut [Vec<f64>]) {
         self.ptrs.clear();
         self.ptrs.extend(data.iter_mut().map(|b| b.as_mut_ptr()));
         self.ptrs.push(self.pool.lanes.as_ptr().cast::<f64>().cast_mut());
         self.ptrs.push(self.rates.as_mut_ptr());
         self.ptrs.push(self.finite.as_mut_ptr());
-        Ok(())
+    }
+
+    /// [`StepKernel::run_steps`] for a team: the threads start once and take the steps in a
+    /// row. Before each step after the first, they apply the optimiser's step that the calling
+    /// thread prepared while they took the step before (its pieces as [`Self::run_team`] shares
+    /// them) and meet; meanwhile the calling thread also makes the last step's exchanges, copies
+    /// its taps and writes the next step's feeds, so the helpers do not wait for that. They
+    /// stop together after a step that left a checked value NaN or infinite, or before the step
+    /// an update left a parameter so (as [`gle_runtime::run_step_by_step`] does); the steps of a
+    /// program with buffers the simulation scans itself go one call at a time.
+    #[allow(unsafe_code)]
+    fn run_team_steps(
+        &mut self,
+        code: ThreadedStepFn,
+        data: &mut [Vec<f64>],
+        consts: &[f64],
+        dt: f64,
+        learn: bool,
+        chunk: &mut Chunk,
+    ) -> Result<usize, RunError> {
+        let steps = chunk.steps;
+        // While the helpers update parameters, the calling thread copies taps and feeds and
+        // makes exchanges: these must not touch a parameter or a gradient.
+        let learnables = &self.learnable_buffers;
+        let apart = chunk
+            .feeds
+            .iter()
+            .chain(chunk.taps.iter())
+            .map(|(b, _)| *b)
+            .all(|b| !learnables.contains(&b))
+            && self
+                .swaps
+                .iter()
+                .all(|(a, b)| !learnables.contains(a) && !learnables.contains(b));
+        if !chunk.scanned.is_empty() || steps <= 1 || !apart {
+            return gle_runtime::run_step_by_step(self, data, consts, dt, learn, chunk);
+        }
+        let Some(team) = self.helpers.as_ref().map(|h| Arc::clone(&h.shared)) else {
+            return Err(RunError::new("JIT: a team's step has no helper threads"));
+        };
+        let bad = || RunError::new("JIT: a run of steps does not match the compiled program");
+        for (buf, values) in chunk.feeds.iter().chain(chunk.taps.iter()) {
+            let len = *self.lens.get(*buf).ok_or_else(bad)?;
+            if len.checked_mul(steps) != Some(values.len()) {
+                return Err(bad());
+            }
+        }
+        let pieces = std::mem::take(&mut self.pieces);
+        let mut storage = std::mem::take(&mut self.update_storage);
+        let mut between = chunk.between.as_deref_mut();
+        if let Some(between) = between.as_deref_mut() {
+            let fits = pieces.fit(&between.prepare(), data);
+            between.withdraw();
+            if !fits {
+                (self.pieces, self.update_storage) = (pieces, storage);
+                return Err(mismatched_update());
+            }
+        }
+        let feeds = chunk.feeds;
+        let feed = |data: &mut [Vec<f64>], k: usize| {
+            for (buf, values) in feeds {
+                let len = data[*buf].len();
+                data[*buf].copy_from_slice(&values[k * len..(k + 1) * len]);
+            }
+        };
+        feed(data, 0);
+        if let Err(e) = self.point_at(data) {
+            (self.pieces, self.update_storage) = (pieces, storage);
+            return Err(e);
+        }
+        let run = TeamRun {
+            steps,
+            first_step: chunk.first_step,
+            finite: self.finite.as_ptr(),
+            threads: self.finite.len(),
+        };
+        let consts = consts_address(consts);
+        team.ptrs.store(self.ptrs.as_ptr().cast_mut(), Ordering::Release);
+        team.consts.store(consts.cast_mut(), Ordering::Release);
+        team.dt.store(dt.to_bits(), Ordering::Release);
+        team.learn.store(learn, Ordering::Release);
+        team.update.store(std::ptr::null_mut(), Ordering::Release);
+        team.run
+            .store(std::ptr::from_ref(&run).cast::<()>().cast_mut(), Ordering::Release);
+        team.start.wait();
+        // Steps taken, and how many of them have had their exchanges made and taps copied.
+        let (mut taken, mut finished) = (0, 0);
+        let mut update: Option<TeamUpdate> = None;
+        for k in 0..steps {
+            if k > 0 {
+                for &(dst, src) in &self.swaps {
+                    data.swap(dst, src);
+                }
+                for (buf, values) in chunk.taps.iter_mut() {
+                    let len = data[*buf].len();
+                    values[(k - 1) * len..k * len].copy_from_slice(&data[*buf]);
+                }
+                finished = k;
+                feed(data, k);
+                // The exchanges moved no buffer's length: the lengths are still those checked.
+                self.refill_ptrs(data);
+                team.ptrs.store(self.ptrs.as_ptr().cast_mut(), Ordering::Release);
+                if let Some(update) = &update {
+                    update.apply(0);
+                }
+                team.statements.wait();
+                if let Some(done) = update.take() {
+                    let (bad, kept) = done.finish();
+                    storage = kept;
+                    let between = between.as_deref_mut().expect("an update comes from the optimiser");
+                    if !between.finish(bad) {
+                        // The step is not taken: its inputs leave the buffers as the last step did.
+                        feed(data, k - 1);
+                        break;
+                    }
+                }
+            }
+            // The optimiser's step after this step, applied before the next.
+            if let Some(between) = between.as_deref_mut().filter(|_| k + 1 < steps) {
+                let next = TeamUpdate::new(
+                    between.prepare(),
+                    data,
+                    &pieces,
+                    std::mem::take(&mut storage),
+                    &team.next,
+                    &team.update_failed,
+                );
+                let next = update.insert(next);
+                team.update
+                    .store(std::ptr::from_ref(next).cast::<()>().cast_mut(), Ordering::Release);
+            } else {
+                team.update.store(std::ptr::null_mut(), Ordering::Release);
+            }
+            // SAFETY: as in `run_team`; besides, the calling thread changes the buffers (its
+            // exchanges, taps and feeds) and the pointers only between the meeting that ends
+            // a step and the one after the update, when no thread runs the code.
+            code(
+                self.ptrs.as_ptr(),
+                consts,
+                dt,
+                (chunk.first_step + k as u64) as f64 * dt,
+                self.scratch.as_mut_ptr(),
+                i64::from(learn),
+                0,
+                &team.statements,
+            );
+            taken = k + 1;
+            if !run.finite() {
+                if let Some(withdrawn) = update.take() {
+                    storage = withdrawn.finish().1;
+                    between
+                        .as_deref_mut()
+                        .expect("an update comes from the optimiser")
+                        .withdraw();
+                }
+                break;
+            }
+        }
+        // The helpers are done with the run, the update and the pointers once all meet here.
+        team.statements.wait();
+        team.run.store(std::ptr::null_mut(), Ordering::Release);
+        team.update.store(std::ptr::null_mut(), Ordering::Release);
+        if finished < taken {
+            for &(dst, src) in &self.swaps {
+                data.swap(dst, src);
+            }
+            for (buf, values) in chunk.taps.iter_mut() {
+                let len = data[*buf].len();
+                values[finished * len..taken * len].copy_from_slice(&data[*buf]);
+            }
+        }
+        (self.pieces, self.update_storage) = (pieces, storage);
+        Ok(taken)
     }
 
     /// How often the threads of a team wait for each other in one step (0 for one thread).
@@ -416,16 +675,19 @@ impl CompiledStep {
             return Err(RunError::new("JIT: a team's step has no helper threads"));
         };
         let team = &helpers.shared;
-        let mut update = update;
-        let shared = match update.as_mut() {
-            Some(update) if self.pieces.fit(update, data) => {
-                Some(TeamUpdate::new(update, data, &self.pieces, &mut self.bases, &team.next))
+        let shared = match update {
+            Some(update) if self.pieces.fit(&update, data) => {
+                let storage = std::mem::take(&mut self.update_storage);
+                Some(TeamUpdate::new(
+                    update,
+                    data,
+                    &self.pieces,
+                    storage,
+                    &team.next,
+                    &team.update_failed,
+                ))
             }
-            Some(_) => {
-                return Err(RunError::new(
-                    "JIT: an optimiser step does not match the compiled program",
-                ));
-            }
+            Some(_) => return Err(mismatched_update()),
             None => None,
         };
         let consts = consts_address(consts);
@@ -442,7 +704,7 @@ impl CompiledStep {
         if let Some(shared) = &shared {
             shared.apply(0);
             team.statements.wait();
-            stepped = !shared.failed();
+            stepped = !team.update_failed.load(Ordering::Acquire);
         }
         if stepped {
             // SAFETY: the code was generated for exactly these buffer lengths (checked by
@@ -477,7 +739,12 @@ impl CompiledStep {
                 data.swap(dst, src);
             }
         }
-        Ok(shared.and_then(TeamUpdate::bad))
+        let Some(shared) = shared else {
+            return Ok(None);
+        };
+        let (bad, storage) = shared.finish();
+        self.update_storage = storage;
+        Ok(bad)
     }
 }
 
@@ -534,8 +801,9 @@ impl StepKernel for CompiledStep {
         learn: bool,
         chunk: &mut Chunk,
     ) -> Result<usize, RunError> {
-        let Code::Single(code) = self.code else {
-            return gle_runtime::run_step_by_step(self, data, consts, dt, learn, chunk);
+        let code = match self.code {
+            Code::Single(code) => code,
+            Code::Threaded(code) => return self.run_team_steps(code, data, consts, dt, learn, chunk),
         };
         if chunk.steps == 0 {
             return Ok(0);
@@ -939,7 +1207,8 @@ pub fn compile_absorbing(
         checked,
         finite: vec![0.0; threads].into_boxed_slice(),
         pieces,
-        bases: Vec::new(),
+        update_storage: Storage::default(),
+        learnable_buffers: program.learnables.iter().flat_map(|l| [l.param, l.grad]).collect(),
     })
 }
 

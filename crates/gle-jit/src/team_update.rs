@@ -20,13 +20,14 @@ const PIECE_ELEMENTS: usize = 512;
 
 /// A range of one learnable's elements, updated by one thread at a time.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Piece {
+struct Piece {
     learnable: usize,
     start: usize,
     end: usize,
 }
 
 /// The pieces of a team's optimiser step: each thread's own pieces in a contiguous range.
+#[derive(Default)]
 pub(crate) struct Pieces {
     pieces: Vec<Piece>,
     /// Per thread, its range of `pieces`.
@@ -112,33 +113,44 @@ impl Pieces {
 #[derive(Default)]
 pub(crate) struct Counter(AtomicUsize);
 
-/// One optimiser step shared by a team: built by the calling thread before it starts the team,
-/// read by every thread until they meet after the update.
-pub(crate) struct TeamUpdate<'a> {
-    updates: &'a [Option<ParamUpdate>],
-    pieces: &'a Pieces,
+/// Storage of a [`TeamUpdate`], reused from one step to the next.
+#[derive(Default)]
+pub(crate) struct Storage {
+    /// Per learnable, its update (`None`: the step applies it).
+    updates: Vec<Option<ParamUpdate>>,
     /// Per learnable, the addresses of its parameter, gradient and moments.
-    bases: &'a [[usize; 4]],
+    bases: Vec<[usize; 4]>,
+}
+
+/// One optimiser step shared by a team: built by the calling thread before the threads apply
+/// it, read by every thread until they meet after it.
+pub(crate) struct TeamUpdate<'a> {
+    storage: Storage,
+    pieces: &'a Pieces,
     /// Per thread, the next of its pieces to be claimed (by it or another thread).
     next: &'a [Counter],
     /// The first parameter value found NaN or infinite, as `(learnable, element)`.
     bad: Mutex<Option<(usize, usize)>>,
-    failed: AtomicBool,
+    /// Set when there is one: the team's flag, which outlives the update.
+    failed: &'a AtomicBool,
 }
 
 impl<'a> TeamUpdate<'a> {
-    /// The step `update` on the buffers of `data`, whose addresses it writes into `bases`; the
-    /// counters `next` are reset. `pieces` must [fit](Pieces::fit) `update` and `data`.
+    /// The step `update` on the buffers of `data`, kept in `storage`; the counters `next` and
+    /// the flag `failed` are reset. `pieces` must [fit](Pieces::fit) `update` and `data`.
     pub(crate) fn new(
-        update: &'a mut StepUpdate<'_>,
+        update: StepUpdate<'_>,
         data: &mut [Vec<f64>],
         pieces: &'a Pieces,
-        bases: &'a mut Vec<[usize; 4]>,
+        mut storage: Storage,
         next: &'a [Counter],
+        failed: &'a AtomicBool,
     ) -> Self {
-        bases.clear();
+        storage.updates.clear();
+        storage.updates.extend_from_slice(update.updates);
+        storage.bases.clear();
         for (k, l) in update.learnables.iter().enumerate() {
-            bases.push([
+            storage.bases.push([
                 data[l.param].as_mut_ptr() as usize,
                 data[l.grad].as_ptr() as usize,
                 update.m[k].as_mut_ptr() as usize,
@@ -148,13 +160,13 @@ impl<'a> TeamUpdate<'a> {
         for (counter, &(start, _)) in next.iter().zip(&pieces.ranges) {
             counter.0.store(start, Ordering::Relaxed);
         }
+        failed.store(false, Ordering::Relaxed);
         TeamUpdate {
-            updates: update.updates,
+            storage,
             pieces,
-            bases,
             next,
             bad: Mutex::new(None),
-            failed: AtomicBool::new(false),
+            failed,
         }
     }
 
@@ -169,10 +181,10 @@ impl<'a> TeamUpdate<'a> {
                     break;
                 }
                 let Piece { learnable, start, end } = self.pieces.pieces[p];
-                let Some(update) = &self.updates[learnable] else {
+                let Some(update) = &self.storage.updates[learnable] else {
                     continue;
                 };
-                let [theta, grad, m, s] = self.bases[learnable].map(|a| a as *mut f64);
+                let [theta, grad, m, s] = self.storage.bases[learnable].map(|a| a as *mut f64);
                 let len = end - start;
                 // SAFETY: `Pieces::fit` checked that the parameter, its (distinct) gradient and
                 // its moments hold at least `end` values; each piece is claimed by one thread
@@ -199,13 +211,8 @@ impl<'a> TeamUpdate<'a> {
         }
     }
 
-    /// Whether a parameter came out NaN or infinite (read after the threads meet).
-    pub(crate) fn failed(&self) -> bool {
-        self.failed.load(Ordering::Acquire)
-    }
-
-    /// The first parameter value found NaN or infinite.
-    pub(crate) fn bad(self) -> Option<(usize, usize)> {
-        self.bad.into_inner().unwrap_or_else(|e| e.into_inner())
+    /// The first parameter value found NaN or infinite, and the storage back.
+    pub(crate) fn finish(self) -> (Option<(usize, usize)>, Storage) {
+        (self.bad.into_inner().unwrap_or_else(|e| e.into_inner()), self.storage)
     }
 }

@@ -179,6 +179,12 @@ impl BetweenSteps<'_> {
         )
     }
 
+    /// Withdraws the step [`Self::prepare`] handed out, which was not applied (the step before
+    /// it blew up): the optimiser counts its steps as before.
+    pub fn withdraw(&mut self) {
+        self.optim.t -= 1;
+    }
+
     /// Records the first non-finite parameter value, if any, that the step [`Self::prepare`]
     /// handed out left; false when there is one (the run stops there).
     pub fn finish(&mut self, bad: Option<(usize, usize)>) -> bool {
