@@ -1,6 +1,7 @@
 //! The products the generated code calls (`gle_jit::products`), alone, on MNIST-1D 15k's hidden
 //! shapes at batch 100 and batch 1 (53 × 53 weights): both builds, throughput in multiply-adds
-//! per second.
+//! per second (for the fused pass of batch 1 — `W·x`, `Wᵀe` and the gradient — in weights per
+//! second).
 //! The CPU's peak for reference: 8 per cycle with 256-bit vectors (two multiply and two add
 //! pipes), 4 with 128-bit ones.
 #![allow(unsafe_code, reason = "the products take raw pointers")]
@@ -15,6 +16,23 @@ const N: usize = 53;
 type ColumnSums =
     unsafe extern "C" fn(*const f64, i64, *const f64, i64, i64, *mut f64, i64, i64, i64, i64, i64, i64, i64, f64, f64);
 type MatVec = unsafe extern "C" fn(*const f64, *const f64, *mut f64, i64, i64, i64, i64, i64, *mut f64);
+type FusedRows = unsafe extern "C" fn(
+    *mut f64,
+    *const f64,
+    *mut f64,
+    *const f64,
+    *mut f64,
+    *mut f64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    f64,
+    f64,
+);
 
 fn values(n: usize) -> Vec<f64> {
     (0..n).map(|k| ((k * 7919) % 1000) as f64 / 1000.0 - 0.5).collect()
@@ -27,11 +45,20 @@ fn benches(c: &mut Criterion) {
 
 /// The three products at batch size `batch`.
 fn products_at(c: &mut Criterion, batch: usize) {
-    let mut builds: Vec<(&str, ColumnSums, MatVec)> =
-        vec![("portable", products::portable::column_sums, products::portable::mat_vec)];
+    let mut builds: Vec<(&str, ColumnSums, MatVec, FusedRows)> = vec![(
+        "portable",
+        products::portable::column_sums,
+        products::portable::mat_vec,
+        products::portable::fused_rows,
+    )];
     #[cfg(target_arch = "x86_64")]
     if products::avx() {
-        builds.push(("avx", products::avx::column_sums, products::avx::mat_vec));
+        builds.push((
+            "avx",
+            products::avx::column_sums,
+            products::avx::mat_vec,
+            products::avx::fused_rows,
+        ));
     }
     let mut group = c.benchmark_group(format!("products_53x53_batch{batch}"));
     group
@@ -44,7 +71,36 @@ fn products_at(c: &mut Criterion, batch: usize) {
     let mut grad = vec![0.0; N * N];
     let mut scratch = vec![0.0; 8 * N];
     let n = N as i64;
-    for (build, column_sums, mat_vec) in builds {
+    let mut w_fused = w.clone();
+    let mut d = vec![0.0; N];
+    for (build, column_sums, mat_vec, fused_rows) in builds {
+        if batch == 1 {
+            group.bench_function(format!("{build}/fused"), |b| {
+                b.iter(|| {
+                    // SAFETY: as above (out = W·x, d = Wᵀe, grad = e·xᵀ, one pass over W).
+                    unsafe {
+                        fused_rows(
+                            w_fused.as_mut_ptr(),
+                            x.as_ptr(),
+                            out.as_mut_ptr(),
+                            e.as_ptr(),
+                            d.as_mut_ptr(),
+                            grad.as_mut_ptr(),
+                            n,
+                            0,
+                            n,
+                            0,
+                            MEAN,
+                            1,
+                            0,
+                            1.0,
+                            0.0,
+                        )
+                    };
+                    black_box((&out, &d, &grad));
+                })
+            });
+        }
         group.bench_function(format!("{build}/w_x"), |b| {
             b.iter(|| {
                 // SAFETY: every address lies in the vectors above.
