@@ -1,10 +1,10 @@
 //! The JIT against the interpreter and the emitted Rust (`model!`), in the same run: training
 //! steps per second of the LagLine and MNIST-1D 15k models at batch 1 and 100 and of the LE MLP
-//! on MNIST-1D (hard-sigmoid layers, plain SGD) at its batch 100, and compile time of every
-//! bundled model.
+//! on MNIST-1D (hard-sigmoid layers, plain SGD) at its batch 100, MNIST-1D 15k's protocol runs
+//! at batch 1 on one thread and on two, and compile time of every bundled model.
 
 use criterion::{Criterion, Throughput, criterion_main};
-use gle_runtime::Simulation;
+use gle_runtime::{Hooks, Simulation};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -94,6 +94,54 @@ fn train_steps(c: &mut Criterion, name: &str, file: &str, batch: usize) {
     group.finish();
 }
 
+/// Steps per second of the protocol's runs of steps, as `glec run` takes them (the JIT loops
+/// over the steps between two the protocol observes, the optimiser between them), at batch 1
+/// on one thread and on a team of two (each thread its own layers, the optimiser's pieces
+/// shared).
+fn protocol_runs(c: &mut Criterion, name: &str, file: &str) {
+    let mut group = c.benchmark_group(format!("protocol_runs/{name}/batch1"));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_millis(500));
+    group.throughput(Throughput::Elements(1));
+    let path = models_dir().join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let overrides = [("batch".to_string(), 1.0)];
+    let (model, diags) = gle_ir::check_source_with(&path.display().to_string(), &text, &overrides);
+    assert!(diags.is_empty(), "{diags:?}");
+    let model = model.unwrap();
+    let program = gle_derive::compile(&model).unwrap();
+    let sgd = gle_runtime::sgd_learnables(&model, &program);
+    let steps = Simulation::protocol_steps(&model).unwrap();
+    for threads in [1, 2] {
+        let label = if threads == 1 {
+            "jit_one_thread"
+        } else {
+            "jit_two_threads"
+        };
+        group.bench_function(label, |b| {
+            b.iter_custom(|iters| {
+                // The protocol from its start, for `iters` steps (its first phase is longer).
+                let kernel = gle_jit::compile_absorbing(&program, 1, threads, &sgd).unwrap();
+                let mut sim = Simulation::new(model.clone(), program.clone(), &models_dir(), steps).unwrap();
+                sim.set_kernel(Box::new(kernel));
+                sim.set_step_limit(iters);
+                let start = Instant::now();
+                sim.run_protocol_with(&mut Hooks {
+                    observe: &mut |_| Ok(()),
+                    observe_every: 0,
+                    report: &mut |_| Ok(()),
+                    save: &mut |_, _| Ok(()),
+                })
+                .unwrap();
+                start.elapsed()
+            })
+        });
+    }
+    group.finish();
+}
+
 fn compile_times(c: &mut Criterion) {
     let mut group = c.benchmark_group("jit_compile");
     group
@@ -124,6 +172,7 @@ fn benches(c: &mut Criterion) {
     train_steps(c, "lagline", "gle_lagline.gle", 1);
     train_steps(c, "lagline", "gle_lagline.gle", 100);
     train_steps(c, "mnist1d_15k", "gle_mnist1d_15k.gle", 1);
+    protocol_runs(c, "mnist1d_15k", "gle_mnist1d_15k.gle");
     train_steps(c, "mnist1d_15k", "gle_mnist1d_15k.gle", 100);
     train_steps(c, "le_mnist1d_mlp", "le_mnist1d_mlp.gle", 100);
 }
