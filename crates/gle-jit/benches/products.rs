@@ -13,27 +13,6 @@ use std::time::Duration;
 
 const N: usize = 53;
 
-type ColumnSums =
-    unsafe extern "C" fn(*const f64, i64, *const f64, i64, i64, *mut f64, i64, i64, i64, i64, i64, i64, i64, f64, f64);
-type MatVec = unsafe extern "C" fn(*const f64, *const f64, *mut f64, i64, i64, i64, i64, i64, *mut f64);
-type FusedRows = unsafe extern "C" fn(
-    *mut f64,
-    *const f64,
-    *mut f64,
-    *const f64,
-    *mut f64,
-    *mut f64,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    f64,
-    f64,
-);
-
 fn values(n: usize) -> Vec<f64> {
     (0..n).map(|k| ((k * 7919) % 1000) as f64 / 1000.0 - 0.5).collect()
 }
@@ -45,7 +24,7 @@ fn benches(c: &mut Criterion) {
 
 /// The three products at batch size `batch`.
 fn products_at(c: &mut Criterion, batch: usize) {
-    let mut builds: Vec<(&str, ColumnSums, MatVec, FusedRows)> = vec![(
+    let mut builds: Vec<(&str, products::ColumnSumsFn, products::MatVecFn, products::FusedRowsFn)> = vec![(
         "portable",
         products::portable::column_sums,
         products::portable::mat_vec,

@@ -188,6 +188,24 @@ struct TeamState {
     run: AtomicPtr<()>,
 }
 
+impl TeamState {
+    /// Thread `t`'s part of the optimiser's step the calling thread handed the team, if any,
+    /// and the meeting after it; whether the step goes ahead (no parameter came out NaN or
+    /// infinite).
+    fn apply_update(&self, t: usize) -> bool {
+        let update = self.update.load(Ordering::Acquire);
+        if !update.is_null() {
+            // SAFETY: the calling thread stored the address of a `TeamUpdate` that lives until
+            // every thread has met after it, below (`run_team`, `run_team_steps`).
+            #[allow(unsafe_code)]
+            let update = unsafe { &*(update as *const TeamUpdate) };
+            update.apply(t);
+        }
+        self.statements.wait();
+        !self.update_failed.load(Ordering::Acquire)
+    }
+}
+
 /// A run of steps a team takes in one start (see `CompiledStep::run_team_steps`).
 struct TeamRun {
     steps: usize,
@@ -213,19 +231,8 @@ impl TeamRun {
 /// calling thread stops (a parameter or a checked value NaN or infinite).
 fn take_run(shared: &TeamState, code: ThreadedStepFn, t: usize, scratch: &mut [f64], run: &TeamRun) {
     for k in 0..run.steps {
-        if k > 0 {
-            let update = shared.update.load(Ordering::Acquire);
-            if !update.is_null() {
-                // SAFETY: the calling thread stored the address of a `TeamUpdate` that lives
-                // until the threads have met after it (below).
-                #[allow(unsafe_code)]
-                let update = unsafe { &*(update as *const TeamUpdate) };
-                update.apply(t);
-            }
-            shared.statements.wait();
-            if shared.update_failed.load(Ordering::Acquire) {
-                return;
-            }
+        if k > 0 && !shared.apply_update(t) {
+            return;
         }
         let dt = f64::from_bits(shared.dt.load(Ordering::Acquire));
         code(
@@ -292,20 +299,10 @@ impl Helpers {
                             shared.statements.wait();
                             continue;
                         }
-                        let update = shared.update.load(Ordering::Acquire);
-                        if !update.is_null() {
-                            // SAFETY: `run_after_update` stored the address of a `TeamUpdate`
-                            // that lives until every thread has passed the step's last barrier,
-                            // after the last use here.
-                            #[allow(unsafe_code)]
-                            let update = unsafe { &*(update as *const TeamUpdate) };
-                            update.apply(t);
+                        if !shared.update.load(Ordering::Acquire).is_null() && !shared.apply_update(t) {
+                            // No step: meet where it would have ended.
                             shared.statements.wait();
-                            if shared.update_failed.load(Ordering::Acquire) {
-                                // No step: meet where it would have ended.
-                                shared.statements.wait();
-                                continue;
-                            }
+                            continue;
                         }
                         let ptrs = shared.ptrs.load(Ordering::Acquire);
                         let consts = shared.consts.load(Ordering::Acquire);

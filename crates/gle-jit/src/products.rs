@@ -20,6 +20,32 @@ use std::arch::x86_64::{
     _mm256_setzero_pd, _mm256_storeu_pd, _mm256_sub_pd, _mm256_unpackhi_pd, _mm256_unpacklo_pd, _mm256_xor_pd,
 };
 
+/// The signature of `column_sums` in each build (see [`portable::column_sums`]).
+pub type ColumnSumsFn =
+    unsafe extern "C" fn(*const f64, i64, *const f64, i64, i64, *mut f64, i64, i64, i64, i64, i64, i64, i64, f64, f64);
+
+/// The signature of `mat_vec` in each build.
+pub type MatVecFn = unsafe extern "C" fn(*const f64, *const f64, *mut f64, i64, i64, i64, i64, i64, *mut f64);
+
+/// The signature of `fused_rows` in each build.
+pub type FusedRowsFn = unsafe extern "C" fn(
+    *mut f64,
+    *const f64,
+    *mut f64,
+    *const f64,
+    *mut f64,
+    *mut f64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    f64,
+    f64,
+);
+
 /// `gle_column_sums` stores each sum.
 pub const STORE: i64 = 0;
 /// `gle_column_sums` stores `±sum / count`.

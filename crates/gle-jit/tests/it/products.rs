@@ -19,32 +19,9 @@ fn values(n: usize, seed: u64) -> Vec<f64> {
         .collect()
 }
 
-type ColumnSums =
-    unsafe extern "C" fn(*const f64, i64, *const f64, i64, i64, *mut f64, i64, i64, i64, i64, i64, i64, i64, f64, f64);
-
-type MatVec = unsafe extern "C" fn(*const f64, *const f64, *mut f64, i64, i64, i64, i64, i64, *mut f64);
-
-type FusedRows = unsafe extern "C" fn(
-    *mut f64,
-    *const f64,
-    *mut f64,
-    *const f64,
-    *mut f64,
-    *mut f64,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    f64,
-    f64,
-);
-
 /// The builds this CPU can run.
-fn builds() -> Vec<(&'static str, ColumnSums, MatVec)> {
-    let mut out: Vec<(&'static str, ColumnSums, MatVec)> =
+fn builds() -> Vec<(&'static str, products::ColumnSumsFn, products::MatVecFn)> {
+    let mut out: Vec<(&'static str, products::ColumnSumsFn, products::MatVecFn)> =
         vec![("portable", products::portable::column_sums, products::portable::mat_vec)];
     #[cfg(target_arch = "x86_64")]
     if products::avx() {
@@ -181,7 +158,7 @@ fn mat_vec_equals_the_plain_sums_in_every_build() {
 
 #[test]
 fn fused_rows_equal_the_plain_product_sums_and_step_in_every_build() {
-    let mut builds: Vec<(&str, FusedRows)> = vec![("portable", products::portable::fused_rows)];
+    let mut builds: Vec<(&str, products::FusedRowsFn)> = vec![("portable", products::portable::fused_rows)];
     #[cfg(target_arch = "x86_64")]
     if products::avx() {
         builds.push(("avx", products::avx::fused_rows));
