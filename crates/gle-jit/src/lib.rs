@@ -86,9 +86,7 @@ extern "C" fn gle_between_steps(between: *mut BetweenSteps<'_, '_>) -> i64 {
     // while this runs, and loads their addresses from its pointers again afterwards.
     let between = unsafe { &mut *between };
     let data = unsafe { std::slice::from_raw_parts_mut(between.data, between.len) };
-    for &(a, b) in between.swaps {
-        data.swap(a, b);
-    }
+    exchange(between.swaps, data);
     between.exchanged += 1;
     // The code runs on one thread: so does the work.
     i64::from(between.work.step(data, &mut |job| job(0)))
@@ -410,6 +408,24 @@ fn zeroed(len: usize) -> Result<Vec<f64>, JitError> {
     Ok(values)
 }
 
+/// Makes the program's exchanges (`swaps`) in `data`.
+fn exchange(swaps: &[(usize, usize)], data: &mut [Vec<f64>]) {
+    for &(dst, src) in swaps {
+        data.swap(dst, src);
+    }
+}
+
+/// Ends step `k` of a team's run: its exchanges in `data`, then its taps copied out.
+fn finish_step(swaps: &[(usize, usize)], data: &mut [Vec<f64>], taps: &mut [(usize, Vec<f64>)], k: usize) {
+    exchange(swaps, data);
+    gle_runtime::copy_taps(taps, data, k);
+}
+
+/// The error of a run of steps whose buffers are not those the code was compiled for.
+fn mismatched_run() -> RunError {
+    RunError::new("JIT: a run of steps does not match the compiled program")
+}
+
 /// The error of an optimiser step whose buffers are not those the code was compiled for.
 fn mismatched_update() -> RunError {
     RunError::new("JIT: an optimiser step does not match the compiled program")
@@ -494,11 +510,10 @@ impl CompiledStep {
         let Some(team) = self.helpers.as_ref().map(|h| Arc::clone(&h.shared)) else {
             return Err(RunError::new("JIT: a team's step has no helper threads"));
         };
-        let bad = || RunError::new("JIT: a run of steps does not match the compiled program");
         for (buf, values) in chunk.feeds.iter().chain(chunk.taps.iter()) {
-            let len = *self.lens.get(*buf).ok_or_else(bad)?;
+            let len = *self.lens.get(*buf).ok_or_else(mismatched_run)?;
             if len.checked_mul(steps) != Some(values.len()) {
-                return Err(bad());
+                return Err(mismatched_run());
             }
         }
         let pieces = std::mem::take(&mut self.pieces);
@@ -513,13 +528,7 @@ impl CompiledStep {
             }
         }
         let feeds = chunk.feeds;
-        let feed = |data: &mut [Vec<f64>], k: usize| {
-            for (buf, values) in feeds {
-                let len = data[*buf].len();
-                data[*buf].copy_from_slice(&values[k * len..(k + 1) * len]);
-            }
-        };
-        feed(data, 0);
+        gle_runtime::write_feeds(feeds, data, 0);
         if let Err(e) = self.point_at(data) {
             (self.pieces, self.update_storage) = (pieces, storage);
             return Err(e);
@@ -544,15 +553,9 @@ impl CompiledStep {
         let mut update: Option<TeamUpdate> = None;
         for k in 0..steps {
             if k > 0 {
-                for &(dst, src) in &self.swaps {
-                    data.swap(dst, src);
-                }
-                for (buf, values) in chunk.taps.iter_mut() {
-                    let len = data[*buf].len();
-                    values[(k - 1) * len..k * len].copy_from_slice(&data[*buf]);
-                }
+                finish_step(&self.swaps, data, chunk.taps, k - 1);
                 finished = k;
-                feed(data, k);
+                gle_runtime::write_feeds(feeds, data, k);
                 // The exchanges moved no buffer's length: the lengths are still those checked.
                 self.refill_ptrs(data);
                 team.ptrs.store(self.ptrs.as_ptr().cast_mut(), Ordering::Release);
@@ -566,7 +569,7 @@ impl CompiledStep {
                     let between = between.as_deref_mut().expect("an update comes from the optimiser");
                     if !between.finish(bad) {
                         // The step is not taken: its inputs leave the buffers as the last step did.
-                        feed(data, k - 1);
+                        gle_runtime::write_feeds(feeds, data, k - 1);
                         break;
                     }
                 }
@@ -617,13 +620,7 @@ impl CompiledStep {
         team.run.store(std::ptr::null_mut(), Ordering::Release);
         team.update.store(std::ptr::null_mut(), Ordering::Release);
         if finished < taken {
-            for &(dst, src) in &self.swaps {
-                data.swap(dst, src);
-            }
-            for (buf, values) in chunk.taps.iter_mut() {
-                let len = data[*buf].len();
-                values[finished * len..taken * len].copy_from_slice(&data[*buf]);
-            }
+            finish_step(&self.swaps, data, chunk.taps, finished);
         }
         (self.pieces, self.update_storage) = (pieces, storage);
         Ok(taken)
@@ -732,9 +729,7 @@ impl CompiledStep {
         }
         team.update.store(std::ptr::null_mut(), Ordering::Release);
         if stepped {
-            for &(dst, src) in &self.swaps {
-                data.swap(dst, src);
-            }
+            exchange(&self.swaps, data);
         }
         let Some(shared) = shared else {
             return Ok(None);
@@ -768,9 +763,7 @@ impl StepKernel for CompiledStep {
             1,
             SINGLE_STEP.as_ptr(),
         );
-        for &(dst, src) in &self.swaps {
-            data.swap(dst, src);
-        }
+        exchange(&self.swaps, data);
         Ok(())
     }
 
@@ -806,9 +799,8 @@ impl StepKernel for CompiledStep {
             return Ok(0);
         }
         self.point_at(data)?;
-        let bad = || RunError::new("JIT: a run of steps does not match the compiled program");
-        let first = i64::try_from(chunk.first_step).map_err(|_| bad())?;
-        let steps = i64::try_from(chunk.steps).map_err(|_| bad())?;
+        let first = i64::try_from(chunk.first_step).map_err(|_| mismatched_run())?;
+        let steps = i64::try_from(chunk.steps).map_err(|_| mismatched_run())?;
         self.plan.clear();
         let counts = [chunk.feeds.len(), chunk.taps.len(), chunk.scanned.len()];
         self.plan.extend(counts.iter().map(|&c| c as i64));
@@ -828,14 +820,14 @@ impl StepKernel for CompiledStep {
             .iter_mut()
             .map(|(b, v)| (*b, v.len(), v.as_mut_ptr().cast_const()));
         for (buf, values, address) in feeds.chain(taps) {
-            let len = *self.lens.get(buf).ok_or_else(bad)?;
+            let len = *self.lens.get(buf).ok_or_else(mismatched_run)?;
             if len.checked_mul(chunk.steps) != Some(values) {
-                return Err(bad());
+                return Err(mismatched_run());
             }
             self.plan.extend([buf as i64, len as i64, address as i64]);
         }
         for &buf in chunk.scanned {
-            let len = *self.lens.get(buf).ok_or_else(bad)?;
+            let len = *self.lens.get(buf).ok_or_else(mismatched_run)?;
             self.plan.extend([buf as i64, len as i64, 0]);
         }
         let time = chunk.first_step as f64 * dt;
@@ -855,9 +847,7 @@ impl StepKernel for CompiledStep {
         );
         let exchanged = between.map_or(0, |b| b.exchanged);
         for _ in exchanged..done as usize {
-            for &(dst, src) in &self.swaps {
-                data.swap(dst, src);
-            }
+            exchange(&self.swaps, data);
         }
         Ok(done as usize)
     }

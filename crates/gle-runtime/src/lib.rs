@@ -193,6 +193,22 @@ impl BetweenSteps<'_> {
     }
 }
 
+/// Writes the values of step `k` of a run's feeds ([`Chunk::feeds`]) into their buffers.
+pub fn write_feeds(feeds: &[(usize, Vec<f64>)], data: &mut [Vec<f64>], k: usize) {
+    for (buf, values) in feeds {
+        let len = data[*buf].len();
+        data[*buf].copy_from_slice(&values[k * len..(k + 1) * len]);
+    }
+}
+
+/// Copies the taps' buffers ([`Chunk::taps`]) into their values for step `k` of a run.
+pub fn copy_taps(taps: &mut [(usize, Vec<f64>)], data: &[Vec<f64>], k: usize) {
+    for (buf, values) in taps.iter_mut() {
+        let len = data[*buf].len();
+        values[k * len..(k + 1) * len].copy_from_slice(&data[*buf]);
+    }
+}
+
 /// [`StepKernel::run_steps`] by one call of [`StepKernel::run`] per step.
 pub fn run_step_by_step<K: StepKernel + ?Sized>(
     kernel: &mut K,
@@ -202,30 +218,21 @@ pub fn run_step_by_step<K: StepKernel + ?Sized>(
     learn: bool,
     chunk: &mut Chunk,
 ) -> Result<usize, RunError> {
-    let feed = |data: &mut [Vec<f64>], k: usize| {
-        for (buf, values) in chunk.feeds {
-            let len = data[*buf].len();
-            data[*buf].copy_from_slice(&values[k * len..(k + 1) * len]);
-        }
-    };
     for k in 0..chunk.steps {
-        feed(data, k);
+        write_feeds(chunk.feeds, data, k);
         let time = (chunk.first_step + k as u64) as f64 * dt;
         match chunk.between.as_deref_mut().filter(|_| k > 0) {
             Some(between) => {
                 let bad = kernel.run_after_update(data, consts, dt, time, learn, between.prepare())?;
                 if !between.finish(bad) {
                     // The step was not taken: its inputs leave the buffers as the last step did.
-                    feed(data, k - 1);
+                    write_feeds(chunk.feeds, data, k - 1);
                     return Ok(k);
                 }
             }
             None => kernel.run(data, consts, dt, time, learn)?,
         }
-        for (buf, values) in chunk.taps.iter_mut() {
-            let len = data[*buf].len();
-            values[k * len..(k + 1) * len].copy_from_slice(&data[*buf]);
-        }
+        copy_taps(chunk.taps, data, k);
         let finite = |b: &usize| data[*b].iter().all(|v| v.is_finite());
         if !kernel.all_finite() || !chunk.scanned.iter().all(finite) {
             return Ok(k + 1);
