@@ -139,7 +139,8 @@ pub struct CompiledStep {
     plan: Plan,
     /// The watched buffers whose values the code checks as it computes them.
     checked: Vec<usize>,
-    /// Per thread, 0 after a step whose checked values were all finite (NaN otherwise).
+    /// Per thread, at entry `thread·FLAG_STRIDE`: 0 after a step whose checked values were all
+    /// finite (NaN otherwise); the entries between stay 0.
     finite: Box<[f64]>,
     /// How a team shares an optimiser step it applies before a step.
     pieces: Pieces,
@@ -220,7 +221,7 @@ impl TeamRun {
     fn finite(&self) -> bool {
         // SAFETY: `finite` is the address of the kernel's flags, one per thread, which outlive
         // the run; each thread's code wrote its flag before the meeting that ends the step.
-        (0..self.threads).all(|t| unsafe { *self.finite.add(t) } == 0.0)
+        (0..self.threads).all(|t| unsafe { *self.finite.add(t * FLAG_STRIDE) } == 0.0)
     }
 }
 
@@ -537,7 +538,7 @@ impl CompiledStep {
             steps,
             first_step: chunk.first_step,
             finite: self.finite.as_ptr(),
-            threads: self.finite.len(),
+            threads: self.finite.len() / FLAG_STRIDE,
         };
         let consts = consts_address(consts);
         team.ptrs.store(self.ptrs.as_ptr().cast_mut(), Ordering::Release);
@@ -1192,7 +1193,7 @@ pub fn compile_absorbing(
         swaps: program.swaps.clone(),
         plan: Plan::new(),
         checked,
-        finite: vec![0.0; threads].into_boxed_slice(),
+        finite: vec![0.0; threads * FLAG_STRIDE].into_boxed_slice(),
         pieces,
         update_storage: Storage::default(),
         learnable_buffers: program.learnables.iter().flat_map(|l| [l.param, l.grad]).collect(),
@@ -1578,14 +1579,14 @@ impl Emitter<'_, '_> {
         Ok(())
     }
 
-    /// The address of this thread's finiteness flag: entry `thread` of the array whose address
-    /// follows the rates' in the buffer pointers.
+    /// The address of this thread's finiteness flag: entry `thread·FLAG_STRIDE` of the array
+    /// whose address follows the rates' in the buffer pointers.
     fn finite_flag(&mut self) -> Value {
         let slot = ((self.program.buffers.len() + 2) * 8) as i32;
         let flags = self.fb.ins().load(types::I64, MemFlagsData::trusted(), self.bufs, slot);
         match &self.team {
             Some(team) => {
-                let at = self.fb.ins().imul_imm_s(team.thread, 8);
+                let at = self.fb.ins().imul_imm_s(team.thread, (8 * FLAG_STRIDE) as i64);
                 self.fb.ins().iadd(flags, at)
             }
             None => flags,
@@ -2783,6 +2784,11 @@ fn piecewise(f: Fun) -> bool {
             Fun::B(Abs | Clamp | HardSigmoid | HardTanh | Max | Min | Relu | Step)
         )
 }
+
+/// The entries of the finiteness flags per thread: one cache line each, so that the threads'
+/// updates of their flags (one per batch row of a checked map) do not take the line from each
+/// other.
+const FLAG_STRIDE: usize = 8;
 
 /// Setting this environment variable makes [`compile_for_threads`] describe the compiled code
 /// to `perf` (`/tmp/perf-PID.map`): one symbol per statement of the step program and one for
