@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Compares the speed of two glec binaries on a shared, noisy host (BENCHMARKS.md): runs
+# `BIN_A run ARGS…` and `BIN_B run ARGS…` alternately, the order flipping every round, and
+# prints each round's steps/s, how many rounds B won and both medians. Build the binaries first
+# (e.g. `git stash; cargo build --release -p glec; cp target/release/glec /tmp/glec-a; …`).
+# Usage: scripts/compare-builds.sh ROUNDS BIN_A BIN_B MODEL [glec run options…]
+set -euo pipefail
+if [ $# -lt 4 ]; then
+    echo "usage: $0 ROUNDS BIN_A BIN_B MODEL [glec run options…]" >&2
+    exit 2
+fi
+rounds=$1 a=$2 b=$3
+shift 3
+rate() {
+    "$1" run "${@:2}" | grep -o '[0-9]* steps/s' | cut -d' ' -f1 ||
+        { echo "$0: \`$1 run ${*:2}\` printed no steps/s" >&2; exit 1; }
+}
+median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+wins=0 all_a="" all_b=""
+for round in $(seq "$rounds"); do
+    if [ $((round % 2)) -eq 1 ]; then
+        ra=$(rate "$a" "$@"); rb=$(rate "$b" "$@")
+    else
+        rb=$(rate "$b" "$@"); ra=$(rate "$a" "$@")
+    fi
+    echo "round $round: A $ra  B $rb steps/s"
+    all_a="$all_a $ra" all_b="$all_b $rb"
+    [ "$rb" -gt "$ra" ] && wins=$((wins + 1))
+done
+echo "B faster in $wins of $rounds rounds; medians A $(echo "$all_a" | median), B $(echo "$all_b" | median) steps/s"
