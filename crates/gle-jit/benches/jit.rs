@@ -95,11 +95,11 @@ fn train_steps(c: &mut Criterion, name: &str, file: &str, batch: usize) {
 }
 
 /// Steps per second of the protocol's runs of steps, as `glec run` takes them (the JIT loops
-/// over the steps between two the protocol observes, the optimiser between them), at batch 1
-/// on one thread and on a team of two (each thread its own layers, the optimiser's pieces
-/// shared).
-fn protocol_runs(c: &mut Criterion, name: &str, file: &str) {
-    let mut group = c.benchmark_group(format!("protocol_runs/{name}/batch1"));
+/// over the steps between two the protocol observes, the optimiser between them), at `batch`
+/// on one thread and on a team of two (at batch 1 each thread its own layers, at larger
+/// batches its batch rows; the optimiser's pieces shared).
+fn protocol_runs(c: &mut Criterion, name: &str, file: &str, batch: usize) {
+    let mut group = c.benchmark_group(format!("protocol_runs/{name}/batch{batch}"));
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(4))
@@ -107,7 +107,7 @@ fn protocol_runs(c: &mut Criterion, name: &str, file: &str) {
     group.throughput(Throughput::Elements(1));
     let path = models_dir().join(file);
     let text = std::fs::read_to_string(&path).unwrap();
-    let overrides = [("batch".to_string(), 1.0)];
+    let overrides = [("batch".to_string(), batch as f64)];
     let (model, diags) = gle_ir::check_source_with(&path.display().to_string(), &text, &overrides);
     assert!(diags.is_empty(), "{diags:?}");
     let model = model.unwrap();
@@ -123,7 +123,7 @@ fn protocol_runs(c: &mut Criterion, name: &str, file: &str) {
         group.bench_function(label, |b| {
             b.iter_custom(|iters| {
                 // The protocol from its start, for `iters` steps (its first phase is longer).
-                let kernel = gle_jit::compile_absorbing(&program, 1, threads, &sgd).unwrap();
+                let kernel = gle_jit::compile_absorbing(&program, batch, threads, &sgd).unwrap();
                 let mut sim = Simulation::new(model.clone(), program.clone(), &models_dir(), steps).unwrap();
                 sim.set_kernel(Box::new(kernel));
                 sim.set_step_limit(iters);
@@ -172,8 +172,9 @@ fn benches(c: &mut Criterion) {
     train_steps(c, "lagline", "gle_lagline.gle", 1);
     train_steps(c, "lagline", "gle_lagline.gle", 100);
     train_steps(c, "mnist1d_15k", "gle_mnist1d_15k.gle", 1);
-    protocol_runs(c, "mnist1d_15k", "gle_mnist1d_15k.gle");
+    protocol_runs(c, "mnist1d_15k", "gle_mnist1d_15k.gle", 1);
     train_steps(c, "mnist1d_15k", "gle_mnist1d_15k.gle", 100);
+    protocol_runs(c, "mnist1d_15k", "gle_mnist1d_15k.gle", 100);
     train_steps(c, "le_mnist1d_mlp", "le_mnist1d_mlp.gle", 100);
 }
 
