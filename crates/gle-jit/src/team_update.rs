@@ -7,8 +7,9 @@
 //! then takes what is left of the other threads' pieces, from the far end of their ranges (so
 //! that from one step to the next mostly the same pieces change threads, and their moments stay
 //! in the cache of the thread that updates them). A piece is updated by whichever thread claims
-//! it, with the operations of `gle_runtime::optim`, so the values do not depend on who does it. The threads then meet, and take the step only if no parameter came out NaN or
-//! infinite, as a step after a failed optimiser step is never taken.
+//! it, with the operations of `gle_runtime::optim`, so the values do not depend on who does it.
+//! The threads then meet, and take the step only if no parameter came out NaN or infinite, as a
+//! step after a failed optimiser step is never taken.
 
 use gle_derive::program::Program;
 use gle_runtime::optim::{ParamUpdate, StepUpdate};
