@@ -4,17 +4,15 @@
 //! Every learnable's elements are cut into pieces; each thread first updates the pieces of the
 //! parameters its own statements touch (with whole statements per thread, each layer's stay on
 //! the thread whose step reads them; otherwise each thread takes its part of every parameter),
-//! then takes what is left of the other threads' pieces, from the far end of their ranges (so
-//! that from one step to the next mostly the same pieces change threads, and their moments stay
-//! in the cache of the thread that updates them). A piece is updated by whichever thread claims
-//! it, with the operations of `gle_runtime::optim`, so the values do not depend on who does it.
-//! The threads then meet, and take the step only if no parameter came out NaN or infinite, as a
-//! step after a failed optimiser step is never taken.
+//! then takes what is left of the other threads' pieces. A piece is updated by whichever thread
+//! claims it, with the operations of `gle_runtime::optim`, so the values do not depend on who
+//! does it. The threads then meet, and take the step only if no parameter came out NaN or
+//! infinite, as a step after a failed optimiser step is never taken.
 
 use gle_derive::program::Program;
 use gle_runtime::optim::{ParamUpdate, StepUpdate};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// The most elements of one piece: its parameter, gradient and moments (32 KB) stay in the
 /// first-level cache, and a thread left idle finds work in pieces of about half a microsecond.
@@ -89,14 +87,10 @@ impl Pieces {
 
     /// Whether `update` and `data` have the buffers and lengths the pieces need: every piece's
     /// learnable exists, with distinct parameter and gradient buffers and moments at least as
-    /// long as the piece's end (and the pieces can be counted in 32 bits).
+    /// long as the piece's end.
     pub(crate) fn fit(&self, update: &StepUpdate, data: &[Vec<f64>]) -> bool {
         let n = update.learnables.len();
-        if update.updates.len() != n
-            || update.m.len() != n
-            || update.s.len() != n
-            || u32::try_from(self.pieces.len()).is_err()
-        {
+        if update.updates.len() != n || update.m.len() != n || update.s.len() != n {
             return false;
         }
         self.pieces.iter().all(|p| {
@@ -113,52 +107,11 @@ impl Pieces {
     }
 }
 
-/// The unclaimed part `front..back` of one thread's pieces, on a cache line of its own so that
-/// the threads' claims of their own pieces do not contend. The owner claims from the front,
-/// the other threads from the back.
+/// A counter on a cache line of its own, so that the threads' claims of their own pieces do not
+/// contend.
 #[repr(align(64))]
 #[derive(Default)]
-pub(crate) struct Counter(AtomicU64);
-
-impl Counter {
-    /// Makes `start..end` unclaimed.
-    fn reset(&self, start: usize, end: usize) {
-        self.0.store(pack(start, end), Ordering::Relaxed);
-    }
-
-    /// Claims the first unclaimed piece (`owner`) or the last, if any is left.
-    fn claim(&self, owner: bool) -> Option<usize> {
-        let mut current = self.0.load(Ordering::Relaxed);
-        loop {
-            let (front, back) = unpack(current);
-            if front >= back {
-                return None;
-            }
-            let (claimed, next) = if owner {
-                (front, pack(front + 1, back))
-            } else {
-                (back - 1, pack(front, back - 1))
-            };
-            match self
-                .0
-                .compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return Some(claimed),
-                Err(seen) => current = seen,
-            }
-        }
-    }
-}
-
-/// `front..back` in one word (piece indices fit in 32 bits: [`Pieces::fit`] checks).
-fn pack(front: usize, back: usize) -> u64 {
-    ((front as u64) << 32) | back as u64
-}
-
-/// The range [`pack`] packed.
-fn unpack(word: u64) -> (usize, usize) {
-    ((word >> 32) as usize, (word & u64::from(u32::MAX)) as usize)
-}
+pub(crate) struct Counter(AtomicUsize);
 
 /// Storage of a [`TeamUpdate`], reused from one step to the next.
 #[derive(Default)]
@@ -204,8 +157,8 @@ impl<'a> TeamUpdate<'a> {
                 update.s[k].as_mut_ptr() as usize,
             ]);
         }
-        for (counter, &(start, end)) in next.iter().zip(&pieces.ranges) {
-            counter.reset(start, end);
+        for (counter, &(start, _)) in next.iter().zip(&pieces.ranges) {
+            counter.0.store(start, Ordering::Relaxed);
         }
         failed.store(false, Ordering::Relaxed);
         TeamUpdate {
@@ -221,7 +174,12 @@ impl<'a> TeamUpdate<'a> {
     pub(crate) fn apply(&self, t: usize) {
         let threads = self.pieces.ranges.len();
         for owner in (0..threads).map(|i| (t + i) % threads) {
-            while let Some(p) = self.next[owner].claim(owner == t) {
+            let end = self.pieces.ranges[owner].1;
+            loop {
+                let p = self.next[owner].0.fetch_add(1, Ordering::Relaxed);
+                if p >= end {
+                    break;
+                }
                 let Piece { learnable, start, end } = self.pieces.pieces[p];
                 let Some(update) = &self.storage.updates[learnable] else {
                     continue;
