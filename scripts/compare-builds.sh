@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Compares the speed of two glec binaries on a shared, noisy host (BENCHMARKS.md): runs
 # `BIN_A run ARGS…` and `BIN_B run ARGS…` alternately, the order flipping every round, and
-# prints each round's steps/s, how many rounds B won and both medians. Build the binaries first
-# (e.g. `git stash; cargo build --release -p glec; cp target/release/glec /tmp/glec-a; …`).
+# prints each round's steps/s, how many rounds B won (with a two-sided sign test's p) and both
+# medians. Build the binaries first (e.g. `git stash; cargo build --release -p glec;
+# cp target/release/glec /tmp/glec-a; …`).
 # Usage: scripts/compare-builds.sh ROUNDS BIN_A BIN_B MODEL [glec run options…]
 set -euo pipefail
 if [ $# -lt 4 ]; then
@@ -27,4 +28,10 @@ for round in $(seq "$rounds"); do
     all_a="$all_a $ra" all_b="$all_b $rb"
     [ "$rb" -gt "$ra" ] && wins=$((wins + 1))
 done
-echo "B faster in $wins of $rounds rounds; medians A $(echo "$all_a" | median), B $(echo "$all_b" | median) steps/s"
+# Two-sided sign test: the chance of a split at least this uneven if neither build were faster.
+p=$(awk -v n="$rounds" -v k="$wins" 'BEGIN {
+    if (k < n - k) k = n - k
+    c = 1; tail = 0
+    for (i = 0; i <= n; i++) { if (i >= k) tail += c; c = c * (n - i) / (i + 1) }
+    p = 2 * tail / 2 ^ n; if (p > 1) p = 1; printf "%.2f", p }')
+echo "B faster in $wins of $rounds rounds (sign test p = $p); medians A $(echo "$all_a" | median), B $(echo "$all_b" | median) steps/s"
