@@ -24,7 +24,8 @@ fn models_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models")
 }
 
-fn simulation(file: &str, batch: usize, backend: Backend) -> Simulation {
+/// The bundled model `file` checked with `batch` rows, and its step program.
+fn model_at(file: &str, batch: usize) -> (gle_ir::Model, gle_derive::program::Program) {
     let path = models_dir().join(file);
     let text = std::fs::read_to_string(&path).unwrap();
     let overrides = [("batch".to_string(), batch as f64)];
@@ -32,6 +33,11 @@ fn simulation(file: &str, batch: usize, backend: Backend) -> Simulation {
     assert!(diags.is_empty(), "{diags:?}");
     let model = model.unwrap();
     let program = gle_derive::compile(&model).unwrap();
+    (model, program)
+}
+
+fn simulation(file: &str, batch: usize, backend: Backend) -> Simulation {
+    let (model, program) = model_at(file, batch);
     let kernel: Option<Box<dyn gle_runtime::StepKernel>> = match backend {
         Backend::Interpreter => None,
         Backend::Jit => {
@@ -105,13 +111,7 @@ fn protocol_runs(c: &mut Criterion, name: &str, file: &str, batch: usize) {
         .measurement_time(Duration::from_secs(4))
         .warm_up_time(Duration::from_millis(500));
     group.throughput(Throughput::Elements(1));
-    let path = models_dir().join(file);
-    let text = std::fs::read_to_string(&path).unwrap();
-    let overrides = [("batch".to_string(), batch as f64)];
-    let (model, diags) = gle_ir::check_source_with(&path.display().to_string(), &text, &overrides);
-    assert!(diags.is_empty(), "{diags:?}");
-    let model = model.unwrap();
-    let program = gle_derive::compile(&model).unwrap();
+    let (model, program) = model_at(file, batch);
     let sgd = gle_runtime::sgd_learnables(&model, &program);
     let steps = Simulation::protocol_steps(&model).unwrap();
     for threads in [1, 2] {
