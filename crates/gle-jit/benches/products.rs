@@ -1,9 +1,9 @@
 //! The products the generated code calls (`gle_jit::products`), alone, on MNIST-1D 15k's hidden
-//! shapes at batch 100 and batch 1 (53 × 53 weights): both builds, throughput in multiply-adds
-//! per second (for the fused pass of batch 1 — `W·x`, `Wᵀe` and the gradient — in weights per
-//! second).
-//! The CPU's peak for reference: 8 per cycle with 256-bit vectors (two multiply and two add
-//! pipes), 4 with 128-bit ones.
+//! shapes at batch 100 and batch 1 (53 × 53 weights): every build this CPU runs, throughput in
+//! multiply-adds per second (for the fused pass of batch 1 — `W·x`, `Wᵀe` and the gradient —
+//! in weights per second).
+//! A multiply-add is two operations here (never fused); BENCHMARKS.md records what this
+//! machine's vector pipes reach.
 #![allow(unsafe_code, reason = "the products take raw pointers")]
 
 use criterion::{Criterion, Throughput, criterion_main};
@@ -24,21 +24,6 @@ fn benches(c: &mut Criterion) {
 
 /// The three products at batch size `batch`.
 fn products_at(c: &mut Criterion, batch: usize) {
-    let mut builds: Vec<(&str, products::ColumnSumsFn, products::MatVecFn, products::FusedRowsFn)> = vec![(
-        "portable",
-        products::portable::column_sums,
-        products::portable::mat_vec,
-        products::portable::fused_rows,
-    )];
-    #[cfg(target_arch = "x86_64")]
-    if products::avx() {
-        builds.push((
-            "avx",
-            products::avx::column_sums,
-            products::avx::mat_vec,
-            products::avx::fused_rows,
-        ));
-    }
     let mut group = c.benchmark_group(format!("products_53x53_batch{batch}"));
     group
         .sample_size(20)
@@ -48,11 +33,17 @@ fn products_at(c: &mut Criterion, batch: usize) {
     let (w, x, e) = (values(N * N), values(batch * N), values(batch * N));
     let mut out = vec![0.0; batch * N];
     let mut grad = vec![0.0; N * N];
-    let mut scratch = vec![0.0; 8 * N];
+    let mut scratch = vec![0.0; products::MAT_VEC_SCRATCH_PER_COLUMN * N];
     let n = N as i64;
     let mut w_fused = w.clone();
     let mut d = vec![0.0; N];
-    for (build, column_sums, mat_vec, fused_rows) in builds {
+    for products::Build {
+        name: build,
+        column_sums,
+        mat_vec,
+        fused_rows,
+    } in products::builds()
+    {
         if batch == 1 {
             group.bench_function(format!("{build}/fused"), |b| {
                 b.iter(|| {

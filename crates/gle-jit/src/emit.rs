@@ -676,7 +676,7 @@ impl Emitter<'_, '_> {
                 x,
                 accumulate,
             } => {
-                self.scratch_len = self.scratch_len.max(8 * cols);
+                self.scratch_len = self.scratch_len.max(products::MAT_VEC_SCRATCH_PER_COLUMN * cols);
                 let (start, end) = self.pair_share(batch);
                 let (wb, xb, ob) = (self.base(w), self.base(x), self.base(out));
                 let [rows, cols, accumulate] = [rows, cols, usize::from(accumulate)].map(|v| self.int(v));

@@ -3,9 +3,10 @@
 //! time and called by the generated code.
 //!
 //! Cranelift 0.135's x86-64 backend has only 128-bit vectors; these loops are Rust generic over
-//! four-lane vectors, built twice: for AVX (256-bit registers; chosen when the CPU has it) and
-//! for any x86-64 CPU. Both compute every sum exactly as the interpreter does — from 0.0, over
-//! the same index in the same order, a multiplication then an addition, never fused — so the
+//! vectors of lanes, built three times: for AVX-512 (the batch-row products on eight lanes),
+//! for AVX (four) and for any x86-64 CPU; the JIT calls the widest build the CPU runs
+//! ([`builds`]). Each computes every sum exactly as the interpreter does — from 0.0, over the
+//! same index in the same order, a multiplication then an addition, never fused — so the
 //! results agree bit for bit whichever build runs. Their safety rests on the JIT: it checks
 //! every buffer's length before the generated code runs, and the code passes only pointers into
 //! those buffers with the shapes the program was compiled for.
@@ -16,8 +17,11 @@
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::{
-    __m256d, _mm256_add_pd, _mm256_div_pd, _mm256_loadu_pd, _mm256_loadu2_m128d, _mm256_mul_pd, _mm256_set1_pd,
-    _mm256_setzero_pd, _mm256_storeu_pd, _mm256_sub_pd, _mm256_unpackhi_pd, _mm256_unpacklo_pd, _mm256_xor_pd,
+    __m256d, __m256i, __m512d, _mm256_add_pd, _mm256_div_pd, _mm256_loadu_pd, _mm256_loadu_si256, _mm256_loadu2_m128d,
+    _mm256_maskload_pd, _mm256_maskstore_pd, _mm256_mul_pd, _mm256_set1_pd, _mm256_setzero_pd, _mm256_storeu_pd,
+    _mm256_sub_pd, _mm256_unpackhi_pd, _mm256_unpacklo_pd, _mm256_xor_pd, _mm512_add_pd, _mm512_castpd_si512,
+    _mm512_castsi512_pd, _mm512_div_pd, _mm512_loadu_pd, _mm512_mask_storeu_pd, _mm512_maskz_loadu_pd, _mm512_mul_pd,
+    _mm512_set1_epi64, _mm512_set1_pd, _mm512_setzero_pd, _mm512_storeu_pd, _mm512_sub_pd, _mm512_xor_si512,
 };
 
 /// The signature of `column_sums` in each build (see [`portable::column_sums`]).
@@ -55,20 +59,61 @@ pub const SGD_STEP: i64 = 2;
 /// `gle_fused_rows` neither writes a gradient nor steps W (besides [`MEAN`] and [`SGD_STEP`]).
 pub const NO_LEARNING: i64 = 0;
 
-/// The products' symbols with the addresses of the build this CPU runs (AVX where it has it).
-pub fn symbols() -> [(&'static str, *const u8); 3] {
+/// One build of the products: its name and its entry points.
+#[derive(Clone, Copy, Debug)]
+pub struct Build {
+    /// `portable`, `avx` or `avx512`.
+    pub name: &'static str,
+    /// Its `gle_column_sums`.
+    pub column_sums: ColumnSumsFn,
+    /// Its `gle_mat_vec`.
+    pub mat_vec: MatVecFn,
+    /// Its `gle_fused_rows`.
+    pub fused_rows: FusedRowsFn,
+}
+
+/// The build for any CPU.
+const PORTABLE: Build = Build {
+    name: "portable",
+    column_sums: portable::column_sums,
+    mat_vec: portable::mat_vec,
+    fused_rows: portable::fused_rows,
+};
+
+/// The builds this CPU can run, the portable one first and the one with the widest vectors
+/// last.
+pub fn builds() -> Vec<Build> {
+    let mut out = vec![PORTABLE];
     #[cfg(target_arch = "x86_64")]
-    if avx() {
-        return [
-            ("gle_column_sums", avx::column_sums as *const u8),
-            ("gle_mat_vec", avx::mat_vec as *const u8),
-            ("gle_fused_rows", avx::fused_rows as *const u8),
-        ];
+    {
+        if std::arch::is_x86_feature_detected!("avx") {
+            out.push(Build {
+                name: "avx",
+                column_sums: avx::column_sums,
+                mat_vec: avx::mat_vec,
+                fused_rows: avx::fused_rows,
+            });
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            out.push(Build {
+                name: "avx512",
+                column_sums: avx512::column_sums,
+                mat_vec: avx512::mat_vec,
+                fused_rows: avx512::fused_rows,
+            });
+        }
     }
+    out
+}
+
+/// The products' symbols with the addresses of the build the JIT calls: the one with the
+/// widest vectors this CPU has.
+pub fn symbols() -> [(&'static str, *const u8); 3] {
+    let widest = builds().pop().unwrap_or(PORTABLE);
     [
-        ("gle_column_sums", portable::column_sums as *const u8),
-        ("gle_mat_vec", portable::mat_vec as *const u8),
-        ("gle_fused_rows", portable::fused_rows as *const u8),
+        ("gle_column_sums", widest.column_sums as *const u8),
+        ("gle_mat_vec", widest.mat_vec as *const u8),
+        ("gle_fused_rows", widest.fused_rows as *const u8),
     ]
 }
 
@@ -79,24 +124,28 @@ pub const SIGNATURES: &[(&str, usize, usize)] = &[
     ("gle_fused_rows", 13, 2),
 ];
 
-/// Whether the AVX build can run here.
-#[cfg(target_arch = "x86_64")]
-pub fn avx() -> bool {
-    std::arch::is_x86_feature_detected!("avx")
-}
-
-/// Four f64 lanes and the lane-wise operations the products use (each lane an ordinary IEEE
+/// `N` f64 lanes and the lane-wise operations the products use (each lane an ordinary IEEE
 /// operation, as on scalars).
-trait Quad: Copy {
+trait Lanes: Copy {
+    /// The number of lanes (at most [`MAX_LANES`]).
+    const N: usize;
     unsafe fn zero() -> Self;
     unsafe fn splat(v: f64) -> Self;
     unsafe fn load(p: *const f64) -> Self;
     unsafe fn store(self, p: *mut f64);
+    /// The first `n < N` values at `p` in the first lanes, 0.0 in the others.
+    unsafe fn load_first(p: *const f64, n: usize) -> Self;
+    /// Stores the first `n < N` lanes at `p`.
+    unsafe fn store_first(self, p: *mut f64, n: usize);
     unsafe fn add(self, o: Self) -> Self;
     unsafe fn sub(self, o: Self) -> Self;
     unsafe fn mul(self, o: Self) -> Self;
     unsafe fn div(self, o: Self) -> Self;
     unsafe fn neg(self) -> Self;
+}
+
+/// Four lanes, with the shuffles of the passes that put rows of W in the lanes.
+trait Quad: Lanes {
     /// `[lo[0], lo[1], hi[0], hi[1]]`.
     unsafe fn load_halves(lo: *const f64, hi: *const f64) -> Self;
     /// `[a0, b0, a2, b2]` of `a = self`, `b = o`.
@@ -104,6 +153,12 @@ trait Quad: Copy {
     /// `[a1, b1, a3, b3]` of `a = self`, `b = o`.
     unsafe fn unpack_hi(self, o: Self) -> Self;
 }
+
+/// The most lanes a build's vectors have (AVX-512's eight).
+const MAX_LANES: usize = 8;
+
+/// The values of scratch `gle_mat_vec` needs per column of W (two vectors of batch rows).
+pub const MAT_VEC_SCRATCH_PER_COLUMN: usize = 2 * MAX_LANES;
 
 /// Four lanes in an array: the build for any CPU.
 #[derive(Clone, Copy)]
@@ -121,7 +176,8 @@ impl Array {
     }
 }
 
-impl Quad for Array {
+impl Lanes for Array {
+    const N: usize = 4;
     #[inline(always)]
     unsafe fn zero() -> Self {
         Self([0.0; 4])
@@ -139,6 +195,22 @@ impl Quad for Array {
     unsafe fn store(self, p: *mut f64) {
         // SAFETY: the caller passes four writable values.
         unsafe { p.cast::<[f64; 4]>().write_unaligned(self.0) }
+    }
+    #[inline(always)]
+    unsafe fn load_first(p: *const f64, n: usize) -> Self {
+        let mut lanes = [0.0; 4];
+        for (l, lane) in lanes.iter_mut().enumerate().take(n) {
+            // SAFETY: the caller passes `n` readable values.
+            *lane = unsafe { *p.add(l) };
+        }
+        Self(lanes)
+    }
+    #[inline(always)]
+    unsafe fn store_first(self, p: *mut f64, n: usize) {
+        for (l, lane) in self.0.into_iter().enumerate().take(n) {
+            // SAFETY: the caller passes `n` writable values.
+            unsafe { *p.add(l) = lane };
+        }
     }
     #[inline(always)]
     unsafe fn add(self, o: Self) -> Self {
@@ -160,6 +232,9 @@ impl Quad for Array {
     unsafe fn neg(self) -> Self {
         self.each(self, |a, _| -a)
     }
+}
+
+impl Quad for Array {
     #[inline(always)]
     unsafe fn load_halves(lo: *const f64, hi: *const f64) -> Self {
         // SAFETY: the caller passes two readable values at each address.
@@ -177,7 +252,8 @@ impl Quad for Array {
 
 /// An AVX register (used only inside functions compiled for AVX, which the callers check).
 #[cfg(target_arch = "x86_64")]
-impl Quad for __m256d {
+impl Lanes for __m256d {
+    const N: usize = 4;
     #[inline(always)]
     unsafe fn zero() -> Self {
         unsafe { _mm256_setzero_pd() }
@@ -193,6 +269,14 @@ impl Quad for __m256d {
     #[inline(always)]
     unsafe fn store(self, p: *mut f64) {
         unsafe { _mm256_storeu_pd(p, self) }
+    }
+    #[inline(always)]
+    unsafe fn load_first(p: *const f64, n: usize) -> Self {
+        unsafe { _mm256_maskload_pd(p, first_lanes_256(n)) }
+    }
+    #[inline(always)]
+    unsafe fn store_first(self, p: *mut f64, n: usize) {
+        unsafe { _mm256_maskstore_pd(p, first_lanes_256(n), self) }
     }
     #[inline(always)]
     unsafe fn add(self, o: Self) -> Self {
@@ -214,6 +298,18 @@ impl Quad for __m256d {
     unsafe fn neg(self) -> Self {
         unsafe { _mm256_xor_pd(self, _mm256_set1_pd(-0.0)) }
     }
+}
+
+/// The mask of AVX's masked loads and stores that selects the first `n` of four lanes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn first_lanes_256(n: usize) -> __m256i {
+    static ONES_THEN_ZEROS: [i64; 8] = [-1, -1, -1, -1, 0, 0, 0, 0];
+    unsafe { _mm256_loadu_si256(ONES_THEN_ZEROS.as_ptr().add(4 - n).cast()) }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Quad for __m256d {
     #[inline(always)]
     unsafe fn load_halves(lo: *const f64, hi: *const f64) -> Self {
         unsafe { _mm256_loadu2_m128d(hi, lo) }
@@ -225,6 +321,58 @@ impl Quad for __m256d {
     #[inline(always)]
     unsafe fn unpack_hi(self, o: Self) -> Self {
         unsafe { _mm256_unpackhi_pd(self, o) }
+    }
+}
+
+/// An AVX-512 register (used only inside functions compiled for AVX-512, which the callers
+/// check).
+#[cfg(target_arch = "x86_64")]
+impl Lanes for __m512d {
+    const N: usize = 8;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        unsafe { _mm512_setzero_pd() }
+    }
+    #[inline(always)]
+    unsafe fn splat(v: f64) -> Self {
+        unsafe { _mm512_set1_pd(v) }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f64) -> Self {
+        unsafe { _mm512_loadu_pd(p) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f64) {
+        unsafe { _mm512_storeu_pd(p, self) }
+    }
+    #[inline(always)]
+    unsafe fn load_first(p: *const f64, n: usize) -> Self {
+        unsafe { _mm512_maskz_loadu_pd(((1u32 << n) - 1) as u8, p) }
+    }
+    #[inline(always)]
+    unsafe fn store_first(self, p: *mut f64, n: usize) {
+        unsafe { _mm512_mask_storeu_pd(p, ((1u32 << n) - 1) as u8, self) }
+    }
+    #[inline(always)]
+    unsafe fn add(self, o: Self) -> Self {
+        unsafe { _mm512_add_pd(self, o) }
+    }
+    #[inline(always)]
+    unsafe fn sub(self, o: Self) -> Self {
+        unsafe { _mm512_sub_pd(self, o) }
+    }
+    #[inline(always)]
+    unsafe fn mul(self, o: Self) -> Self {
+        unsafe { _mm512_mul_pd(self, o) }
+    }
+    #[inline(always)]
+    unsafe fn div(self, o: Self) -> Self {
+        unsafe { _mm512_div_pd(self, o) }
+    }
+    #[inline(always)]
+    unsafe fn neg(self) -> Self {
+        // The sign bit flipped, as `-x` does (AVX-512F has no floating-point xor).
+        unsafe { _mm512_castsi512_pd(_mm512_xor_si512(_mm512_castpd_si512(self), _mm512_set1_epi64(i64::MIN))) }
     }
 }
 
@@ -251,124 +399,117 @@ struct Sums {
 /// [`Sums`] for outputs `first..end`: in fours that share each load of the source rows, then
 /// a pair, then an odd last one alone.
 #[inline(always)]
-unsafe fn column_sums<Q: Quad, const DIVIDE: bool>(s: &Sums, first: usize, end: usize) {
+unsafe fn column_sums<L: Lanes, const DIVIDE: bool>(s: &Sums, first: usize, end: usize) {
     let mut o = first;
     while o + 4 <= end {
-        unsafe { strips::<Q, DIVIDE, 4, 2>(s, o) };
+        unsafe { strips::<L, DIVIDE, 4, 2>(s, o) };
         o += 4;
     }
     if o + 2 <= end {
-        unsafe { strips::<Q, DIVIDE, 2, 4>(s, o) };
+        unsafe { strips::<L, DIVIDE, 2, 4>(s, o) };
         o += 2;
     }
     if o < end {
-        unsafe { strips::<Q, DIVIDE, 1, 4>(s, o) };
+        unsafe { strips::<L, DIVIDE, 1, 4>(s, o) };
     }
 }
 
-/// Every column of outputs `o..o + O`: strips of `FULL` vectors per output (eight accumulators
-/// of the sixteen registers, or four for a single output), then the rest in one strip of
-/// vectors and scalars.
+/// Every column of outputs `o..o + O`: strips of `FULL` vectors per output (eight accumulators,
+/// or four for a single output), then the rest in one strip of whole vectors and one vector
+/// of the last columns.
 #[inline(always)]
-unsafe fn strips<Q: Quad, const DIVIDE: bool, const O: usize, const FULL: usize>(s: &Sums, o: usize) {
-    let width = 4 * FULL;
+unsafe fn strips<L: Lanes, const DIVIDE: bool, const O: usize, const FULL: usize>(s: &Sums, o: usize) {
+    let width = L::N * FULL;
     let full = s.cols / width;
     for k in 0..full {
-        unsafe { strip::<Q, DIVIDE, O, FULL, 0>(s, o, k * width) };
+        unsafe { strip::<L, DIVIDE, O, FULL, false>(s, o, k * width) };
     }
     let first = full * width;
     unsafe {
-        match (s.cols % width / 4, s.cols % 4) {
-            (0, 0) => {}
-            (0, 1) => strip::<Q, DIVIDE, O, 0, 1>(s, o, first),
-            (0, 2) => strip::<Q, DIVIDE, O, 0, 2>(s, o, first),
-            (0, _) => strip::<Q, DIVIDE, O, 0, 3>(s, o, first),
-            (1, 0) => strip::<Q, DIVIDE, O, 1, 0>(s, o, first),
-            (1, 1) => strip::<Q, DIVIDE, O, 1, 1>(s, o, first),
-            (1, 2) => strip::<Q, DIVIDE, O, 1, 2>(s, o, first),
-            (1, _) => strip::<Q, DIVIDE, O, 1, 3>(s, o, first),
-            (2, 0) => strip::<Q, DIVIDE, O, 2, 0>(s, o, first),
-            (2, 1) => strip::<Q, DIVIDE, O, 2, 1>(s, o, first),
-            (2, 2) => strip::<Q, DIVIDE, O, 2, 2>(s, o, first),
-            (2, _) => strip::<Q, DIVIDE, O, 2, 3>(s, o, first),
-            (_, 0) => strip::<Q, DIVIDE, O, 3, 0>(s, o, first),
-            (_, 1) => strip::<Q, DIVIDE, O, 3, 1>(s, o, first),
-            (_, 2) => strip::<Q, DIVIDE, O, 3, 2>(s, o, first),
-            (_, _) => strip::<Q, DIVIDE, O, 3, 3>(s, o, first),
+        match (s.cols % width / L::N, !s.cols.is_multiple_of(L::N)) {
+            (0, false) => {}
+            (0, true) => strip::<L, DIVIDE, O, 0, true>(s, o, first),
+            (1, false) => strip::<L, DIVIDE, O, 1, false>(s, o, first),
+            (1, true) => strip::<L, DIVIDE, O, 1, true>(s, o, first),
+            (2, false) => strip::<L, DIVIDE, O, 2, false>(s, o, first),
+            (2, true) => strip::<L, DIVIDE, O, 2, true>(s, o, first),
+            (_, false) => strip::<L, DIVIDE, O, 3, false>(s, o, first),
+            (_, true) => strip::<L, DIVIDE, O, 3, true>(s, o, first),
         }
     }
 }
 
-/// Columns `first..first + 4·V + S` of outputs `o..o + O`: `V` vectors and `S` scalars per
-/// output summed in registers while the sum walks the terms.
+/// Columns `first..` of outputs `o..o + O`: `V` whole vectors per output and, with `PART`, one
+/// vector of the last `cols % N` columns, summed in registers while the sum walks the terms.
 #[inline(always)]
-unsafe fn strip<Q: Quad, const DIVIDE: bool, const O: usize, const V: usize, const S: usize>(
+unsafe fn strip<L: Lanes, const DIVIDE: bool, const O: usize, const V: usize, const PART: bool>(
     s: &Sums,
     o: usize,
     first: usize,
 ) {
     unsafe {
-        let mut acc = [[Q::zero(); V]; O];
-        let mut scalar = [[0.0f64; S]; O];
+        let part = s.cols % L::N;
+        let mut acc = [[L::zero(); V]; O];
+        let mut last = [L::zero(); O];
         for k in 0..s.terms {
             let row = s.src.add(k * s.src_stride + first);
-            let mut factors = [0.0f64; O];
-            let mut splats = [Q::zero(); O];
-            for (p, (f, splat)) in factors.iter_mut().zip(&mut splats).enumerate() {
-                *f = *s.scales.add(k * s.term_stride + (o + p) * s.output_stride);
-                *splat = Q::splat(*f);
+            let mut splats = [L::zero(); O];
+            for (p, splat) in splats.iter_mut().enumerate() {
+                *splat = L::splat(*s.scales.add(k * s.term_stride + (o + p) * s.output_stride));
             }
             for v in 0..V {
-                let x = Q::load(row.add(4 * v));
+                let x = L::load(row.add(L::N * v));
                 for p in 0..O {
                     acc[p][v] = acc[p][v].add(x.mul(splats[p]));
                 }
             }
-            for c in 0..S {
-                let x = *row.add(4 * V + c);
+            if PART {
+                let x = L::load_first(row.add(L::N * V), part);
                 for p in 0..O {
-                    scalar[p][c] += x * factors[p];
+                    last[p] = last[p].add(x.mul(splats[p]));
                 }
             }
         }
         for p in 0..O {
             let dst = s.dst.add((o + p) * s.dst_stride + first);
             for (v, sum) in acc[p].iter().enumerate() {
-                let at = dst.add(4 * v);
-                let value = match s.finish {
-                    STORE => *sum,
-                    _ => {
-                        let m = mean_vector::<Q, DIVIDE>(*sum, s.negate, s.count);
-                        if s.finish == SGD_STEP {
-                            Q::load(at).sub(Q::splat(s.rate).mul(m))
-                        } else {
-                            m
-                        }
-                    }
-                };
-                value.store(at);
+                let at = dst.add(L::N * v);
+                finish::<L, DIVIDE>(s, *sum, L::load(at)).store(at);
             }
-            for (c, sum) in scalar[p].iter().enumerate() {
-                let at = dst.add(4 * V + c);
-                *at = match s.finish {
-                    STORE => *sum,
-                    _ => {
-                        let m = mean_scalar::<DIVIDE>(*sum, s.negate, s.count);
-                        if s.finish == SGD_STEP { *at - s.rate * m } else { m }
-                    }
-                };
+            if PART {
+                let at = dst.add(L::N * V);
+                finish::<L, DIVIDE>(s, last[p], L::load_first(at, part)).store_first(at, part);
+            }
+        }
+    }
+}
+
+/// What a strip stores for `sums` where the destination holds `old` (see [`Sums`]).
+#[inline(always)]
+unsafe fn finish<L: Lanes, const DIVIDE: bool>(s: &Sums, sums: L, old: L) -> L {
+    unsafe {
+        match s.finish {
+            STORE => sums,
+            _ => {
+                let m = mean_vector::<L, DIVIDE>(sums, s.negate, s.count);
+                if s.finish == SGD_STEP {
+                    old.sub(L::splat(s.rate).mul(m))
+                } else {
+                    m
+                }
             }
         }
     }
 }
 
 /// `out[b][i] (+)= Σ_j W[i][j]·x[b][j]` for batch rows `b` in `first..end` and every row `i`
-/// of the `rows × cols` matrix W, each sum in order over `j` from 0.0. Batch rows go eight
-/// (two vectors) or four (one) at a time, one row per lane, their `x` interleaved into
-/// `scratch` (`8·cols` values), and rows of W in fours that share each load of it; the last
-/// batch rows (fewer than four) run one at a time, with rows of W in the lanes.
+/// of the `rows × cols` matrix W, each sum in order over `j` from 0.0. Batch rows go `2·N` (two
+/// vectors of `L`), `N` or four (one `Q`) at a time, one row per lane, their `x` interleaved
+/// into `scratch` ([`MAT_VEC_SCRATCH_PER_COLUMN`]`·cols` values), and rows of W in fours that
+/// share each load of it; the last batch rows (fewer than four) run one at a time, with rows
+/// of W in the lanes.
 #[inline(always)]
-unsafe fn mat_vec<Q: Quad>(
+unsafe fn mat_vec<L: Lanes, Q: Quad>(
     w: *const f64,
     x: *const f64,
     out: *mut f64,
@@ -381,9 +522,13 @@ unsafe fn mat_vec<Q: Quad>(
 ) {
     unsafe {
         let mut b = first;
-        while b + 8 <= end {
-            lanes_block::<Q, 2>(w, x, out, rows, cols, b, accumulate, scratch);
-            b += 8;
+        while b + 2 * L::N <= end {
+            lanes_block::<L, 2>(w, x, out, rows, cols, b, accumulate, scratch);
+            b += 2 * L::N;
+        }
+        if b + L::N <= end {
+            lanes_block::<L, 1>(w, x, out, rows, cols, b, accumulate, scratch);
+            b += L::N;
         }
         if b + 4 <= end {
             lanes_block::<Q, 1>(w, x, out, rows, cols, b, accumulate, scratch);
@@ -407,9 +552,9 @@ unsafe fn mat_vec<Q: Quad>(
     }
 }
 
-/// [`mat_vec`] for batch rows `b..b + 4·H`.
+/// [`mat_vec`] for batch rows `b..b + N·H`.
 #[inline(always)]
-unsafe fn lanes_block<Q: Quad, const H: usize>(
+unsafe fn lanes_block<L: Lanes, const H: usize>(
     w: *const f64,
     x: *const f64,
     out: *mut f64,
@@ -420,7 +565,7 @@ unsafe fn lanes_block<Q: Quad, const H: usize>(
     scratch: *mut f64,
 ) {
     unsafe {
-        let lanes = 4 * H;
+        let lanes = L::N * H;
         for j in 0..cols {
             for l in 0..lanes {
                 *scratch.add(j * lanes + l) = *x.add((b + l) * cols + j);
@@ -428,18 +573,18 @@ unsafe fn lanes_block<Q: Quad, const H: usize>(
         }
         let mut i = 0;
         while i + 4 <= rows {
-            lanes_rows::<Q, H, 4>(w, out, rows, cols, b, i, accumulate, scratch);
+            lanes_rows::<L, H, 4>(w, out, rows, cols, b, i, accumulate, scratch);
             i += 4;
         }
         for i in i..rows {
-            lanes_rows::<Q, H, 1>(w, out, rows, cols, b, i, accumulate, scratch);
+            lanes_rows::<L, H, 1>(w, out, rows, cols, b, i, accumulate, scratch);
         }
     }
 }
 
-/// Rows `i..i + R` of W against the interleaved batch rows `b..b + 4·H` in `scratch`.
+/// Rows `i..i + R` of W against the interleaved batch rows `b..b + N·H` in `scratch`.
 #[inline(always)]
-unsafe fn lanes_rows<Q: Quad, const H: usize, const R: usize>(
+unsafe fn lanes_rows<L: Lanes, const H: usize, const R: usize>(
     w: *const f64,
     out: *mut f64,
     rows: usize,
@@ -450,15 +595,15 @@ unsafe fn lanes_rows<Q: Quad, const H: usize, const R: usize>(
     scratch: *const f64,
 ) {
     unsafe {
-        let lanes = 4 * H;
-        let mut acc = [[Q::zero(); H]; R];
+        let lanes = L::N * H;
+        let mut acc = [[L::zero(); H]; R];
         for j in 0..cols {
-            let mut xs = [Q::zero(); H];
+            let mut xs = [L::zero(); H];
             for (h, xv) in xs.iter_mut().enumerate() {
-                *xv = Q::load(scratch.add(j * lanes + 4 * h));
+                *xv = L::load(scratch.add(j * lanes + L::N * h));
             }
             for (r, acc_r) in acc.iter_mut().enumerate() {
-                let wv = Q::splat(*w.add((i + r) * cols + j));
+                let wv = L::splat(*w.add((i + r) * cols + j));
                 for h in 0..H {
                     acc_r[h] = acc_r[h].add(wv.mul(xs[h]));
                 }
@@ -466,10 +611,10 @@ unsafe fn lanes_rows<Q: Quad, const H: usize, const R: usize>(
         }
         for (r, acc_r) in acc.iter().enumerate() {
             for (h, sums) in acc_r.iter().enumerate() {
-                let mut lanes = [0.0f64; 4];
+                let mut lanes = [0.0f64; MAX_LANES];
                 sums.store(lanes.as_mut_ptr());
-                for (l, sum) in lanes.into_iter().enumerate() {
-                    let at = out.add((b + 4 * h + l) * rows + i + r);
+                for (l, sum) in lanes.into_iter().take(L::N).enumerate() {
+                    let at = out.add((b + L::N * h + l) * rows + i + r);
                     *at = if accumulate { *at + sum } else { sum };
                 }
             }
@@ -528,9 +673,9 @@ unsafe fn row_lane_dots<Q: Quad, const G: usize>(
 /// points choose `DIVIDE` once per call: a test of `count` here let the compiler issue the
 /// division anyway and select afterwards, which kept the divider busy at batch 1.
 #[inline(always)]
-unsafe fn mean_vector<Q: Quad, const DIVIDE: bool>(sum: Q, negate: bool, count: f64) -> Q {
+unsafe fn mean_vector<L: Lanes, const DIVIDE: bool>(sum: L, negate: bool, count: f64) -> L {
     unsafe {
-        let m = if DIVIDE { sum.div(Q::splat(count)) } else { sum };
+        let m = if DIVIDE { sum.div(L::splat(count)) } else { sum };
         if negate { m.neg() } else { m }
     }
 }
@@ -653,7 +798,7 @@ unsafe fn fused_group<Q: Quad, const DIVIDE: bool, const BACKWARD: bool, const R
 
 /// Defines the three `extern "C"` entry points of one build of the products.
 macro_rules! entry_points {
-    ($quad:ty $(, $feature:literal)?) => {
+    ($lanes:ty, $quad:ty $(, $feature:literal)?) => {
         /// `dst_o[j] = fin(Σ_k src_k[j]·scale(k, o))` for outputs `first..end` and columns
         /// `j < cols`, each sum over `k < terms` in order from 0.0, where `src_k = src +
         /// k·src_stride`, `scale(k, o) = scales[k·term_stride + o·output_stride]` and `dst_o =
@@ -699,16 +844,17 @@ macro_rules! entry_points {
             let (first, end) = (first as usize, end as usize);
             unsafe {
                 if count == 1.0 {
-                    super::column_sums::<$quad, false>(&sums, first, end)
+                    super::column_sums::<$lanes, false>(&sums, first, end)
                 } else {
-                    super::column_sums::<$quad, true>(&sums, first, end)
+                    super::column_sums::<$lanes, true>(&sums, first, end)
                 }
             }
         }
 
         /// `out[b][i] (+)= Σ_j W[i][j]·x[b][j]` (`+=` when `accumulate` is 1) for batch rows
         /// `first..end` and every row `i` of the `rows × cols` matrix W, each sum in order over
-        /// `j` from 0.0; `scratch` holds `8·cols` values.
+        /// `j` from 0.0; `scratch` holds
+        /// [`MAT_VEC_SCRATCH_PER_COLUMN`](super::MAT_VEC_SCRATCH_PER_COLUMN)`·cols` values.
         ///
         /// # Safety
         /// Every address the arguments describe must be valid; the AVX build needs AVX.
@@ -725,7 +871,7 @@ macro_rules! entry_points {
             scratch: *mut f64,
         ) {
             unsafe {
-                super::mat_vec::<$quad>(
+                super::mat_vec::<$lanes, $quad>(
                     w,
                     x,
                     out,
@@ -797,16 +943,25 @@ macro_rules! entry_points {
     };
 }
 
+/// The build for CPUs with AVX-512 (its batch-row products on eight lanes, the passes with
+/// rows of W in the lanes as in the AVX build).
+#[cfg(target_arch = "x86_64")]
+pub mod avx512 {
+    use super::{FusedRows, Sums};
+    use std::arch::x86_64::{__m256d, __m512d};
+    entry_points!(__m512d, __m256d, "avx512f");
+}
+
 /// The build for CPUs with AVX.
 #[cfg(target_arch = "x86_64")]
 pub mod avx {
     use super::{FusedRows, Sums};
     use std::arch::x86_64::__m256d;
-    entry_points!(__m256d, "avx");
+    entry_points!(__m256d, __m256d, "avx");
 }
 
 /// The build for any CPU.
 pub mod portable {
     use super::{Array, FusedRows, Sums};
-    entry_points!(Array);
+    entry_points!(Array, Array);
 }

@@ -19,21 +19,15 @@ fn values(n: usize, seed: u64) -> Vec<f64> {
         .collect()
 }
 
-/// The builds this CPU can run.
-fn builds() -> Vec<(&'static str, products::ColumnSumsFn, products::MatVecFn)> {
-    let mut out: Vec<(&'static str, products::ColumnSumsFn, products::MatVecFn)> =
-        vec![("portable", products::portable::column_sums, products::portable::mat_vec)];
-    #[cfg(target_arch = "x86_64")]
-    if products::avx() {
-        out.push(("avx", products::avx::column_sums, products::avx::mat_vec));
-    }
-    out
-}
-
 #[test]
 fn column_sums_equal_the_plain_sums_in_every_build() {
     let mut checked = 0;
-    for (build, column_sums, _) in builds() {
+    for products::Build {
+        name: build,
+        column_sums,
+        ..
+    } in products::builds()
+    {
         for cols in 1..=37 {
             for terms in [1, 2, 5] {
                 for outputs in 1..=7 {
@@ -107,8 +101,12 @@ fn column_sums_equal_the_plain_sums_in_every_build() {
 
 #[test]
 fn mat_vec_equals_the_plain_sums_in_every_build() {
-    for (build, _, mat_vec) in builds() {
-        for batch in 1..=21 {
+    for products::Build {
+        name: build, mat_vec, ..
+    } in products::builds()
+    {
+        // Batch sizes that end with every kind of block (two vectors, one, a quad, lone rows).
+        for batch in 1..=41 {
             // Row counts that end the lane groups of a lone batch row at every tail length.
             for rows in [1, 3, 4, 5, 9, 12, 13, 16, 17, 29, 53] {
                 for cols in [1, 2, 7] {
@@ -129,7 +127,7 @@ fn mat_vec_equals_the_plain_sums_in_every_build() {
                             }
                         }
                         let mut out = start.clone();
-                        let mut scratch = vec![0.0; 8 * cols];
+                        let mut scratch = vec![0.0; products::MAT_VEC_SCRATCH_PER_COLUMN * cols];
                         // SAFETY: every address the arguments describe lies in the vectors.
                         unsafe {
                             mat_vec(
@@ -158,13 +156,13 @@ fn mat_vec_equals_the_plain_sums_in_every_build() {
 
 #[test]
 fn fused_rows_equal_the_plain_product_sums_and_step_in_every_build() {
-    let mut builds: Vec<(&str, products::FusedRowsFn)> = vec![("portable", products::portable::fused_rows)];
-    #[cfg(target_arch = "x86_64")]
-    if products::avx() {
-        builds.push(("avx", products::avx::fused_rows));
-    }
     let mut checked = 0;
-    for (build, fused_rows) in builds {
+    for products::Build {
+        name: build,
+        fused_rows,
+        ..
+    } in products::builds()
+    {
         for rows in 1..=9 {
             for cols in [1, 3, 4, 5, 8, 13] {
                 for (accumulate, learn, backward, negate, count) in [
