@@ -2,8 +2,8 @@
 //! shapes at batch 100 and batch 1 (53 × 53 weights): every build this CPU runs, throughput in
 //! multiply-adds per second (for the fused pass of batch 1 — `W·x`, `Wᵀe` and the gradient —
 //! in weights per second).
-//! A multiply-add is two operations here (never fused); BENCHMARKS.md records what this
-//! machine's vector pipes reach.
+//! Each multiply-add is one fused instruction (in the AVX and AVX-512 builds); BENCHMARKS.md
+//! records what this machine's vector pipes reach.
 #![allow(unsafe_code, reason = "the products take raw pointers")]
 
 use criterion::{Criterion, Throughput, criterion_main};

@@ -6,7 +6,8 @@
 //! vectors of lanes, built three times: for AVX-512 (the batch-row products on eight lanes),
 //! for AVX (four) and for any x86-64 CPU; the JIT calls the widest build the CPU runs
 //! ([`builds`]). Each computes every sum exactly as the interpreter does — from 0.0, over the
-//! same index in the same order, a multiplication then an addition, never fused — so the
+//! same index in the same order, each product added with one rounding (a fused multiply-add:
+//! one instruction in the AVX and AVX-512 builds, `f64::mul_add` in the portable one) — so the
 //! results agree bit for bit whichever build runs. Their safety rests on the JIT: it checks
 //! every buffer's length before the generated code runs, and the code passes only pointers into
 //! those buffers with the shapes the program was compiled for.
@@ -17,11 +18,12 @@
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::{
-    __m256d, __m256i, __m512d, _mm256_add_pd, _mm256_div_pd, _mm256_loadu_pd, _mm256_loadu_si256, _mm256_loadu2_m128d,
-    _mm256_maskload_pd, _mm256_maskstore_pd, _mm256_mul_pd, _mm256_set1_pd, _mm256_setzero_pd, _mm256_storeu_pd,
-    _mm256_sub_pd, _mm256_unpackhi_pd, _mm256_unpacklo_pd, _mm256_xor_pd, _mm512_add_pd, _mm512_castpd_si512,
-    _mm512_castsi512_pd, _mm512_div_pd, _mm512_loadu_pd, _mm512_mask_storeu_pd, _mm512_maskz_loadu_pd, _mm512_mul_pd,
-    _mm512_set1_epi64, _mm512_set1_pd, _mm512_setzero_pd, _mm512_storeu_pd, _mm512_sub_pd, _mm512_xor_si512,
+    __m256d, __m256i, __m512d, _mm256_div_pd, _mm256_fmadd_pd, _mm256_loadu_pd, _mm256_loadu_si256,
+    _mm256_loadu2_m128d, _mm256_maskload_pd, _mm256_maskstore_pd, _mm256_mul_pd, _mm256_set1_pd, _mm256_setzero_pd,
+    _mm256_storeu_pd, _mm256_sub_pd, _mm256_unpackhi_pd, _mm256_unpacklo_pd, _mm256_xor_pd, _mm512_castpd_si512,
+    _mm512_castsi512_pd, _mm512_div_pd, _mm512_fmadd_pd, _mm512_loadu_pd, _mm512_mask_storeu_pd, _mm512_maskz_loadu_pd,
+    _mm512_mul_pd, _mm512_set1_epi64, _mm512_set1_pd, _mm512_setzero_pd, _mm512_storeu_pd, _mm512_sub_pd,
+    _mm512_xor_si512,
 };
 
 /// The signature of `column_sums` in each build (see [`portable::column_sums`]).
@@ -86,7 +88,7 @@ pub fn builds() -> Vec<Build> {
     let mut out = vec![PORTABLE];
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx") {
+        if std::arch::is_x86_feature_detected!("avx") && std::arch::is_x86_feature_detected!("fma") {
             out.push(Build {
                 name: "avx",
                 column_sums: avx::column_sums,
@@ -94,7 +96,7 @@ pub fn builds() -> Vec<Build> {
                 fused_rows: avx::fused_rows,
             });
         }
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
             out.push(Build {
                 name: "avx512",
                 column_sums: avx512::column_sums,
@@ -137,9 +139,10 @@ trait Lanes: Copy {
     unsafe fn load_first(p: *const f64, n: usize) -> Self;
     /// Stores the first `n < N` lanes at `p`.
     unsafe fn store_first(self, p: *mut f64, n: usize);
-    unsafe fn add(self, o: Self) -> Self;
     unsafe fn sub(self, o: Self) -> Self;
     unsafe fn mul(self, o: Self) -> Self;
+    /// `self·b + c` rounded once (IEEE's fused multiply-add, as `f64::mul_add`).
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self;
     unsafe fn div(self, o: Self) -> Self;
     unsafe fn neg(self) -> Self;
 }
@@ -213,16 +216,16 @@ impl Lanes for Array {
         }
     }
     #[inline(always)]
-    unsafe fn add(self, o: Self) -> Self {
-        self.each(o, |a, b| a + b)
-    }
-    #[inline(always)]
     unsafe fn sub(self, o: Self) -> Self {
         self.each(o, |a, b| a - b)
     }
     #[inline(always)]
     unsafe fn mul(self, o: Self) -> Self {
         self.each(o, |a, b| a * b)
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self {
+        Self(std::array::from_fn(|l| self.0[l].mul_add(b.0[l], c.0[l])))
     }
     #[inline(always)]
     unsafe fn div(self, o: Self) -> Self {
@@ -279,16 +282,16 @@ impl Lanes for __m256d {
         unsafe { _mm256_maskstore_pd(p, first_lanes_256(n), self) }
     }
     #[inline(always)]
-    unsafe fn add(self, o: Self) -> Self {
-        unsafe { _mm256_add_pd(self, o) }
-    }
-    #[inline(always)]
     unsafe fn sub(self, o: Self) -> Self {
         unsafe { _mm256_sub_pd(self, o) }
     }
     #[inline(always)]
     unsafe fn mul(self, o: Self) -> Self {
         unsafe { _mm256_mul_pd(self, o) }
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self {
+        unsafe { _mm256_fmadd_pd(self, b, c) }
     }
     #[inline(always)]
     unsafe fn div(self, o: Self) -> Self {
@@ -354,16 +357,16 @@ impl Lanes for __m512d {
         unsafe { _mm512_mask_storeu_pd(p, ((1u32 << n) - 1) as u8, self) }
     }
     #[inline(always)]
-    unsafe fn add(self, o: Self) -> Self {
-        unsafe { _mm512_add_pd(self, o) }
-    }
-    #[inline(always)]
     unsafe fn sub(self, o: Self) -> Self {
         unsafe { _mm512_sub_pd(self, o) }
     }
     #[inline(always)]
     unsafe fn mul(self, o: Self) -> Self {
         unsafe { _mm512_mul_pd(self, o) }
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self {
+        unsafe { _mm512_fmadd_pd(self, b, c) }
     }
     #[inline(always)]
     unsafe fn div(self, o: Self) -> Self {
@@ -460,13 +463,13 @@ unsafe fn strip<L: Lanes, const DIVIDE: bool, const O: usize, const V: usize, co
             for v in 0..V {
                 let x = L::load(row.add(L::N * v));
                 for p in 0..O {
-                    acc[p][v] = acc[p][v].add(x.mul(splats[p]));
+                    acc[p][v] = x.mul_add(splats[p], acc[p][v]);
                 }
             }
             if PART {
                 let x = L::load_first(row.add(L::N * V), part);
                 for p in 0..O {
-                    last[p] = last[p].add(x.mul(splats[p]));
+                    last[p] = x.mul_add(splats[p], last[p]);
                 }
             }
         }
@@ -605,7 +608,7 @@ unsafe fn lanes_rows<L: Lanes, const H: usize, const R: usize>(
             for (r, acc_r) in acc.iter_mut().enumerate() {
                 let wv = L::splat(*w.add((i + r) * cols + j));
                 for h in 0..H {
-                    acc_r[h] = acc_r[h].add(wv.mul(xs[h]));
+                    acc_r[h] = wv.mul_add(xs[h], acc_r[h]);
                 }
             }
         }
@@ -645,8 +648,8 @@ unsafe fn row_lane_dots<Q: Quad, const G: usize>(
             for (g, sum) in acc.iter_mut().enumerate() {
                 let even = Q::load_halves(row(4 * g).add(j), row(4 * g + 2).add(j));
                 let odd = Q::load_halves(row(4 * g + 1).add(j), row(4 * g + 3).add(j));
-                *sum = sum.add(even.unpack_lo(odd).mul(x0));
-                *sum = sum.add(even.unpack_hi(odd).mul(x1));
+                *sum = even.unpack_lo(odd).mul_add(x0, *sum);
+                *sum = even.unpack_hi(odd).mul_add(x1, *sum);
             }
             j += 2;
         }
@@ -654,7 +657,7 @@ unsafe fn row_lane_dots<Q: Quad, const G: usize>(
             let x0 = Q::splat(*x.add(j));
             for (g, sum) in acc.iter_mut().enumerate() {
                 let column = [0, 1, 2, 3].map(|r| *row(4 * g + r).add(j));
-                *sum = sum.add(Q::load(column.as_ptr()).mul(x0));
+                *sum = Q::load(column.as_ptr()).mul_add(x0, *sum);
             }
         }
         for (g, sums) in acc.iter().enumerate() {
@@ -708,7 +711,7 @@ struct FusedRows {
 /// For rows `i` in `first..end`, on the values W holds when the call starts: `out[i] (+)=
 /// Σ_j W[i][j]·x[j]`, each sum in order over `j` from 0.0; with `BACKWARD`, `d[j] = Σ_i
 /// W[i][j]·e[i]` over those rows, in order from 0.0 (what [`column_sums`] computes for `Wᵀ·e`);
-/// with `learn` [`MEAN`], `grad[i][j] = ±(0.0 + x[j]·e[i]) / count`, the mean [`column_sums`]
+/// with `learn` [`MEAN`], `grad[i][j] = ±fma(x[j], e[i], 0.0) / count`, the mean [`column_sums`]
 /// computes for one term; with [`SGD_STEP`], each `W[i][j]`, once read, becomes `W[i][j] −
 /// rate·` that mean, the step [`column_sums`] applies for one term. Rows go four at a time,
 /// their sums interleaved; the products, the sums of `d` and the gradients or steps four
@@ -741,7 +744,6 @@ unsafe fn fused_group<Q: Quad, const DIVIDE: bool, const BACKWARD: bool, const R
         }
         let splats = factors.map(|f| Q::splat(f));
         let rate = Q::splat(p.rate);
-        let mut products = [0.0f64; 4];
         let mut j = 0;
         while j + 4 <= p.cols {
             let x = Q::load(p.x.add(j));
@@ -749,15 +751,14 @@ unsafe fn fused_group<Q: Quad, const DIVIDE: bool, const BACKWARD: bool, const R
             for r in 0..R {
                 let at = p.w.add((i + r) * p.cols + j);
                 let w = Q::load(at);
-                w.mul(x).store(products.as_mut_ptr());
-                for product in products {
-                    acc[r] += product;
+                for l in 0..4 {
+                    acc[r] = (*at.add(l)).mul_add(*p.x.add(j + l), acc[r]);
                 }
                 if BACKWARD {
-                    d = d.add(w.mul(splats[r]));
+                    d = w.mul_add(splats[r], d);
                 }
                 if p.learn != NO_LEARNING {
-                    let m = mean_vector::<Q, DIVIDE>(Q::zero().add(x.mul(splats[r])), p.negate, p.count);
+                    let m = mean_vector::<Q, DIVIDE>(x.mul_add(splats[r], Q::zero()), p.negate, p.count);
                     if p.learn == SGD_STEP {
                         w.sub(rate.mul(m)).store(at);
                     } else {
@@ -775,12 +776,12 @@ unsafe fn fused_group<Q: Quad, const DIVIDE: bool, const BACKWARD: bool, const R
             for r in 0..R {
                 let at = p.w.add((i + r) * p.cols + j);
                 let w = *at;
-                acc[r] += w * x;
+                acc[r] = w.mul_add(x, acc[r]);
                 if BACKWARD {
-                    *p.d.add(j) += w * factors[r];
+                    *p.d.add(j) = w.mul_add(factors[r], *p.d.add(j));
                 }
                 if p.learn != NO_LEARNING {
-                    let m = mean_scalar::<DIVIDE>(0.0 + x * factors[r], p.negate, p.count);
+                    let m = mean_scalar::<DIVIDE>(x.mul_add(factors[r], 0.0), p.negate, p.count);
                     if p.learn == SGD_STEP {
                         *at = w - p.rate * m;
                     } else {
@@ -807,7 +808,8 @@ macro_rules! entry_points {
         /// (`θ − rate·(±sum / count)` in place).
         ///
         /// # Safety
-        /// Every address the arguments describe must be valid; the AVX build needs AVX.
+        /// Every address the arguments describe must be valid; the AVX build needs AVX and
+        /// FMA, the AVX-512 build AVX-512F and FMA.
         $(#[target_feature(enable = $feature)])?
         pub unsafe extern "C" fn column_sums(
             src: *const f64,
@@ -857,7 +859,8 @@ macro_rules! entry_points {
         /// [`MAT_VEC_SCRATCH_PER_COLUMN`](super::MAT_VEC_SCRATCH_PER_COLUMN)`·cols` values.
         ///
         /// # Safety
-        /// Every address the arguments describe must be valid; the AVX build needs AVX.
+        /// Every address the arguments describe must be valid; the AVX build needs AVX and
+        /// FMA, the AVX-512 build AVX-512F and FMA.
         $(#[target_feature(enable = $feature)])?
         pub unsafe extern "C" fn mat_vec(
             w: *const f64,
@@ -889,7 +892,7 @@ macro_rules! entry_points {
         /// call starts: `out[i] (+)= Σ_j W[i][j]·x[j]` (`+=` when `accumulate` is 1), each sum
         /// in order over `j` from 0.0; when `backward` is 1, `d[j] = Σ_i W[i][j]·e[i]` (`cols`
         /// values) over those rows, in order from 0.0; when `learn` is
-        /// [`MEAN`](super::MEAN), `grad[i][j] = ±(0.0 + x[j]·e[i]) / count` (`−` when `negate`
+        /// [`MEAN`](super::MEAN), `grad[i][j] = ±fma(x[j], e[i], 0.0) / count` (`−` when `negate`
         /// is 1, `grad` shaped as W); when it is [`SGD_STEP`](super::SGD_STEP), each `W[i][j]`,
         /// once read, becomes `W[i][j] − rate·` that (an absorbed update);
         /// [`NO_LEARNING`](super::NO_LEARNING) leaves both alone:
@@ -897,7 +900,8 @@ macro_rules! entry_points {
         ///
         /// # Safety
         /// Every address the arguments describe must be valid (`d` only when `backward` is 1,
-        /// `grad` only when `learn` is `MEAN`); the AVX build needs AVX.
+        /// `grad` only when `learn` is `MEAN`); the AVX build needs AVX and FMA, the
+        /// AVX-512 build AVX-512F and FMA.
         $(#[target_feature(enable = $feature)])?
         pub unsafe extern "C" fn fused_rows(
             w: *mut f64,
@@ -943,21 +947,21 @@ macro_rules! entry_points {
     };
 }
 
-/// The build for CPUs with AVX-512 (its batch-row products on eight lanes, the passes with
+/// The build for CPUs with AVX-512 and FMA (its batch-row products on eight lanes, the passes with
 /// rows of W in the lanes as in the AVX build).
 #[cfg(target_arch = "x86_64")]
 pub mod avx512 {
     use super::{FusedRows, Sums};
     use std::arch::x86_64::{__m256d, __m512d};
-    entry_points!(__m512d, __m256d, "avx512f");
+    entry_points!(__m512d, __m256d, "avx512f,fma");
 }
 
-/// The build for CPUs with AVX.
+/// The build for CPUs with AVX and FMA.
 #[cfg(target_arch = "x86_64")]
 pub mod avx {
     use super::{FusedRows, Sums};
     use std::arch::x86_64::__m256d;
-    entry_points!(__m256d, __m256d, "avx");
+    entry_points!(__m256d, __m256d, "avx,fma");
 }
 
 /// The build for any CPU.

@@ -53,7 +53,7 @@ fn column_sums_equal_the_plain_sums_in_every_build() {
                             for j in 0..cols {
                                 let mut sum = 0.0;
                                 for k in 0..terms {
-                                    sum += src[k * cols + j] * scales[k * outputs + o];
+                                    sum = src[k * cols + j].mul_add(scales[k * outputs + o], sum);
                                 }
                                 let at = o * cols + j;
                                 let mean = if negate { -(sum / count) } else { sum / count };
@@ -120,7 +120,7 @@ fn mat_vec_equals_the_plain_sums_in_every_build() {
                             for i in 0..rows {
                                 let mut sum = 0.0;
                                 for j in 0..cols {
-                                    sum += w[i * cols + j] * x[b * cols + j];
+                                    sum = w[i * cols + j].mul_add(x[b * cols + j], sum);
                                 }
                                 let at = b * rows + i;
                                 expected[at] = if accumulate { start[at] + sum } else { sum };
@@ -187,14 +187,14 @@ fn fused_rows_equal_the_plain_product_sums_and_step_in_every_build() {
                     for i in 1..rows {
                         let mut sum = 0.0;
                         for j in 0..cols {
-                            sum += w0[i * cols + j] * x[j];
+                            sum = w0[i * cols + j].mul_add(x[j], sum);
                             if backward {
-                                expected_d[j] += w0[i * cols + j] * e[i];
+                                expected_d[j] = w0[i * cols + j].mul_add(e[i], expected_d[j]);
                             }
                         }
                         expected_out[i] = if accumulate { start[i] + sum } else { sum };
                         for j in 0..cols {
-                            let mean = (0.0 + x[j] * e[i]) / count;
+                            let mean = x[j].mul_add(e[i], 0.0) / count;
                             let mean = if negate { -mean } else { mean };
                             match learn {
                                 SGD_STEP => expected_w[i * cols + j] = w0[i * cols + j] - rate * mean,
