@@ -19,11 +19,11 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::{
     __m256d, __m256i, __m512d, _mm256_div_pd, _mm256_fmadd_pd, _mm256_loadu_pd, _mm256_loadu_si256,
-    _mm256_loadu2_m128d, _mm256_maskload_pd, _mm256_maskstore_pd, _mm256_mul_pd, _mm256_set1_pd, _mm256_setzero_pd,
-    _mm256_storeu_pd, _mm256_sub_pd, _mm256_unpackhi_pd, _mm256_unpacklo_pd, _mm256_xor_pd, _mm512_castpd_si512,
-    _mm512_castsi512_pd, _mm512_div_pd, _mm512_fmadd_pd, _mm512_loadu_pd, _mm512_mask_storeu_pd, _mm512_maskz_loadu_pd,
-    _mm512_mul_pd, _mm512_set1_epi64, _mm512_set1_pd, _mm512_setzero_pd, _mm512_storeu_pd, _mm512_sub_pd,
-    _mm512_xor_si512,
+    _mm256_loadu2_m128d, _mm256_maskload_pd, _mm256_maskstore_pd, _mm256_mul_pd, _mm256_permute2f128_pd,
+    _mm256_set1_pd, _mm256_setzero_pd, _mm256_storeu_pd, _mm256_sub_pd, _mm256_unpackhi_pd, _mm256_unpacklo_pd,
+    _mm256_xor_pd, _mm512_castpd_si512, _mm512_castsi512_pd, _mm512_div_pd, _mm512_fmadd_pd, _mm512_loadu_pd,
+    _mm512_mask_storeu_pd, _mm512_maskz_loadu_pd, _mm512_mul_pd, _mm512_set1_epi64, _mm512_set1_pd, _mm512_setzero_pd,
+    _mm512_storeu_pd, _mm512_sub_pd, _mm512_xor_si512,
 };
 
 /// The signature of `column_sums` in each build (see [`portable::column_sums`]).
@@ -155,6 +155,10 @@ trait Quad: Lanes {
     unsafe fn unpack_lo(self, o: Self) -> Self;
     /// `[a1, b1, a3, b3]` of `a = self`, `b = o`.
     unsafe fn unpack_hi(self, o: Self) -> Self;
+    /// `[a0, a1, b0, b1]` of `a = self`, `b = o`.
+    unsafe fn low_halves(self, o: Self) -> Self;
+    /// `[a2, a3, b2, b3]` of `a = self`, `b = o`.
+    unsafe fn high_halves(self, o: Self) -> Self;
 }
 
 /// The most lanes a build's vectors have (AVX-512's eight).
@@ -251,6 +255,14 @@ impl Quad for Array {
     unsafe fn unpack_hi(self, o: Self) -> Self {
         Self([self.0[1], o.0[1], self.0[3], o.0[3]])
     }
+    #[inline(always)]
+    unsafe fn low_halves(self, o: Self) -> Self {
+        Self([self.0[0], self.0[1], o.0[0], o.0[1]])
+    }
+    #[inline(always)]
+    unsafe fn high_halves(self, o: Self) -> Self {
+        Self([self.0[2], self.0[3], o.0[2], o.0[3]])
+    }
 }
 
 /// An AVX register (used only inside functions compiled for AVX, which the callers check).
@@ -324,6 +336,14 @@ impl Quad for __m256d {
     #[inline(always)]
     unsafe fn unpack_hi(self, o: Self) -> Self {
         unsafe { _mm256_unpackhi_pd(self, o) }
+    }
+    #[inline(always)]
+    unsafe fn low_halves(self, o: Self) -> Self {
+        unsafe { _mm256_permute2f128_pd(self, o, 0x20) }
+    }
+    #[inline(always)]
+    unsafe fn high_halves(self, o: Self) -> Self {
+        unsafe { _mm256_permute2f128_pd(self, o, 0x31) }
     }
 }
 
@@ -713,9 +733,10 @@ struct FusedRows {
 /// W[i][j]·e[i]` over those rows, in order from 0.0 (what [`column_sums`] computes for `Wᵀ·e`);
 /// with `learn` [`MEAN`], `grad[i][j] = ±fma(x[j], e[i], 0.0) / count`, the mean [`column_sums`]
 /// computes for one term; with [`SGD_STEP`], each `W[i][j]`, once read, becomes `W[i][j] −
-/// rate·` that mean, the step [`column_sums`] applies for one term. Rows go four at a time,
-/// their sums interleaved; the products, the sums of `d` and the gradients or steps four
-/// columns per vector.
+/// rate·` that mean, the step [`column_sums`] applies for one term. Rows go eight, then four
+/// at a time, their sums `W·x` one row per lane ([`fused_lanes`]: eight chains of multiply-adds
+/// in flight, where four left the sums waiting on the multiply-add's latency); the products,
+/// the sums of `d` and the gradients or steps four columns per vector.
 #[inline(always)]
 unsafe fn fused_rows<Q: Quad, const DIVIDE: bool, const BACKWARD: bool>(p: &FusedRows, first: usize, end: usize) {
     if BACKWARD {
@@ -724,46 +745,61 @@ unsafe fn fused_rows<Q: Quad, const DIVIDE: bool, const BACKWARD: bool>(p: &Fuse
         }
     }
     let mut i = first;
-    while i + 4 <= end {
-        unsafe { fused_group::<Q, DIVIDE, BACKWARD, 4>(p, i) };
+    while i + 8 <= end {
+        unsafe { fused_lanes::<Q, DIVIDE, BACKWARD, 2>(p, i) };
+        i += 8;
+    }
+    if i + 4 <= end {
+        unsafe { fused_lanes::<Q, DIVIDE, BACKWARD, 1>(p, i) };
         i += 4;
     }
     for i in i..end {
-        unsafe { fused_group::<Q, DIVIDE, BACKWARD, 1>(p, i) };
+        unsafe { fused_row::<Q, DIVIDE, BACKWARD>(p, i) };
     }
 }
 
-/// Rows `i..i + R` of [`fused_rows`].
+/// Rows `i..i + 4·G` of [`fused_rows`], the rows' sums `W·x` one row per lane: each block of
+/// four rows by four columns, loaded as rows for `Wᵀ·e` and the gradient, is transposed into
+/// its four columns, so that every lane adds its row's terms in order while `G` vectors of
+/// sums hide the multiply-adds' latency.
 #[inline(always)]
-unsafe fn fused_group<Q: Quad, const DIVIDE: bool, const BACKWARD: bool, const R: usize>(p: &FusedRows, i: usize) {
+unsafe fn fused_lanes<Q: Quad, const DIVIDE: bool, const BACKWARD: bool, const G: usize>(p: &FusedRows, i: usize) {
     unsafe {
-        let mut acc = [0.0f64; R];
-        let mut factors = [0.0f64; R];
-        for (r, f) in factors.iter_mut().enumerate() {
-            *f = *p.e.add(i + r);
-        }
-        let splats = factors.map(|f| Q::splat(f));
+        let mut acc = [Q::zero(); G];
+        let factors: [[f64; 4]; G] = std::array::from_fn(|g| std::array::from_fn(|r| *p.e.add(i + 4 * g + r)));
         let rate = Q::splat(p.rate);
         let mut j = 0;
         while j + 4 <= p.cols {
             let x = Q::load(p.x.add(j));
             let mut d = if BACKWARD { Q::load(p.d.add(j)) } else { Q::zero() };
-            for r in 0..R {
-                let at = p.w.add((i + r) * p.cols + j);
-                let w = Q::load(at);
-                for l in 0..4 {
-                    acc[r] = (*at.add(l)).mul_add(*p.x.add(j + l), acc[r]);
-                }
-                if BACKWARD {
-                    d = w.mul_add(splats[r], d);
-                }
-                if p.learn != NO_LEARNING {
-                    let m = mean_vector::<Q, DIVIDE>(x.mul_add(splats[r], Q::zero()), p.negate, p.count);
-                    if p.learn == SGD_STEP {
-                        w.sub(rate.mul(m)).store(at);
-                    } else {
-                        m.store(p.grad.add((i + r) * p.cols + j));
+            for (g, sums) in acc.iter_mut().enumerate() {
+                let mut rows = [Q::zero(); 4];
+                for (r, w) in rows.iter_mut().enumerate() {
+                    let at = p.w.add((i + 4 * g + r) * p.cols + j);
+                    *w = Q::load(at);
+                    let e = Q::splat(factors[g][r]);
+                    if BACKWARD {
+                        d = w.mul_add(e, d);
                     }
+                    if p.learn != NO_LEARNING {
+                        let m = mean_vector::<Q, DIVIDE>(x.mul_add(e, Q::zero()), p.negate, p.count);
+                        if p.learn == SGD_STEP {
+                            w.sub(rate.mul(m)).store(at);
+                        } else {
+                            m.store(p.grad.add((i + 4 * g + r) * p.cols + j));
+                        }
+                    }
+                }
+                let (even01, odd01) = (rows[0].unpack_lo(rows[1]), rows[0].unpack_hi(rows[1]));
+                let (even23, odd23) = (rows[2].unpack_lo(rows[3]), rows[2].unpack_hi(rows[3]));
+                let columns = [
+                    even01.low_halves(even23),
+                    odd01.low_halves(odd23),
+                    even01.high_halves(even23),
+                    odd01.high_halves(odd23),
+                ];
+                for (l, column) in columns.into_iter().enumerate() {
+                    *sums = column.mul_add(Q::splat(*p.x.add(j + l)), *sums);
                 }
             }
             if BACKWARD {
@@ -773,27 +809,86 @@ unsafe fn fused_group<Q: Quad, const DIVIDE: bool, const BACKWARD: bool, const R
         }
         for j in j..p.cols {
             let x = *p.x.add(j);
-            for r in 0..R {
-                let at = p.w.add((i + r) * p.cols + j);
-                let w = *at;
-                acc[r] = w.mul_add(x, acc[r]);
-                if BACKWARD {
-                    *p.d.add(j) = w.mul_add(factors[r], *p.d.add(j));
-                }
-                if p.learn != NO_LEARNING {
-                    let m = mean_scalar::<DIVIDE>(x.mul_add(factors[r], 0.0), p.negate, p.count);
-                    if p.learn == SGD_STEP {
-                        *at = w - p.rate * m;
-                    } else {
-                        *p.grad.add((i + r) * p.cols + j) = m;
+            for (g, sums) in acc.iter_mut().enumerate() {
+                let mut column = [0.0f64; 4];
+                for (r, value) in column.iter_mut().enumerate() {
+                    let at = p.w.add((i + 4 * g + r) * p.cols + j);
+                    let w = *at;
+                    *value = w;
+                    if BACKWARD {
+                        *p.d.add(j) = w.mul_add(factors[g][r], *p.d.add(j));
                     }
+                    if p.learn != NO_LEARNING {
+                        let m = mean_scalar::<DIVIDE>(x.mul_add(factors[g][r], 0.0), p.negate, p.count);
+                        if p.learn == SGD_STEP {
+                            *at = w - p.rate * m;
+                        } else {
+                            *p.grad.add((i + 4 * g + r) * p.cols + j) = m;
+                        }
+                    }
+                }
+                *sums = Q::load(column.as_ptr()).mul_add(Q::splat(x), *sums);
+            }
+        }
+        for (g, sums) in acc.iter().enumerate() {
+            let mut lanes = [0.0f64; 4];
+            sums.store(lanes.as_mut_ptr());
+            for (r, sum) in lanes.into_iter().enumerate() {
+                let at = p.out.add(i + 4 * g + r);
+                *at = if p.accumulate { *at + sum } else { sum };
+            }
+        }
+    }
+}
+
+/// Row `i` of [`fused_rows`] (the rows after the last block of four).
+#[inline(always)]
+unsafe fn fused_row<Q: Quad, const DIVIDE: bool, const BACKWARD: bool>(p: &FusedRows, i: usize) {
+    unsafe {
+        let mut sum = 0.0f64;
+        let factor = *p.e.add(i);
+        let e = Q::splat(factor);
+        let rate = Q::splat(p.rate);
+        let row = p.w.add(i * p.cols);
+        let mut j = 0;
+        while j + 4 <= p.cols {
+            let at = row.add(j);
+            let x = Q::load(p.x.add(j));
+            let w = Q::load(at);
+            for l in 0..4 {
+                sum = (*at.add(l)).mul_add(*p.x.add(j + l), sum);
+            }
+            if BACKWARD {
+                w.mul_add(e, Q::load(p.d.add(j))).store(p.d.add(j));
+            }
+            if p.learn != NO_LEARNING {
+                let m = mean_vector::<Q, DIVIDE>(x.mul_add(e, Q::zero()), p.negate, p.count);
+                if p.learn == SGD_STEP {
+                    w.sub(rate.mul(m)).store(at);
+                } else {
+                    m.store(p.grad.add(i * p.cols + j));
+                }
+            }
+            j += 4;
+        }
+        for j in j..p.cols {
+            let (at, x) = (row.add(j), *p.x.add(j));
+            let w = *at;
+            sum = w.mul_add(x, sum);
+            if BACKWARD {
+                *p.d.add(j) = w.mul_add(factor, *p.d.add(j));
+            }
+            if p.learn != NO_LEARNING {
+                let m = mean_scalar::<DIVIDE>(x.mul_add(factor, 0.0), p.negate, p.count);
+                if p.learn == SGD_STEP {
+                    *at = w - p.rate * m;
+                } else {
+                    *p.grad.add(i * p.cols + j) = m;
                 }
             }
         }
-        for (r, sum) in acc.into_iter().enumerate() {
-            let at = p.out.add(i + r);
-            *at = if p.accumulate { *at + sum } else { sum };
-        }
+        let at = p.out.add(i);
+        *at = if p.accumulate { *at + sum } else { sum };
     }
 }
 
