@@ -781,14 +781,7 @@ unsafe fn fused_lanes<Q: Quad, const DIVIDE: bool, const BACKWARD: bool, const G
                     if BACKWARD {
                         d = w.mul_add(e, d);
                     }
-                    if p.learn != NO_LEARNING {
-                        let m = mean_vector::<Q, DIVIDE>(x.mul_add(e, Q::zero()), p.negate, p.count);
-                        if p.learn == SGD_STEP {
-                            w.sub(rate.mul(m)).store(at);
-                        } else {
-                            m.store(p.grad.add((i + 4 * g + r) * p.cols + j));
-                        }
-                    }
+                    learn_vector::<Q, DIVIDE>(p, *w, at, x, e, rate, (i + 4 * g + r) * p.cols + j);
                 }
                 let (even01, odd01) = (rows[0].unpack_lo(rows[1]), rows[0].unpack_hi(rows[1]));
                 let (even23, odd23) = (rows[2].unpack_lo(rows[3]), rows[2].unpack_hi(rows[3]));
@@ -818,14 +811,7 @@ unsafe fn fused_lanes<Q: Quad, const DIVIDE: bool, const BACKWARD: bool, const G
                     if BACKWARD {
                         *p.d.add(j) = w.mul_add(factors[g][r], *p.d.add(j));
                     }
-                    if p.learn != NO_LEARNING {
-                        let m = mean_scalar::<DIVIDE>(x.mul_add(factors[g][r], 0.0), p.negate, p.count);
-                        if p.learn == SGD_STEP {
-                            *at = w - p.rate * m;
-                        } else {
-                            *p.grad.add((i + 4 * g + r) * p.cols + j) = m;
-                        }
-                    }
+                    learn_scalar::<DIVIDE>(p, w, at, x, factors[g][r], (i + 4 * g + r) * p.cols + j);
                 }
                 *sums = Q::load(column.as_ptr()).mul_add(Q::splat(x), *sums);
             }
@@ -861,14 +847,7 @@ unsafe fn fused_row<Q: Quad, const DIVIDE: bool, const BACKWARD: bool>(p: &Fused
             if BACKWARD {
                 w.mul_add(e, Q::load(p.d.add(j))).store(p.d.add(j));
             }
-            if p.learn != NO_LEARNING {
-                let m = mean_vector::<Q, DIVIDE>(x.mul_add(e, Q::zero()), p.negate, p.count);
-                if p.learn == SGD_STEP {
-                    w.sub(rate.mul(m)).store(at);
-                } else {
-                    m.store(p.grad.add(i * p.cols + j));
-                }
-            }
+            learn_vector::<Q, DIVIDE>(p, w, at, x, e, rate, i * p.cols + j);
             j += 4;
         }
         for j in j..p.cols {
@@ -878,17 +857,50 @@ unsafe fn fused_row<Q: Quad, const DIVIDE: bool, const BACKWARD: bool>(p: &Fused
             if BACKWARD {
                 *p.d.add(j) = w.mul_add(factor, *p.d.add(j));
             }
-            if p.learn != NO_LEARNING {
-                let m = mean_scalar::<DIVIDE>(x.mul_add(factor, 0.0), p.negate, p.count);
-                if p.learn == SGD_STEP {
-                    *at = w - p.rate * m;
-                } else {
-                    *p.grad.add(i * p.cols + j) = m;
-                }
-            }
+            learn_scalar::<DIVIDE>(p, w, at, x, factor, i * p.cols + j);
         }
         let at = p.out.add(i);
         *at = if p.accumulate { *at + sum } else { sum };
+    }
+}
+
+/// The learning of [`fused_rows`] for four weights `w` of one row, read at `at` (element
+/// `index` of W): as `p.learn` says, their gradient `±fma(x, e, 0) / count` stored at the same
+/// index of `grad`, or W stepped against it in place.
+#[inline(always)]
+unsafe fn learn_vector<Q: Quad, const DIVIDE: bool>(
+    p: &FusedRows,
+    w: Q,
+    at: *mut f64,
+    x: Q,
+    e: Q,
+    rate: Q,
+    index: usize,
+) {
+    if p.learn != NO_LEARNING {
+        unsafe {
+            let m = mean_vector::<Q, DIVIDE>(x.mul_add(e, Q::zero()), p.negate, p.count);
+            if p.learn == SGD_STEP {
+                w.sub(rate.mul(m)).store(at);
+            } else {
+                m.store(p.grad.add(index));
+            }
+        }
+    }
+}
+
+/// [`learn_vector`] for one weight.
+#[inline(always)]
+unsafe fn learn_scalar<const DIVIDE: bool>(p: &FusedRows, w: f64, at: *mut f64, x: f64, e: f64, index: usize) {
+    if p.learn != NO_LEARNING {
+        let m = mean_scalar::<DIVIDE>(x.mul_add(e, 0.0), p.negate, p.count);
+        unsafe {
+            if p.learn == SGD_STEP {
+                *at = w - p.rate * m;
+            } else {
+                *p.grad.add(index) = m;
+            }
+        }
     }
 }
 
