@@ -26,6 +26,7 @@ use gle_ir::builtins::Builtin;
 use gle_runtime::optim::StepUpdate;
 use gle_runtime::{Chunk, RunError, StepKernel};
 use schedule::Item;
+pub use schedule::{MAX_WHOLE_EXCESS, TeamSplit};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -128,6 +129,9 @@ pub struct CompiledStep {
     pool: VectorPool,
     /// How often a team's threads meet at the barrier in a step (0 for one thread).
     meetings: usize,
+    /// Per statement, the thread of a team that runs it whole (`None` where each statement's
+    /// rows are split between the threads, and for one thread).
+    owners: Option<Vec<usize>>,
     /// How many `W·x` statements share their pass over W with other statements.
     row_passes: usize,
     /// How many of them compute `Wᵀ·e` too.
@@ -240,6 +244,13 @@ impl CompiledStep {
     /// How often the threads of a team wait for each other in one step (0 for one thread).
     pub fn meetings_per_step(&self) -> usize {
         self.meetings
+    }
+
+    /// Per statement of the program, the thread of the team that runs it whole, where the team
+    /// runs whole statements ([`TeamSplit`]); `None` where it splits their rows, and for one
+    /// thread.
+    pub fn statement_threads(&self) -> Option<&[usize]> {
+        self.owners.as_deref()
     }
 
     /// How many `W·x` statements share their pass over W with the `Wᵀ·e` or an absorbed update
@@ -406,13 +417,14 @@ pub fn compile(program: &Program, batch: usize) -> Result<CompiledStep, JitError
     compile_for_threads(program, batch, 1)
 }
 
-/// Compiles `program` for `batch` rows, each step run by `threads` threads together: every
-/// statement's rows (of the batch, or of a gradient) are split between them, and they meet at a
-/// barrier where one's rows are read by another (see `schedule`); with fewer batch rows than
-/// threads, each thread instead runs whole statements — each layer's on one thread — and they
-/// meet once per step. Per element the operations and their order are those of [`compile`], so
-/// results are identical; worth it when a step is long (large batches or layers), since the
-/// threads meet at barriers between the statements and the optimiser's work.
+/// Compiles `program` for `batch` rows, each step run by `threads` threads together, sharing it
+/// as [`TeamSplit::Auto`] chooses: every statement's rows (of the batch, or of a gradient)
+/// split between them, meeting at a barrier where one's rows are read by another (see
+/// `schedule`), or whole statements per thread — each layer's on one thread, a thread's
+/// layers mostly consecutive — meeting once per step. Per element the operations and their
+/// order are those of [`compile`], so results are identical; worth it when a step is long
+/// (large batches or layers), since the threads meet at barriers between the statements and
+/// the optimiser's work.
 pub fn compile_for_threads(program: &Program, batch: usize, threads: usize) -> Result<CompiledStep, JitError> {
     compile_absorbing(program, batch, threads, &[])
 }
@@ -432,6 +444,17 @@ pub fn compile_absorbing(
     batch: usize,
     threads: usize,
     candidates: &[usize],
+) -> Result<CompiledStep, JitError> {
+    compile_team(program, batch, threads, candidates, TeamSplit::Auto)
+}
+
+/// [`compile_absorbing`] with the team's work shared as `split` says.
+pub fn compile_team(
+    program: &Program,
+    batch: usize,
+    threads: usize,
+    candidates: &[usize],
+    split: TeamSplit,
 ) -> Result<CompiledStep, JitError> {
     let threads = threads.max(1);
     let absorbed = absorbable(program, candidates);
@@ -505,13 +528,9 @@ pub fn compile_absorbing(
         .collect();
     // The same, as `e·rᵀ` statement → parameter.
     let absorbed_params: HashMap<usize, usize> = absorbing.iter().map(|(&stmt, &(param, _))| (stmt, param)).collect();
-    // With fewer batch rows than threads, each thread runs whole statements, each layer's on one
-    // thread (`schedule::statement_owners`), and row passes are a thread's own.
-    let owners = if threads > 1 && batch < threads {
-        schedule::statement_owners(program, &absorbed_params, threads)
-    } else {
-        None
-    };
+    // Where whole statements are chosen (`TeamSplit`), each layer's run on one thread
+    // (`schedule::statement_owners`), and row passes are a thread's own.
+    let owners = schedule::statement_owners(program, &absorbed_params, threads, batch, split);
     let pass_threads = if owners.is_some() { 1 } else { threads };
     let passes: Vec<RowPass> = find_row_passes(program, &absorbing, &absorbed_params, batch, pass_threads)
         .into_iter()
@@ -696,6 +715,7 @@ pub fn compile_absorbing(
         helpers,
         pool,
         meetings,
+        owners,
         row_passes: passes_count,
         row_passes_with_wt_e: passes_with_wt_e,
         absorbed: absorbed_learnables,

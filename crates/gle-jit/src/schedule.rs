@@ -133,20 +133,50 @@ pub(crate) fn team_schedule(program: &Program, absorbed: &HashMap<usize, usize>)
         .collect()
 }
 
-/// For a team whose batch has fewer rows than it has threads (batch 1), where splitting rows
-/// would leave threads idle: the thread that runs each statement whole. Statements that touch a
-/// buffer one of them writes (directly or through a chain of such statements) go to the same
-/// thread, so the threads need not meet within the step; the connected groups — with the
-/// parallel schedule, each layer's statements, which read only what the step before committed
-/// — go to the least-loaded thread, largest first, by an estimate of their work, the lightest
-/// share to the calling thread. `None` when there are fewer groups than threads, or the program
-/// commits a buffer by copying (those copies would have to wait for every reader).
+/// How a team shares the work of a step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TeamSplit {
+    /// Whole statements where the batch has fewer rows than the team has threads (splitting
+    /// rows would leave threads idle), and where the threads' shares of whole statements are
+    /// within [`MAX_WHOLE_EXCESS`] of even; rows otherwise.
+    #[default]
+    Auto,
+    /// Every statement's rows (of the batch, or of a gradient) split between the threads, which
+    /// meet where one's rows are read by another.
+    Rows,
+    /// Each thread runs whole statements, each layer's on one thread, and the threads meet once
+    /// per step; rows where the program's statements do not fall into enough independent groups.
+    Statements,
+}
+
+/// How much more than an even share of the work (by `stmt_work`'s estimate) the busiest thread
+/// may get from whole statements for [`TeamSplit::Auto`] to choose them at batch sizes that
+/// could split rows. Rows balance the work exactly, but every step each thread then reads the
+/// rows, weights and gradients the others wrote; whole layers share only the rates and errors
+/// where one thread's run of layers meets another's. MNIST-1D 15k on two threads (its busiest
+/// thread ~1.12 even shares) ran faster with whole layers at batch 100 both where the two
+/// cores share a cache (3,550 against 3,400 steps/s) and where they share none (3,170 against
+/// 2,150; BENCHMARKS.md, 2026-12-05 second session); with shares much less even, rows would
+/// win where the cores share a cache.
+pub const MAX_WHOLE_EXCESS: f64 = 1.25;
+
+/// For a team that runs whole statements ([`TeamSplit`]): the thread that runs each statement.
+/// Statements that touch a buffer one of them writes (directly or through a chain of such
+/// statements) go to the same thread, so the threads need not meet within the step; the
+/// connected groups — with the parallel schedule, each layer's statements, which read only what
+/// the step before committed — go to the threads in runs of consecutive groups
+/// ([`contiguous_runs`]) balanced by an estimate of their work, the lightest share to the
+/// calling thread. `None` when there are fewer groups than threads, when the program commits a
+/// buffer by copying (those copies would have to wait for every reader), and where `split`
+/// takes rows.
 pub(crate) fn statement_owners(
     program: &Program,
     absorbed: &HashMap<usize, usize>,
     threads: usize,
+    batch: usize,
+    split: TeamSplit,
 ) -> Option<Vec<usize>> {
-    if !program.commits.is_empty() {
+    if threads < 2 || split == TeamSplit::Rows || !program.commits.is_empty() {
         return None;
     }
     let n = program.stmts.len();
@@ -168,21 +198,32 @@ pub(crate) fn statement_owners(
         }
     }
     let roots: Vec<usize> = (0..n).map(|k| root(&mut group, k)).collect();
-    let mut work: HashMap<usize, usize> = HashMap::new();
-    for (k, stmt) in program.stmts.iter().enumerate() {
-        *work.entry(roots[k]).or_default() += stmt_work(stmt);
-    }
-    if work.len() < threads {
+    // The groups in program order (a group's root is its first statement), with their work.
+    // (MNIST-1D's output layer comes first, its first statement being the softmax of the rates
+    // the step before committed, and joins the first hidden layers' run. Ordered by their last
+    // statements, the output came last, and moved to the other run to balance the work, the
+    // first hidden layer: 3 % slower at batch 100 for the same estimated balance.)
+    let mut groups: Vec<usize> = roots.clone();
+    groups.sort_unstable();
+    groups.dedup();
+    if groups.len() < threads {
         return None;
     }
-    let mut groups: Vec<(usize, usize)> = work.into_iter().collect();
-    groups.sort_by_key(|&(root, w)| (std::cmp::Reverse(w), root));
+    let mut work_of: HashMap<usize, usize> = HashMap::new();
+    for (k, stmt) in program.stmts.iter().enumerate() {
+        *work_of.entry(roots[k]).or_default() += stmt_work(stmt);
+    }
+    let work: Vec<usize> = groups.iter().map(|g| work_of[g]).collect();
+    let runs = contiguous_runs(&work, threads);
     let mut load = vec![0usize; threads];
-    let mut owner_of: HashMap<usize, usize> = HashMap::new();
-    for (root, w) in groups {
-        let t = (0..threads).min_by_key(|&t| (load[t], t)).unwrap_or(0);
-        load[t] += w;
-        owner_of.insert(root, t);
+    for (run, w) in runs.iter().zip(&work) {
+        load[*run] += w;
+    }
+    let run_of_root: HashMap<usize, usize> = groups.iter().copied().zip(runs.iter().copied()).collect();
+    let busiest = load.iter().max().copied().unwrap_or(0) as f64;
+    let even = work.iter().sum::<usize>() as f64 / threads as f64;
+    if split == TeamSplit::Auto && batch >= threads && busiest > MAX_WHOLE_EXCESS * even {
+        return None;
     }
     // The calling thread (0) takes the lightest share: it also does the work between steps.
     let mut by_load: Vec<usize> = (0..threads).collect();
@@ -191,7 +232,46 @@ pub(crate) fn statement_owners(
     for (k, &t) in by_load.iter().enumerate() {
         label[t] = k;
     }
-    Some(roots.iter().map(|r| label[owner_of[r]]).collect())
+    Some(roots.iter().map(|r| label[run_of_root[r]]).collect())
+}
+
+/// Splits `work` (at least `runs` items) into `runs` non-empty runs of consecutive items whose
+/// largest sum is as small as it can be; returns each item's run. Consecutive groups are
+/// neighbouring layers, which exchange their rates and errors every step: one thread's layers
+/// then meet another's only at the ends of its run, so few of those values cross between the
+/// cores' caches (on a host whose cores share no cache, each crossing costs more than the work
+/// on it).
+fn contiguous_runs(work: &[usize], runs: usize) -> Vec<usize> {
+    let n = work.len();
+    let prefix: Vec<usize> = std::iter::once(0)
+        .chain(work.iter().scan(0, |sum, &w| {
+            *sum += w;
+            Some(*sum)
+        }))
+        .collect();
+    // best[r][i]: the smallest largest sum of the first `i` items in `r + 1` runs; start[r][i]:
+    // where the last of those runs starts.
+    let mut best = vec![vec![usize::MAX; n + 1]; runs];
+    let mut start = vec![vec![0usize; n + 1]; runs];
+    best[0].copy_from_slice(&prefix);
+    for r in 1..runs {
+        for i in r + 1..=n {
+            for j in r..i {
+                let largest = best[r - 1][j].max(prefix[i] - prefix[j]);
+                if largest < best[r][i] {
+                    (best[r][i], start[r][i]) = (largest, j);
+                }
+            }
+        }
+    }
+    let mut run_of = vec![0usize; n];
+    let mut end = n;
+    for r in (0..runs).rev() {
+        let begin = if r == 0 { 0 } else { start[r][end] };
+        run_of[begin..end].iter_mut().for_each(|x| *x = r);
+        end = begin;
+    }
+    run_of
 }
 
 /// A rough count of the element operations of a statement at batch 1.

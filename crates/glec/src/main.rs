@@ -67,9 +67,10 @@ enum Command {
         /// Execute steps with the Cranelift JIT or the reference interpreter.
         #[arg(long, value_enum, default_value_t = Backend::Jit)]
         backend: Backend,
-        /// Threads that share each JIT step (worth it for large batches, or at batch 1 for
-        /// networks of several large layers, each layer then on one thread; the threads meet at
-        /// barriers every step); at most the machine's cores.
+        /// Threads that share each JIT step (worth it for large batches, or for networks of
+        /// several large layers: each thread runs whole layers where that balances the work,
+        /// else a share of every statement's rows; the threads meet at barriers every step); at
+        /// most the machine's cores.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
         threads: u16,
     },

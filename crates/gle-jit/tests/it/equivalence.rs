@@ -1,5 +1,6 @@
 //! The JIT against the reference interpreter, step by step, on every bundled model.
 
+use gle_jit::TeamSplit;
 use gle_runtime::{Simulation, StepKernel};
 use std::path::Path;
 
@@ -16,8 +17,9 @@ pub fn models() -> Vec<std::path::PathBuf> {
 }
 
 /// A simulation of `path` with a small batch (the dynamics do not depend on it), run by the
-/// interpreter (`jit_threads` = 0) or by the JIT on that many threads.
-pub fn simulation(path: &Path, jit_threads: usize, batch: usize) -> Simulation {
+/// interpreter (`jit_threads` = 0) or by the JIT on that many threads, sharing the work as
+/// `split` says.
+pub fn simulation(path: &Path, jit_threads: usize, batch: usize, split: TeamSplit) -> Simulation {
     let text = std::fs::read_to_string(path).unwrap();
     let overrides = [("batch".to_string(), batch as f64)];
     let (model, diags) = gle_ir::check_source_with(&path.display().to_string(), &text, &overrides);
@@ -25,7 +27,7 @@ pub fn simulation(path: &Path, jit_threads: usize, batch: usize) -> Simulation {
     let model = model.unwrap();
     let program = gle_derive::compile(&model).unwrap();
     let sgd = gle_runtime::sgd_learnables(&model, &program);
-    let kernel = (jit_threads > 0).then(|| gle_jit::compile_absorbing(&program, batch, jit_threads, &sgd).unwrap());
+    let kernel = (jit_threads > 0).then(|| gle_jit::compile_team(&program, batch, jit_threads, &sgd, split).unwrap());
     let steps = Simulation::protocol_steps(&model).unwrap().min(5000);
     let mut sim = Simulation::new(model, program, path.parent().unwrap(), steps).unwrap();
     if let Some(k) = kernel {
@@ -49,9 +51,9 @@ fn rel(a: f64, b: f64) -> f64 {
 /// except every third block of 50 steps, which computes no gradients (as in a test phase). The
 /// JIT absorbs the plain-SGD updates it can (`glec run` does), whose gradients it then never
 /// writes: those buffers are the only ones not compared. Returns how many updates it absorbed.
-fn compare(path: &Path, steps: usize, batch: usize, jit_threads: usize) -> usize {
-    let mut a = simulation(path, 0, batch);
-    let mut b = simulation(path, jit_threads, batch);
+fn compare(path: &Path, steps: usize, batch: usize, jit_threads: usize, split: TeamSplit) -> usize {
+    let mut a = simulation(path, 0, batch, split);
+    let mut b = simulation(path, jit_threads, batch, split);
     let unwritten: Vec<usize> = b
         .absorbed_updates()
         .iter()
@@ -94,7 +96,7 @@ fn jit_matches_the_interpreter_on_every_model() {
         } else {
             1000
         };
-        absorbed += compare(&path, steps, 4, 1);
+        absorbed += compare(&path, steps, 4, 1, TeamSplit::Auto);
     }
     // The plain-SGD models (le_fourier, le_mnist1d_mlp, …) have updates the JIT absorbs.
     assert!(absorbed >= 5, "{absorbed} absorbed updates");
@@ -150,7 +152,7 @@ fn a_shared_pass_over_w_matches_the_interpreter() {
             1,
             "{optimizer}: h → y sends h's error down in its pass"
         );
-        assert_eq!(compare(&path, 1000, 1, 1), absorbed);
+        assert_eq!(compare(&path, 1000, 1, 1, TeamSplit::Auto), absorbed);
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -169,14 +171,15 @@ fn jit_on_two_threads_matches_the_interpreter() {
         } else {
             7
         };
-        compare(&path, steps, batch, 2);
+        compare(&path, steps, batch, 2, TeamSplit::Auto);
     }
 }
 
-/// Teams split the batch so that each thread has rows (batch 10 on two threads: rows 0–3 and
-/// 4–9; batch 13 on three: 0–3, 4–7, 8–12) and meet only where the schedule says; with fewer
-/// batch rows than threads (batch 1 on two, batch 2 on three) each thread runs whole statements
-/// — each layer's on one thread, with its passes over W.
+/// Teams that split rows give each thread rows of the batch (batch 10 on two threads: rows 0–3
+/// and 4–9; batch 13 on three: 0–3, 4–7, 8–12; batch 1 on two: the second none) and meet only
+/// where the schedule says; teams that run whole statements give each layer's to one thread,
+/// with its passes over W (at batch 1 on two threads, batch 2 on three, whichever split the
+/// choice would make), or split rows where a model's statements are too few groups.
 #[test]
 fn jit_teams_match_the_interpreter() {
     for path in models() {
@@ -187,19 +190,23 @@ fn jit_teams_match_the_interpreter() {
         let steps = if name.contains("mnist") { 60 } else { 150 };
         for (batch, threads) in [(10, 2), (13, 3), (1, 2), (2, 3)] {
             // (A dataset with fewer samples than the batch gives no full batch to run.)
-            let probe = simulation(&path, 0, batch);
+            let probe = simulation(&path, 0, batch, TeamSplit::Auto);
             if !probe.model.datasets.is_empty() && probe.data_steps_left() == 0 {
                 continue;
             }
-            compare(&path, steps, batch, threads);
+            for split in [TeamSplit::Rows, TeamSplit::Statements] {
+                compare(&path, steps, batch, threads, split);
+            }
         }
     }
 }
 
-/// A team of MNIST-1D 15k meets twice per step at batch 100 (before the batch sums, at the end)
-/// instead of once per statement: its commits are all exchanges of buffers, done after the
-/// team's code. At batch 1 each of two threads runs whole layers, with their passes over W, and
-/// they meet once.
+/// A team of MNIST-1D 15k that splits rows meets twice per step at batch 100 (before the batch
+/// sums, at the end) instead of once per statement: its commits are all exchanges of buffers,
+/// done after the team's code. A team that runs whole layers meets once, and the choice takes
+/// it at batch 1 and, the busiest of two threads then having ~1.12 even shares of the work, at
+/// batch 100 too: each thread's layers consecutive (the statements come layer by layer), with
+/// their passes over W at batch 1.
 #[test]
 fn a_team_meets_only_where_rows_cross() {
     let path = models()
@@ -210,11 +217,23 @@ fn a_team_meets_only_where_rows_cross() {
     let (model, diags) = gle_ir::check_source(&path.display().to_string(), &text);
     assert!(diags.is_empty(), "{diags:?}");
     let program = gle_derive::compile(&model.unwrap()).unwrap();
-    let team = gle_jit::compile_for_threads(&program, 100, 2).unwrap();
-    assert_eq!(team.meetings_per_step(), 2, "{} statements", program.stmts.len());
+    let rows = gle_jit::compile_team(&program, 100, 2, &[], TeamSplit::Rows).unwrap();
+    assert_eq!(rows.meetings_per_step(), 2, "{} statements", program.stmts.len());
+    assert_eq!(rows.statement_threads(), None);
     assert_eq!(gle_jit::compile(&program, 100).unwrap().meetings_per_step(), 0);
+    for batch in [100, 1] {
+        let layers = gle_jit::compile_for_threads(&program, batch, 2).unwrap();
+        assert_eq!(layers.meetings_per_step(), 1, "batch {batch}");
+        let threads = layers.statement_threads().expect("whole statements");
+        // Statement 0, the softmax of the output's rates, goes with the output layer's.
+        assert!(matches!(program.stmts[0], gle_derive::program::Stmt::Softmax { .. }));
+        assert_eq!(threads[0], threads[threads.len() - 1]);
+        // The first three hidden layers on one thread, the last three on the other, the output
+        // layer with the first ones: two changes in program order.
+        let changes = threads.windows(2).filter(|w| w[0] != w[1]).count();
+        assert_eq!(changes, 2, "batch {batch}: consecutive layers per thread: {threads:?}");
+    }
     let layers = gle_jit::compile_for_threads(&program, 1, 2).unwrap();
-    assert_eq!(layers.meetings_per_step(), 1);
     assert_eq!(layers.row_passes(), 7, "every layer's W in one pass on its thread");
 }
 

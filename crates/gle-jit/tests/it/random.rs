@@ -118,8 +118,9 @@ fn model() -> impl Strategy<Value = RandomModel> {
         )
 }
 
-/// The interpreter's simulation of `src` (`jit_threads` = 0) or the JIT's on that many threads.
-fn simulation(src: &str, jit_threads: usize) -> Simulation {
+/// The interpreter's simulation of `src` (`jit_threads` = 0) or the JIT's on that many threads,
+/// sharing the work as `split` says.
+fn simulation(src: &str, jit_threads: usize, split: gle_jit::TeamSplit) -> Simulation {
     let (model, diags) = gle_ir::check_source("random.gle", src);
     assert!(diags.is_empty(), "{src}\n{diags:?}");
     let model = model.unwrap();
@@ -127,7 +128,7 @@ fn simulation(src: &str, jit_threads: usize) -> Simulation {
     // As `glec run` compiles: plain-SGD updates absorbed into the step where they can be.
     let sgd = gle_runtime::sgd_learnables(&model, &program);
     let kernel = (jit_threads > 0)
-        .then(|| gle_jit::compile_absorbing(&program, model.protocol.batch, jit_threads, &sgd).unwrap());
+        .then(|| gle_jit::compile_team(&program, model.protocol.batch, jit_threads, &sgd, split).unwrap());
     let mut sim = Simulation::new(model, program, std::path::Path::new("."), 1000).unwrap();
     if let Some(k) = kernel {
         sim.set_kernel(Box::new(k));
@@ -147,8 +148,9 @@ proptest! {
     #[test]
     fn jit_equals_interpreter_on_random_models(m in model()) {
         let src = m.source();
-        let mut a = simulation(&src, 0);
-        let mut b = simulation(&src, 1 + (m.seed % 2) as usize);
+        let split = if m.seed % 4 == 3 { gle_jit::TeamSplit::Statements } else { gle_jit::TeamSplit::Rows };
+        let mut a = simulation(&src, 0, split);
+        let mut b = simulation(&src, 1 + (m.seed % 2) as usize, split);
         // The gradients of absorbed updates are never written by the JIT (nor compared).
         let mut unwritten: Vec<usize> = b.absorbed_updates().iter().map(|&k| b.program.learnables[k].grad).collect();
         let absorbed_names: Vec<String> =
