@@ -3,8 +3,11 @@
 # `BIN_A run ARGS…` and `BIN_B run ARGS…` alternately, the order flipping every round, and
 # prints each round's steps/s, how many rounds B won (with a two-sided sign test's p) and both
 # medians. Build the binaries first (e.g. `git stash; cargo build --release -p glec;
-# cp target/release/glec /tmp/glec-a; …`).
-# Usage: scripts/compare-builds.sh ROUNDS BIN_A BIN_B MODEL [glec run options…]
+# cp target/release/glec /tmp/glec-a; …`). With PROBE set to a command (e.g.
+# PROBE=target/release/examples/core_handover, from `cargo build --release -p gle-jit
+# --example core_handover`), each round's line ends with what it printed before the round: for
+# teams of threads, whether the host's cores shared a cache then.
+# Usage: [PROBE=CMD] scripts/compare-builds.sh ROUNDS BIN_A BIN_B MODEL [glec run options…]
 set -euo pipefail
 if [ $# -lt 4 ]; then
     echo "usage: $0 ROUNDS BIN_A BIN_B MODEL [glec run options…]" >&2
@@ -19,12 +22,14 @@ rate() {
 median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 wins=0 all_a="" all_b=""
 for round in $(seq "$rounds"); do
+    state=""
+    if [ -n "${PROBE:-}" ]; then state="  [$($PROBE)]"; fi
     if [ $((round % 2)) -eq 1 ]; then
         ra=$(rate "$a" "$@"); rb=$(rate "$b" "$@")
     else
         rb=$(rate "$b" "$@"); ra=$(rate "$a" "$@")
     fi
-    echo "round $round: A $ra  B $rb steps/s"
+    echo "round $round: A $ra  B $rb steps/s$state"
     all_a="$all_a $ra" all_b="$all_b $rb"
     [ "$rb" -gt "$ra" ] && wins=$((wins + 1))
 done
