@@ -553,15 +553,40 @@ impl Emitter<'_, '_> {
                         _ => false,
                     })
                     .collect();
+                let loops = self.output_loops(&outs);
+                let row_tanhs = match loops.as_slice() {
+                    [first, second] if len >= ROW_TANH_MIN_LEN => self.row_tanhs(first, second, &calls),
+                    _ => Vec::new(),
+                };
                 let m = batch * len;
-                let slots: HashMap<Id, usize> = calls.iter().enumerate().map(|(k, id)| (*id, k * m)).collect();
-                self.scratch_len = self.scratch_len.max(calls.len() * m);
+                let slots: HashMap<Id, usize> = calls
+                    .iter()
+                    .chain(row_tanhs.iter().map(|(id, _)| id))
+                    .enumerate()
+                    .map(|(k, id)| (*id, k * m))
+                    .collect();
+                self.scratch_len = self.scratch_len.max((calls.len() + row_tanhs.len()) * m);
                 let mut phases: Vec<Phase> = calls.iter().map(|c| Phase::Call(*c)).collect();
-                phases.extend(self.output_loops(&outs).into_iter().map(Phase::Outputs));
+                let mut loops = loops.into_iter().map(Phase::Outputs);
+                phases.extend(loops.next());
+                phases.extend(row_tanhs.iter().map(|&(tanh, arg)| Phase::Tanh { tanh, arg }));
+                phases.extend(loops);
                 // The outputs earlier loops of this statement stored: later loops load them.
                 let mut stored: HashMap<Id, usize> = HashMap::new();
                 for phase in phases {
                     self.repeat_rows(&mut |e, b| {
+                        if let &Phase::Tanh { tanh, arg } = &phase {
+                            // The row's `tanh` in one call, into the scratch the next loop reads.
+                            let base = e.base(arg);
+                            let src = e.offset(base, b, e.program.buffers[arg].len);
+                            let scratch = e.scratch;
+                            let srow = e.offset(scratch, b, len);
+                            let dst = e.fb.ins().iadd_imm_s(srow, (slots[&tanh] * 8) as i64);
+                            let n = e.int(len);
+                            let f = e.shim(tanh_rows::NAME);
+                            e.fb.ins().call(f, &[src, dst, n]);
+                            return Ok(());
+                        }
                         let mut rows = HashMap::new();
                         for &buf in &bufs {
                             let base = e.base(buf);
@@ -577,14 +602,14 @@ impl Emitter<'_, '_> {
                         let srow = e.offset(scratch, b, len);
                         let computing = match &phase {
                             Phase::Call(call) => Some(*call),
-                            Phase::Outputs(_) => None,
+                            Phase::Outputs(_) | Phase::Tanh { .. } => None,
                         };
                         // `x − x` is 0 for a finite x and NaN otherwise: summed over the
                         // checked outputs, NaN exactly when one of them is not finite.
                         // (Accumulators for pairs of elements and for an odd last one.)
                         let check = match &phase {
                             Phase::Outputs(outs) => outs.iter().any(|o| e.checked_outs.contains(&o.0)),
-                            Phase::Call(_) => false,
+                            Phase::Call(_) | Phase::Tanh { .. } => false,
                         };
                         let finite_sums = check.then(|| {
                             let (pairs, last) = (e.fb.declare_var(types::F64X2), e.fb.declare_var(types::F64));
@@ -611,6 +636,7 @@ impl Emitter<'_, '_> {
                                     let slot = e.fb.ins().iadd_imm_s(srow, (slots[call] * 8) as i64);
                                     e.store_at(slot, i, v);
                                 }
+                                Phase::Tanh { .. } => {}
                                 Phase::Outputs(outs) => {
                                     let values: Vec<Value> = outs
                                         .iter()
@@ -829,6 +855,26 @@ impl Emitter<'_, '_> {
             return vec![outs.to_vec()];
         }
         vec![first, second]
+    }
+
+    /// The `tanh` calls of a map's `second` output loop that take an output of its `first`
+    /// loop, with that output's buffer: computed over each row by `gle_tanh_row` between the
+    /// loops (four lanes, a branch per four values instead of per pair, [`tanh_rows`]), unless a
+    /// function call, evaluated before the first loop, needs one.
+    fn row_tanhs(&self, first: &[(usize, Id)], second: &[(usize, Id)], calls: &[Id]) -> Vec<(Id, usize)> {
+        let graph = &self.program.graph;
+        let roots: Vec<Id> = second.iter().map(|o| o.1).collect();
+        let before_first: HashSet<Id> = graph.reachable(calls).into_iter().collect();
+        graph
+            .reachable(&roots)
+            .into_iter()
+            .filter_map(|id| match graph.node(id) {
+                Node::Call(Fun::B(Builtin::Tanh), args) if args.len() == 1 && !before_first.contains(&id) => {
+                    first.iter().find(|o| o.1 == args[0]).map(|o| (id, o.0))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// This step's rate of the absorbed update in `slot` (see [`compile_absorbing`]).
@@ -1385,11 +1431,18 @@ struct Elem<'a> {
     computing: Option<Id>,
 }
 
+/// The shortest rows whose `tanh` a map computes by one call of `gle_tanh_row`
+/// ([`Emitter::row_tanhs`]): on shorter ones the call costs more than it saves (LagNet's rows of
+/// a few neurons ran 6 % slower with it).
+const ROW_TANH_MIN_LEN: usize = 8;
+
 /// A loop of a `Map` statement: one that materialises a function call (see the `Map`
-/// lowering), or one that computes and stores some of its outputs.
+/// lowering), one that computes and stores some of its outputs, or one call per row of
+/// `gle_tanh_row` on an output an earlier loop stored (buffer `arg`; [`Emitter::row_tanhs`]).
 enum Phase {
     Call(Id),
     Outputs(Vec<(usize, Id)>),
+    Tanh { tanh: Id, arg: usize },
 }
 
 /// Whether calls of `f` are inlined rather than calls to a shim.

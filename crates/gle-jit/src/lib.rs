@@ -36,6 +36,7 @@ use team_update::{Counter, Pieces, Storage, TeamUpdate};
 mod emit;
 pub mod products;
 mod schedule;
+pub mod tanh_rows;
 mod team;
 mod team_update;
 
@@ -487,6 +488,8 @@ pub fn compile_team(
     for (name, ptr) in products::symbols() {
         jb.symbol(name, ptr);
     }
+    let (name, ptr) = tanh_rows::symbol();
+    jb.symbol(name, ptr);
     jb.symbol("gle_barrier", gle_barrier as *const u8);
     jb.symbol("gle_between_steps", gle_between_steps as *const u8);
     let mut module = JITModule::new(jb);
@@ -508,7 +511,7 @@ pub fn compile_team(
     let func_id = module
         .declare_function("glec_step_program", Linkage::Export, &ctx.func.signature)
         .map_err(|e| err(&e))?;
-    let shim_ids = declare_shims(&mut module).map_err(|e| err(&e))?;
+    let mut shim_ids = declare_shims(&mut module).map_err(|e| err(&e))?;
     let mut barrier_sig = module.make_signature();
     barrier_sig.params.push(AbiParam::new(ptr_ty));
     let barrier_id = module
@@ -518,6 +521,15 @@ pub fn compile_team(
     let between_id = module
         .declare_function("gle_between_steps", Linkage::Import, &barrier_sig)
         .map_err(|e| err(&e))?;
+    // (Declared last, so that the others keep their numbers in the Cranelift IR text.)
+    let mut row_sig = module.make_signature();
+    row_sig
+        .params
+        .extend([AbiParam::new(ptr_ty), AbiParam::new(ptr_ty), AbiParam::new(types::I64)]);
+    let tanh_row_id = module
+        .declare_function(tanh_rows::NAME, Linkage::Import, &row_sig)
+        .map_err(|e| err(&e))?;
+    shim_ids.push((tanh_rows::NAME, tanh_row_id));
     let lens: Vec<usize> = program
         .buffers
         .iter()
