@@ -555,7 +555,7 @@ impl Emitter<'_, '_> {
                     .collect();
                 let loops = self.output_loops(&outs);
                 let row_tanhs = match loops.as_slice() {
-                    [first, second] if len >= ROW_TANH_MIN_LEN => self.row_tanhs(first, second, &calls),
+                    [first, second] if len >= ROW_TANH_MIN_LEN => self.row_tanhs(first, second, &calls, len),
                     _ => Vec::new(),
                 };
                 let m = batch * len;
@@ -858,10 +858,11 @@ impl Emitter<'_, '_> {
     }
 
     /// The `tanh` calls of a map's `second` output loop that take an output of its `first`
-    /// loop, with that output's buffer: computed over each row by `gle_tanh_row` between the
-    /// loops (four lanes, a branch per four values instead of per pair, [`tanh_rows`]), unless a
-    /// function call, evaluated before the first loop, needs one.
-    fn row_tanhs(&self, first: &[(usize, Id)], second: &[(usize, Id)], calls: &[Id]) -> Vec<(Id, usize)> {
+    /// loop, with that output's buffer: computed over each row of `len` values by
+    /// `gle_tanh_row` between the loops (four lanes, a branch per four values instead of per
+    /// pair, [`tanh_rows`]), unless a function call, evaluated before the first loop, needs one
+    /// (or the buffer's rows were shorter than the map's, which the call would read past).
+    fn row_tanhs(&self, first: &[(usize, Id)], second: &[(usize, Id)], calls: &[Id], len: usize) -> Vec<(Id, usize)> {
         let graph = &self.program.graph;
         let roots: Vec<Id> = second.iter().map(|o| o.1).collect();
         let before_first: HashSet<Id> = graph.reachable(calls).into_iter().collect();
@@ -869,9 +870,10 @@ impl Emitter<'_, '_> {
             .reachable(&roots)
             .into_iter()
             .filter_map(|id| match graph.node(id) {
-                Node::Call(Fun::B(Builtin::Tanh), args) if args.len() == 1 && !before_first.contains(&id) => {
-                    first.iter().find(|o| o.1 == args[0]).map(|o| (id, o.0))
-                }
+                Node::Call(Fun::B(Builtin::Tanh), args) if args.len() == 1 && !before_first.contains(&id) => first
+                    .iter()
+                    .find(|o| o.1 == args[0] && self.program.buffers[o.0].len >= len)
+                    .map(|o| (id, o.0)),
                 _ => None,
             })
             .collect()
