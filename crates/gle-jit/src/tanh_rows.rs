@@ -26,7 +26,7 @@ pub fn symbol() -> (&'static str, *const u8) {
 pub const NAME: &str = "gle_tanh_row";
 
 /// The widest build this CPU runs.
-pub fn widest() -> TanhRowFn {
+fn widest() -> TanhRowFn {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         return avx2::tanh_row;
