@@ -157,6 +157,9 @@ pub struct CompiledStep {
     update_storage: Storage,
     /// The parameter and gradient buffers of the program's learnables.
     learnable_buffers: Vec<usize>,
+    /// Per thread of a team that runs whole statements, the buffers its statements read that
+    /// another thread's write (empty otherwise).
+    inbound: Vec<team::Inbound>,
 }
 
 // The generated code only touches the buffers passed to each call; the module is owned.
@@ -660,8 +663,11 @@ pub fn compile_team(
                 }
             }
         }
-        // A team's threads all finish the step before the calling thread returns.
-        e.meet();
+        // A team's threads meet at the end of the step after their code returns
+        // (`TeamState::end_step`), each with its finiteness flag.
+        if e.team.is_some() {
+            e.meetings += 1;
+        }
         match steps {
             Some(steps) => e.end_steps(steps),
             None => {
@@ -707,6 +713,9 @@ pub fn compile_team(
     let n = lens.len();
     let absorbed_learnables: Vec<usize> = absorbed.iter().map(|a| a.0).collect();
     let pieces = Pieces::new(program, &lens, &absorbed_learnables, owners.as_deref(), threads);
+    let inbound = owners
+        .as_deref()
+        .map_or_else(Vec::new, |owners| inbound_buffers(program, owners, &lens, threads));
     // One scratch space per thread, sized by the program's shapes: allocated here, where a
     // failure is an error rather than an abort.
     let mut scratches = (0..threads)
@@ -739,7 +748,35 @@ pub fn compile_team(
         pieces,
         update_storage: Storage::default(),
         learnable_buffers: program.learnables.iter().flat_map(|l| [l.param, l.grad]).collect(),
+        inbound,
     })
+}
+
+/// Per thread of a team that runs whole statements (`owners`, the thread of each statement),
+/// the buffers its statements read that another thread's statements write — themselves or,
+/// for a buffer the program exchanges with another after each step, that other one — with
+/// their lengths.
+fn inbound_buffers(program: &Program, owners: &[usize], lens: &[usize], threads: usize) -> Vec<team::Inbound> {
+    let mut writer: Vec<Option<usize>> = vec![None; lens.len()];
+    for (stmt, &owner) in program.stmts.iter().zip(owners) {
+        for b in program.reads_and_writes(stmt).1 {
+            writer[b] = Some(owner);
+        }
+    }
+    for &(a, b) in &program.swaps {
+        let w = writer[a].or(writer[b]);
+        (writer[a], writer[b]) = (w, w);
+    }
+    let mut inbound = vec![team::Inbound::new(); threads];
+    for (stmt, &owner) in program.stmts.iter().zip(owners) {
+        for b in program.reads_and_writes(stmt).0 {
+            let foreign = writer[b].is_some_and(|w| w != owner);
+            if foreign && !inbound[owner].contains(&(b, lens[b])) {
+                inbound[owner].push((b, lens[b]));
+            }
+        }
+    }
+    inbound
 }
 
 /// The watched buffers ([`Program::watched`]) whose values the code checks as it computes

@@ -18,7 +18,8 @@ pub(super) struct Helpers {
 struct TeamState {
     /// Every thread meets here to begin a step (or to stop).
     start: Barrier,
-    /// The barrier the generated code meets at between statements and at the end of a step.
+    /// The barrier the generated code meets at between statements, and the threads at the end
+    /// of a step.
     statements: Barrier,
     stop: AtomicBool,
     ptrs: AtomicPtr<*mut f64>,
@@ -37,10 +38,36 @@ struct TeamState {
     next: Box<[Counter]>,
     /// Set when the optimiser's pieces left a parameter value NaN or infinite: read by every
     /// thread once they meet after the update, then the step is not taken.
-    update_failed: AtomicBool,
+    update_failed: Flag,
+    /// Set when a thread's step left a value it checks NaN or infinite: read by every thread
+    /// once they meet at the end of the step.
+    step_failed: Flag,
     /// Set while the team takes a run of steps ([`StepKernel::run_steps`]): the address of a
     /// [`TeamRun`] on the calling thread's stack.
     run: AtomicPtr<()>,
+}
+
+/// A flag on a cache line of its own, written only when it is raised or lowered: reading it
+/// after every meeting then costs nothing on a host whose cores share no cache.
+#[repr(align(64))]
+#[derive(Default)]
+struct Flag(AtomicBool);
+
+impl Flag {
+    fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn raise(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Lowers the flag (before the threads start: the start barrier orders it).
+    fn lower(&self) {
+        if self.0.load(Ordering::Relaxed) {
+            self.0.store(false, Ordering::Relaxed);
+        }
+    }
 }
 
 impl TeamState {
@@ -51,58 +78,124 @@ impl TeamState {
         let update = self.update.load(Ordering::Acquire);
         if !update.is_null() {
             // SAFETY: the calling thread stored the address of a `TeamUpdate` that lives until
-            // every thread has met after it, below (`run_team`, `run_team_steps`).
+            // every thread has met after it, below (`run_team`).
             #[allow(unsafe_code)]
             let update = unsafe { &*(update as *const TeamUpdate) };
             update.apply(t);
         }
         self.statements.wait();
-        !self.update_failed.load(Ordering::Acquire)
+        !self.update_failed.is_set()
+    }
+
+    /// The meeting at the end of a step, which the thread's code left with its finiteness
+    /// `flag` (0 when every value it checked was finite); whether every thread's was.
+    fn end_step(&self, flag: f64) -> bool {
+        if flag != 0.0 {
+            self.step_failed.raise();
+        }
+        self.statements.wait();
+        !self.step_failed.is_set()
     }
 }
 
 /// A run of steps a team takes in one start (see `CompiledStep::run_team_steps`).
-struct TeamRun {
+struct TeamRun<'a> {
     steps: usize,
     first_step: u64,
     /// The code's finiteness flags, one per thread.
     finite: *const f64,
-    threads: usize,
+    /// The buffer pointers the run's first step reads. Each helper keeps a copy of its own and
+    /// makes the program's exchanges in it after every step, as the calling thread makes them
+    /// in the buffers: no thread then reads a line of pointers another has written.
+    ptrs: &'a [*mut f64],
+    /// The program's exchanges.
+    swaps: &'a [(usize, usize)],
+    /// Per thread, the buffers its statements read that another thread's write
+    /// ([`Inbound`]).
+    inbound: &'a [Inbound],
+    /// The optimiser's step the calling thread posts during every step but the last, which
+    /// the threads apply before the next (none when not learning).
+    update: Option<&'a TeamUpdate<'a>>,
 }
 
-impl TeamRun {
-    /// Whether every value the code checked in the last step was finite (read after the
-    /// threads met at its end).
-    #[allow(unsafe_code)]
-    fn finite(&self) -> bool {
-        // SAFETY: `finite` is the address of the kernel's flags, one per thread, which outlive
-        // the run; each thread's code wrote its flag before the meeting that ends the step.
-        (0..self.threads).all(|t| unsafe { *self.finite.add(t * FLAG_STRIDE) } == 0.0)
+/// A thread's buffers that another thread writes each step, as `(buffer, length)`: the thread
+/// fetches them into its cache at the start of the next step (`prefetch`), before the
+/// optimiser's pieces, so that on a host whose cores share no cache the values cross while it
+/// updates its parameters instead of when its statements wait for them.
+pub(super) type Inbound = Vec<(usize, usize)>;
+
+/// Asks the CPU to fetch the `inbound` buffers that `ptrs` point at into this core's cache.
+#[allow(unsafe_code)]
+fn prefetch(inbound: &[(usize, usize)], ptrs: &[*mut f64]) {
+    #[cfg(target_arch = "x86_64")]
+    for &(buf, len) in inbound {
+        let base = ptrs[buf];
+        for i in (0..len).step_by(8) {
+            // SAFETY: `i` is below the buffer's length, which `point_at` checked, so the
+            // address lies inside it; a prefetch reads nothing and cannot fault.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(base.add(i).cast::<i8>());
+            }
+        }
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (inbound, ptrs);
 }
 
 /// A helper's part of a [`TeamRun`]: each step after the optimiser's pieces of the one before
-/// (when the calling thread prepared them) and the meeting after them, stopping where the
-/// calling thread stops (a parameter or a checked value NaN or infinite).
-fn take_run(shared: &TeamState, code: ThreadedStepFn, t: usize, scratch: &mut [f64], run: &TeamRun) {
+/// (when the calling thread posted them) and the meeting after them, stopping where the
+/// calling thread stops (a parameter or a checked value NaN or infinite). `ptrs` is the
+/// helper's own copy of the buffer pointers.
+fn take_run(
+    shared: &TeamState,
+    code: ThreadedStepFn,
+    t: usize,
+    scratch: &mut [f64],
+    ptrs: &mut Vec<*mut f64>,
+    run: &TeamRun,
+) {
+    ptrs.clear();
+    ptrs.extend_from_slice(run.ptrs);
+    let dt = f64::from_bits(shared.dt.load(Ordering::Acquire));
+    let consts = shared.consts.load(Ordering::Acquire);
+    let learn = i64::from(shared.learn.load(Ordering::Acquire));
+    let inbound = run.inbound.get(t).map_or(&[][..], Vec::as_slice);
     for k in 0..run.steps {
-        if k > 0 && !shared.apply_update(t) {
-            return;
+        if k > 0 {
+            exchange_ptrs(run.swaps, ptrs);
+            prefetch(inbound, ptrs);
+            if let Some(update) = run.update {
+                update.apply(t);
+            }
+            shared.statements.wait();
+            if shared.update_failed.is_set() {
+                return;
+            }
         }
-        let dt = f64::from_bits(shared.dt.load(Ordering::Acquire));
         code(
-            shared.ptrs.load(Ordering::Acquire),
-            shared.consts.load(Ordering::Acquire),
+            ptrs.as_ptr(),
+            consts,
             dt,
             (run.first_step + k as u64) as f64 * dt,
             scratch.as_mut_ptr(),
-            i64::from(shared.learn.load(Ordering::Acquire)),
+            learn,
             t as i64,
             &shared.statements,
         );
-        if !run.finite() {
+        // SAFETY: `finite` is the address of the kernel's flags, one per thread, which outlive
+        // the run; this thread's code wrote its own.
+        #[allow(unsafe_code)]
+        let flag = unsafe { *run.finite.add(t * FLAG_STRIDE) };
+        if !shared.end_step(flag) {
             return;
         }
+    }
+}
+
+/// Makes the program's exchanges in a thread's copy of the buffer pointers.
+fn exchange_ptrs(swaps: &[(usize, usize)], ptrs: &mut [*mut f64]) {
+    for &(dst, src) in swaps {
+        ptrs.swap(dst, src);
     }
 }
 
@@ -140,7 +233,8 @@ impl Helpers {
             job: AtomicPtr::new(std::ptr::null_mut()),
             update: AtomicPtr::new(std::ptr::null_mut()),
             next: (0..threads).map(|_| Counter::default()).collect(),
-            update_failed: AtomicBool::new(false),
+            update_failed: Flag::default(),
+            step_failed: Flag::default(),
             run: AtomicPtr::new(std::ptr::null_mut()),
         });
         let handles = (1..threads)
@@ -148,6 +242,8 @@ impl Helpers {
             .map(|(t, mut scratch)| {
                 let shared = Arc::clone(&shared);
                 std::thread::spawn(move || {
+                    // The helper's copy of the buffer pointers in a run of steps.
+                    let mut ptrs = Vec::new();
                     loop {
                         shared.start.wait();
                         if shared.stop.load(Ordering::Acquire) {
@@ -169,7 +265,7 @@ impl Helpers {
                             // lives until every thread has passed the barrier below.
                             #[allow(unsafe_code)]
                             let run = unsafe { &*(run as *const TeamRun) };
-                            take_run(&shared, code, t, &mut scratch, run);
+                            take_run(&shared, code, t, &mut scratch, &mut ptrs, run);
                             shared.statements.wait();
                             continue;
                         }
@@ -193,6 +289,7 @@ impl Helpers {
                             t as i64,
                             &shared.statements,
                         );
+                        shared.statements.wait();
                     }
                 })
             })
@@ -215,7 +312,9 @@ impl Drop for CompiledStep {
 
 /// Where the threads of a step meet between statements. They spin (then yield, then nap)
 /// rather than sleep on a lock: a step has dozens of statements, and waking a sleeping thread
-/// costs more than most of them.
+/// costs more than most of them. On a cache line of its own, which nothing else written during
+/// a step shares.
+#[repr(align(64))]
 pub(super) struct Barrier {
     threads: usize,
     arrived: AtomicUsize,
@@ -268,12 +367,17 @@ pub(super) extern "C" fn gle_barrier(barrier: *const Barrier) {
 impl CompiledStep {
     /// [`StepKernel::run_steps`] for a team: the threads start once and take the steps in a
     /// row. Before each step after the first, they apply the optimiser's step that the calling
-    /// thread prepared while they took the step before (its pieces as [`Self::run_team`] shares
+    /// thread posted while they took the step before (its pieces as [`Self::run_team`] shares
     /// them) and meet; meanwhile the calling thread also makes the last step's exchanges, copies
     /// its taps and writes the next step's feeds, so the helpers do not wait for that. They
     /// stop together after a step that left a checked value NaN or infinite, or before the step
     /// an update left a parameter so (as [`gle_runtime::run_step_by_step`] does); the steps of a
     /// program with buffers the simulation scans itself go one call at a time.
+    ///
+    /// Between two meetings a thread reads only what it wrote or what no thread writes during
+    /// the run (its pointers, the posted update once it stops changing), besides the values
+    /// the statements exchange: on a host whose cores share no cache, every other line a
+    /// thread wrote would cross to the other core each step.
     #[allow(unsafe_code)]
     pub(super) fn run_team_steps(
         &mut self,
@@ -310,58 +414,63 @@ impl CompiledStep {
                 return Err(mismatched_run());
             }
         }
-        let pieces = std::mem::take(&mut self.pieces);
-        let mut storage = std::mem::take(&mut self.update_storage);
         let mut between = chunk.between.as_deref_mut();
         if let Some(between) = between.as_deref_mut() {
-            let fits = pieces.fit(&between.prepare(), data);
+            let fits = self.pieces.fit(&between.prepare(), data);
             between.withdraw();
             if !fits {
-                (self.pieces, self.update_storage) = (pieces, storage);
                 return Err(mismatched_update());
             }
         }
         let feeds = chunk.feeds;
         gle_runtime::write_feeds(feeds, data, 0);
-        if let Err(e) = self.point_at(data) {
-            (self.pieces, self.update_storage) = (pieces, storage);
-            return Err(e);
-        }
+        self.point_at(data)?;
+        let pieces = std::mem::take(&mut self.pieces);
+        let update = between.is_some().then(|| {
+            TeamUpdate::new(
+                &pieces,
+                std::mem::take(&mut self.update_storage),
+                &team.next,
+                &team.update_failed.0,
+            )
+        });
+        let ptrs = self.ptrs.clone();
         let run = TeamRun {
             steps,
             first_step: chunk.first_step,
             finite: self.finite.as_ptr(),
-            threads: self.finite.len() / FLAG_STRIDE,
+            ptrs: &ptrs,
+            swaps: &self.swaps,
+            inbound: &self.inbound,
+            update: update.as_ref(),
         };
         let consts = consts_address(consts);
-        team.ptrs.store(self.ptrs.as_ptr().cast_mut(), Ordering::Release);
         team.consts.store(consts.cast_mut(), Ordering::Release);
         team.dt.store(dt.to_bits(), Ordering::Release);
         team.learn.store(learn, Ordering::Release);
         team.update.store(std::ptr::null_mut(), Ordering::Release);
+        team.step_failed.lower();
         team.run
             .store(std::ptr::from_ref(&run).cast::<()>().cast_mut(), Ordering::Release);
         team.start.wait();
+        let inbound = self.inbound.first().map_or(&[][..], Vec::as_slice);
         // Steps taken, and how many of them have had their exchanges made and taps copied.
         let (mut taken, mut finished) = (0, 0);
-        let mut update: Option<TeamUpdate> = None;
         for k in 0..steps {
             if k > 0 {
                 finish_step(&self.swaps, data, chunk.taps, k - 1);
                 finished = k;
                 gle_runtime::write_feeds(feeds, data, k);
                 // The exchanges moved no buffer's length: the lengths are still those checked.
-                self.refill_ptrs(data);
-                team.ptrs.store(self.ptrs.as_ptr().cast_mut(), Ordering::Release);
+                exchange_ptrs(&self.swaps, &mut self.ptrs);
+                prefetch(inbound, &self.ptrs);
                 if let Some(update) = &update {
                     update.apply(0);
                 }
                 team.statements.wait();
-                if let Some(done) = update.take() {
-                    let (bad, kept) = done.finish();
-                    storage = kept;
+                if let Some(done) = &update {
                     let between = between.as_deref_mut().expect("an update comes from the optimiser");
-                    if !between.finish(bad) {
+                    if !between.finish(done.take_bad()) {
                         // The step is not taken: its inputs leave the buffers as the last step did.
                         gle_runtime::write_feeds(feeds, data, k - 1);
                         break;
@@ -369,24 +478,17 @@ impl CompiledStep {
                 }
             }
             // The optimiser's step after this step, applied before the next.
-            if let Some(between) = between.as_deref_mut().filter(|_| k + 1 < steps) {
-                let next = TeamUpdate::new(
-                    between.prepare(),
-                    data,
-                    &pieces,
-                    std::mem::take(&mut storage),
-                    &team.next,
-                    &team.update_failed,
-                );
-                let next = update.insert(next);
-                team.update
-                    .store(std::ptr::from_ref(next).cast::<()>().cast_mut(), Ordering::Release);
-            } else {
-                team.update.store(std::ptr::null_mut(), Ordering::Release);
+            let mut posted = false;
+            if let (Some(between), Some(update)) = (between.as_deref_mut().filter(|_| k + 1 < steps), &update) {
+                // SAFETY: no thread applies the update between the meeting after it and the
+                // end of this step.
+                unsafe { update.post(between.prepare(), data) };
+                posted = true;
             }
             // SAFETY: as in `run_team`; besides, the calling thread changes the buffers (its
-            // exchanges, taps and feeds) and the pointers only between the meeting that ends
-            // a step and the one after the update, when no thread runs the code.
+            // exchanges, taps and feeds) and its pointers only between the meeting that ends
+            // a step and the one after the update, when no thread runs the code, and each
+            // helper reads pointers of its own, exchanged as the buffers are.
             code(
                 self.ptrs.as_ptr(),
                 consts,
@@ -398,9 +500,8 @@ impl CompiledStep {
                 &team.statements,
             );
             taken = k + 1;
-            if !run.finite() {
-                if let Some(withdrawn) = update.take() {
-                    storage = withdrawn.finish().1;
+            if !team.end_step(self.finite[0]) {
+                if posted {
                     between
                         .as_deref_mut()
                         .expect("an update comes from the optimiser")
@@ -412,13 +513,16 @@ impl CompiledStep {
         // The helpers are done with the run, the update and the pointers once all meet here.
         team.statements.wait();
         team.run.store(std::ptr::null_mut(), Ordering::Release);
-        team.update.store(std::ptr::null_mut(), Ordering::Release);
         if finished < taken {
             finish_step(&self.swaps, data, chunk.taps, finished);
         }
-        (self.pieces, self.update_storage) = (pieces, storage);
+        if let Some(update) = update {
+            self.update_storage = update.finish();
+        }
+        self.pieces = pieces;
         Ok(taken)
     }
+
     /// A team's step (see [`StepKernel::run`]), after the optimiser's step `update` when given:
     /// the threads share the update ([`team_update`]), meet, and take the step unless the
     /// update left a parameter value NaN or infinite, whose `(learnable, element)` it returns.
@@ -442,14 +546,10 @@ impl CompiledStep {
         let shared = match update {
             Some(update) if self.pieces.fit(&update, data) => {
                 let storage = std::mem::take(&mut self.update_storage);
-                Some(TeamUpdate::new(
-                    update,
-                    data,
-                    &self.pieces,
-                    storage,
-                    &team.next,
-                    &team.update_failed,
-                ))
+                let shared = TeamUpdate::new(&self.pieces, storage, &team.next, &team.update_failed.0);
+                // SAFETY: no thread applies it before the start barrier below.
+                unsafe { shared.post(update, data) };
+                Some(shared)
             }
             Some(_) => return Err(mismatched_update()),
             None => None,
@@ -468,7 +568,7 @@ impl CompiledStep {
         if let Some(shared) = &shared {
             shared.apply(0);
             team.statements.wait();
-            stepped = !team.update_failed.load(Ordering::Acquire);
+            stepped = !team.update_failed.is_set();
         }
         if stepped {
             // SAFETY: the code was generated for exactly these buffer lengths (checked by
@@ -493,10 +593,9 @@ impl CompiledStep {
                 0,
                 &team.statements,
             );
-        } else {
-            // No step: meet where it would have ended.
-            team.statements.wait();
         }
+        // The end of the step (where it would have ended, when not taken).
+        team.statements.wait();
         team.update.store(std::ptr::null_mut(), Ordering::Release);
         if stepped {
             exchange(&self.swaps, data);
@@ -504,8 +603,8 @@ impl CompiledStep {
         let Some(shared) = shared else {
             return Ok(None);
         };
-        let (bad, storage) = shared.finish();
-        self.update_storage = storage;
+        let bad = shared.take_bad();
+        self.update_storage = shared.finish();
         Ok(bad)
     }
 }

@@ -3,14 +3,15 @@
 //!
 //! Every learnable's elements are cut into pieces; each thread first updates the pieces of the
 //! parameters its own statements touch (with whole statements per thread, each layer's stay on
-//! the thread whose step reads them; otherwise each thread takes its part of every parameter),
-//! then takes what is left of the other threads' pieces. A piece is updated by whichever thread
+//! the thread whose step reads them, and that is all it does; otherwise each thread takes its
+//! part of every parameter, then what is left of the other threads' pieces). A piece is updated by whichever thread
 //! claims it, with the operations of `gle_runtime::optim`, so the values do not depend on who
 //! does it. The threads then meet, and take the step only if no parameter came out NaN or
 //! infinite, as a step after a failed optimiser step is never taken.
 
 use gle_derive::program::Program;
 use gle_runtime::optim::{ParamUpdate, StepUpdate};
+use std::cell::UnsafeCell;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -32,6 +33,12 @@ pub(crate) struct Pieces {
     pieces: Vec<Piece>,
     /// Per thread, its range of `pieces`.
     ranges: Vec<(usize, usize)>,
+    /// Whether a thread done with its own pieces takes those the others have not claimed yet:
+    /// where each thread takes its part of every parameter. Where each layer's parameters stay
+    /// on the thread whose statements read them, no piece changes threads (on a host whose
+    /// cores share no cache, a stolen piece's parameter, gradient and moments would cross
+    /// twice per step, longer than updating them).
+    steal: bool,
 }
 
 impl Pieces {
@@ -82,7 +89,11 @@ impl Pieces {
             pieces.extend(own);
             ranges.push((start, pieces.len()));
         }
-        Pieces { pieces, ranges }
+        Pieces {
+            pieces,
+            ranges,
+            steal: owners.is_none(),
+        }
     }
 
     /// Whether `update` and `data` have the buffers and lengths the pieces need: every piece's
@@ -122,10 +133,22 @@ pub(crate) struct Storage {
     bases: Vec<[usize; 4]>,
 }
 
-/// One optimiser step shared by a team: built by the calling thread before the threads apply
-/// it, read by every thread until they meet after it.
+/// Sets `slot` to `value` only where they differ: on a host whose cores share no cache, every
+/// store to a line another thread reads sends the line across, even when the value stays.
+fn post<T: PartialEq>(slot: &mut T, value: T) {
+    if *slot != value {
+        *slot = value;
+    }
+}
+
+/// The optimiser's steps shared by a team: the calling thread [posts](Self::post) each step's
+/// update, then every thread [applies](Self::apply) its share and they meet. Kept for a whole
+/// run of steps, so that what stays the same from one step to the next (the buffers' addresses,
+/// and Adam's rates once its bias corrections have rounded to 1) stays in every core's cache.
 pub(crate) struct TeamUpdate<'a> {
-    storage: Storage,
+    /// Written by the calling thread only in [`Self::post`], read by every thread only in
+    /// [`Self::apply`]; the team's meetings keep the two apart.
+    storage: UnsafeCell<Storage>,
     pieces: &'a Pieces,
     /// Per thread, the next of its pieces to be claimed (by it or another thread).
     next: &'a [Counter],
@@ -135,34 +158,19 @@ pub(crate) struct TeamUpdate<'a> {
     failed: &'a AtomicBool,
 }
 
+// SAFETY: `storage` is written only by the calling thread in `post`, which its caller makes sure
+// no thread's `apply` overlaps; everything else is shared through atomics or a mutex.
+#[allow(unsafe_code)]
+unsafe impl Sync for TeamUpdate<'_> {}
+
 impl<'a> TeamUpdate<'a> {
-    /// The step `update` on the buffers of `data`, kept in `storage`; the counters `next` and
-    /// the flag `failed` are reset. `pieces` must [fit](Pieces::fit) `update` and `data`.
-    pub(crate) fn new(
-        update: StepUpdate<'_>,
-        data: &mut [Vec<f64>],
-        pieces: &'a Pieces,
-        mut storage: Storage,
-        next: &'a [Counter],
-        failed: &'a AtomicBool,
-    ) -> Self {
-        storage.updates.clear();
-        storage.updates.extend_from_slice(update.updates);
-        storage.bases.clear();
-        for (k, l) in update.learnables.iter().enumerate() {
-            storage.bases.push([
-                data[l.param].as_mut_ptr() as usize,
-                data[l.grad].as_ptr() as usize,
-                update.m[k].as_mut_ptr() as usize,
-                update.s[k].as_mut_ptr() as usize,
-            ]);
+    /// An update with nothing posted yet, kept in `storage`; the flag `failed` is cleared.
+    pub(crate) fn new(pieces: &'a Pieces, storage: Storage, next: &'a [Counter], failed: &'a AtomicBool) -> Self {
+        if failed.load(Ordering::Relaxed) {
+            failed.store(false, Ordering::Relaxed);
         }
-        for (counter, &(start, _)) in next.iter().zip(&pieces.ranges) {
-            counter.0.store(start, Ordering::Relaxed);
-        }
-        failed.store(false, Ordering::Relaxed);
         TeamUpdate {
-            storage,
+            storage: UnsafeCell::new(storage),
             pieces,
             next,
             bad: Mutex::new(None),
@@ -170,8 +178,48 @@ impl<'a> TeamUpdate<'a> {
         }
     }
 
-    /// Thread `t`'s share: its own pieces, then those the other threads have not claimed yet.
+    /// Posts the step `update` on the buffers of `data`, which `pieces` must
+    /// [fit](Pieces::fit), for the threads to [apply](Self::apply) next.
+    ///
+    /// # Safety
+    /// No thread may be in [`Self::apply`] meanwhile.
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn post(&self, update: StepUpdate<'_>, data: &mut [Vec<f64>]) {
+        // SAFETY: the caller makes sure no thread reads the storage meanwhile.
+        let storage = unsafe { &mut *self.storage.get() };
+        let n = update.learnables.len();
+        storage.updates.resize(n, None);
+        storage.bases.resize(n, [0; 4]);
+        for (slot, &value) in storage.updates.iter_mut().zip(update.updates) {
+            post(slot, value);
+        }
+        for (k, l) in update.learnables.iter().enumerate() {
+            let bases = [
+                data[l.param].as_mut_ptr() as usize,
+                data[l.grad].as_ptr() as usize,
+                update.m[k].as_mut_ptr() as usize,
+                update.s[k].as_mut_ptr() as usize,
+            ];
+            post(&mut storage.bases[k], bases);
+        }
+        if self.pieces.steal {
+            for (counter, &(start, _)) in self.next.iter().zip(&self.pieces.ranges) {
+                counter.0.store(start, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Thread `t`'s share of the update posted last: its own pieces, then (where the pieces
+    /// are stolen) those the other threads have not claimed yet.
+    #[allow(unsafe_code)]
     pub(crate) fn apply(&self, t: usize) {
+        // SAFETY: `post` does not run while any thread is here.
+        let storage = unsafe { &*self.storage.get() };
+        if !self.pieces.steal {
+            let (start, end) = self.pieces.ranges[t];
+            (start..end).for_each(|p| self.update_piece(storage, p));
+            return;
+        }
         let threads = self.pieces.ranges.len();
         for owner in (0..threads).map(|i| (t + i) % threads) {
             let end = self.pieces.ranges[owner].1;
@@ -180,39 +228,50 @@ impl<'a> TeamUpdate<'a> {
                 if p >= end {
                     break;
                 }
-                let Piece { learnable, start, end } = self.pieces.pieces[p];
-                let Some(update) = &self.storage.updates[learnable] else {
-                    continue;
-                };
-                let [theta, grad, m, s] = self.storage.bases[learnable].map(|a| a as *mut f64);
-                let len = end - start;
-                // SAFETY: `Pieces::fit` checked that the parameter, its (distinct) gradient and
-                // its moments hold at least `end` values; each piece is claimed by one thread
-                // (the counter hands out each index once) and the pieces of a learnable are
-                // disjoint, so no two threads touch the same element; nothing else touches these
-                // buffers until the threads meet after the update (the step runs after that, and
-                // the calling thread holds `data` and the moments mutably throughout).
-                #[allow(unsafe_code)]
-                let (theta, grad, m, s) = unsafe {
-                    (
-                        std::slice::from_raw_parts_mut(theta.add(start), len),
-                        std::slice::from_raw_parts(grad.cast_const().add(start), len),
-                        std::slice::from_raw_parts_mut(m.add(start), len),
-                        std::slice::from_raw_parts_mut(s.add(start), len),
-                    )
-                };
-                if let Some(i) = update.apply(theta, grad, m, s) {
-                    let mut first = self.bad.lock().unwrap_or_else(|e| e.into_inner());
-                    let at = (learnable, start + i);
-                    *first = Some(first.map_or(at, |f| f.min(at)));
-                    self.failed.store(true, Ordering::Release);
-                }
+                self.update_piece(storage, p);
             }
         }
     }
 
-    /// The first parameter value found NaN or infinite, and the storage back.
-    pub(crate) fn finish(self) -> (Option<(usize, usize)>, Storage) {
-        (self.bad.into_inner().unwrap_or_else(|e| e.into_inner()), self.storage)
+    /// Updates piece `p`, which no other thread updates in this step.
+    #[allow(unsafe_code)]
+    fn update_piece(&self, storage: &Storage, p: usize) {
+        let Piece { learnable, start, end } = self.pieces.pieces[p];
+        let Some(update) = &storage.updates[learnable] else {
+            return;
+        };
+        let [theta, grad, m, s] = storage.bases[learnable].map(|a| a as *mut f64);
+        let len = end - start;
+        // SAFETY: `Pieces::fit` checked that the parameter, its (distinct) gradient and its
+        // moments hold at least `end` values; each piece is updated by one thread (its owner,
+        // or whichever thread's claim the counter handed it) and the pieces of a learnable are
+        // disjoint, so no two threads touch the same element; nothing else touches these buffers
+        // until the threads meet after the update (the step runs after that, and the calling
+        // thread holds `data` and the moments mutably throughout).
+        let (theta, grad, m, s) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(theta.add(start), len),
+                std::slice::from_raw_parts(grad.cast_const().add(start), len),
+                std::slice::from_raw_parts_mut(m.add(start), len),
+                std::slice::from_raw_parts_mut(s.add(start), len),
+            )
+        };
+        if let Some(i) = update.apply(theta, grad, m, s) {
+            let mut first = self.bad.lock().unwrap_or_else(|e| e.into_inner());
+            let at = (learnable, start + i);
+            *first = Some(first.map_or(at, |f| f.min(at)));
+            self.failed.store(true, Ordering::Release);
+        }
+    }
+
+    /// The first parameter value the update posted last left NaN or infinite (read after the
+    /// threads met after applying it), and no record of it any more.
+    pub(crate) fn take_bad(&self) -> Option<(usize, usize)> {
+        self.bad.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// The storage back, for the next update.
+    pub(crate) fn finish(self) -> Storage {
+        self.storage.into_inner()
     }
 }

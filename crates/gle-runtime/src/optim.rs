@@ -151,7 +151,7 @@ fn adam_bias(beta1: f64, beta2: f64, t: u64) -> (f64, f64) {
 }
 
 /// One optimiser update with its constants for this step.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Update {
     Rule { step: f64, clip: Option<(f64, f64)> },
     Sgd { lr: f64 },
@@ -160,7 +160,7 @@ enum Update {
 }
 
 /// The constants of one Adam step.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 struct Adam {
     beta1: f64,
     beta2: f64,
@@ -324,7 +324,7 @@ struct Part<'a> {
 
 /// One learnable's optimiser update at one step, its rates and bias corrections worked out:
 /// the same operations for each element, so any range of the elements may be updated apart.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ParamUpdate {
     update: Update,
     clamp_min: Option<f64>,

@@ -2,6 +2,7 @@
 //! protocol uses between the steps it must observe) against the same protocol step by step.
 
 use crate::equivalence::{ABSORBED_BLOWUP, models};
+use gle_jit::TeamSplit;
 use gle_runtime::{Hooks, PhaseReport, Simulation};
 use std::path::Path;
 
@@ -29,13 +30,28 @@ fn run(
     threads: usize,
     observe_every: u64,
 ) -> (Outcome, u64) {
+    run_split(text, base, batch, limit, threads, observe_every, TeamSplit::Auto).0
+}
+
+/// [`run`] with a team's work shared as `split` says; also whether the team ran whole
+/// statements.
+fn run_split(
+    text: &str,
+    base: &Path,
+    batch: Option<usize>,
+    limit: u64,
+    threads: usize,
+    observe_every: u64,
+    split: TeamSplit,
+) -> ((Outcome, u64), bool) {
     let overrides: Vec<(String, f64)> = batch.map(|b| ("batch".to_string(), b as f64)).into_iter().collect();
     let (model, diags) = gle_ir::check_source_with("model.gle", text, &overrides);
     assert!(diags.is_empty(), "{diags:?}");
     let model = model.unwrap();
     let program = gle_derive::compile(&model).unwrap();
     let sgd = gle_runtime::sgd_learnables(&model, &program);
-    let kernel = gle_jit::compile_absorbing(&program, model.protocol.batch, threads, &sgd).unwrap();
+    let kernel = gle_jit::compile_team(&program, model.protocol.batch, threads, &sgd, split).unwrap();
+    let whole = kernel.statement_threads().is_some();
     let steps = Simulation::protocol_steps(&model).unwrap();
     let mut sim = Simulation::new(model, program, base, steps).unwrap();
     sim.set_kernel(Box::new(kernel));
@@ -72,7 +88,7 @@ fn run(
         last: bits(&sim),
         error: result.err().map(|e| e.message),
     };
-    (outcome, calls)
+    ((outcome, calls), whole)
 }
 
 /// Every bundled model gives the same reports (loss, accuracy), checkpoints, observed states
@@ -123,9 +139,10 @@ fn a_team_takes_runs_of_steps_too() {
 }
 
 /// A blow-up inside a run stops it after that step and is reported as step by step, on one
-/// thread and on a team of two: a value the code checks itself (`exp` overflowing), a weight
-/// the code updates (found once what it feeds blows up), and a weight the optimiser updates
-/// between the steps (the step after it is not taken, whoever updated the weight).
+/// thread and on teams of two that split rows or run whole statements: a value the code checks
+/// itself (`exp` overflowing), a weight the code updates (found once what it feeds blows up),
+/// and a weight the optimiser updates between the steps (the step after it is not taken,
+/// whoever updated the weight), in one layer and in the second of two.
 #[test]
 fn a_blow_up_inside_a_run_is_reported_at_its_step() {
     // `r = exp(u)` overflows at step 88, inside a run (runs end after steps 3, 61, 71, 81, 91…).
@@ -140,15 +157,31 @@ fn a_blow_up_inside_a_run_is_reported_at_its_step() {
     let optimised = ABSORBED_BLOWUP
         .replace("sgd(lr: 1e305)", "momentum(lr: 1e300, mu: 0.9)")
         .replace("input x[3] = 1\n", "input x[3] = 1 + 0.1 * sin(t)\n");
+    // The same with a hidden layer, in a team running whole statements: the weights blow up on
+    // the helper thread.
+    let deeper = optimised
+        .replace("population y[2] : L\n", "population h[4] : L\npopulation y[2] : L\n")
+        .replace(
+            "connect x -> y",
+            "connect x -> h : dense(init: 0.1) learn\nconnect h -> y",
+        )
+        .replace("mismatch(y)", "mismatch(h, y)");
     let cases = [
-        (overflowing, "`b.r` is inf for neuron 2 (batch row 2) at step 88"),
-        (ABSORBED_BLOWUP, "parameter `x_y.W`"),
+        (overflowing, "`b.r` is inf for neuron 2 (batch row 2) at step 88", true),
+        (ABSORBED_BLOWUP, "parameter `x_y.W`", false),
         (
             &optimised,
             "parameter `x_y.W` is -inf at element 0 after the optimiser step of step 4",
+            false,
+        ),
+        (
+            &deeper,
+            "parameter `x_h.W` is inf at element 0 after the optimiser step of step 4",
+            true,
         ),
     ];
-    for (text, what) in cases {
+    // (`layers`: whether the model has layers enough for a team to run whole statements.)
+    for (text, what, layers) in cases {
         let (one_by_one, calls) = run(text, Path::new("."), None, 200, 1, 1);
         let (runs, fewer_calls) = run(text, Path::new("."), None, 200, 1, 10);
         let error = one_by_one.error.clone().expect("the model blows up");
@@ -158,13 +191,18 @@ fn a_blow_up_inside_a_run_is_reported_at_its_step() {
             "{fewer_calls} observer calls in runs, {calls} one by one"
         );
         assert!(one_by_one == runs, "{:?} vs {:?}", one_by_one.error, runs.error);
-        let (team, _) = run(text, Path::new("."), None, 200, 2, 10);
-        assert!(
-            one_by_one == team,
-            "{:?} vs {:?} on a team",
-            one_by_one.error,
-            team.error
-        );
+        for split in [TeamSplit::Rows, TeamSplit::Statements] {
+            let ((team, _), whole) = run_split(text, Path::new("."), None, 200, 2, 10, split);
+            if split == TeamSplit::Rows || layers {
+                assert_eq!(whole, split == TeamSplit::Statements, "{what}");
+            }
+            assert!(
+                one_by_one == team,
+                "{:?} vs {:?} on a team ({split:?})",
+                one_by_one.error,
+                team.error
+            );
+        }
     }
 }
 
