@@ -5,8 +5,9 @@
 # medians. Build the binaries first (e.g. `git stash; cargo build --release -p glec;
 # cp target/release/glec /tmp/glec-a; …`). With PROBE set to a command (e.g.
 # PROBE=target/release/examples/core_handover, from `cargo build --release -p gle-jit
-# --example core_handover`), each round's line ends with what it printed before the round: for
-# teams of threads, whether the host's cores shared a cache then.
+# --example core_handover`), each round's line ends with what it printed before each of the
+# round's two runs (its first line, or only its round trip where it names one): for teams of
+# threads, whether the host's cores shared a cache then — the host can change between two runs.
 # Usage: [PROBE=CMD] scripts/compare-builds.sh ROUNDS BIN_A BIN_B MODEL [glec run options…]
 set -euo pipefail
 if [ $# -lt 4 ]; then
@@ -21,14 +22,21 @@ rate() {
 }
 median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 wins=0 all_a="" all_b=""
-for round in $(seq "$rounds"); do
-    state=""
-    if [ -n "${PROBE:-}" ]; then state="  [$($PROBE)]"; fi
-    if [ $((round % 2)) -eq 1 ]; then
-        ra=$(rate "$a" "$@"); rb=$(rate "$b" "$@")
-    else
-        rb=$(rate "$b" "$@"); ra=$(rate "$a" "$@")
+# What the probe says before a run (nothing without one).
+probe() {
+    if [ -n "${PROBE:-}" ]; then
+        out=$($PROBE | head -n 1)
+        echo "$out" | grep -o 'round trip [0-9]* ns' || echo "$out"
     fi
+}
+for round in $(seq "$rounds"); do
+    if [ $((round % 2)) -eq 1 ]; then
+        sa=$(probe); ra=$(rate "$a" "$@"); sb=$(probe); rb=$(rate "$b" "$@")
+    else
+        sb=$(probe); rb=$(rate "$b" "$@"); sa=$(probe); ra=$(rate "$a" "$@")
+    fi
+    state=""
+    if [ -n "${PROBE:-}" ]; then state="  [A: $sa; B: $sb]"; fi
     echo "round $round: A $ra  B $rb steps/s$state"
     all_a="$all_a $ra" all_b="$all_b $rb"
     [ "$rb" -gt "$ra" ] && wins=$((wins + 1))

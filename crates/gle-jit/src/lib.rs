@@ -149,7 +149,7 @@ pub struct CompiledStep {
     /// The watched buffers whose values the code checks as it computes them.
     checked: Vec<usize>,
     /// Per thread, at entry `thread·FLAG_STRIDE`: 0 after a step whose checked values were all
-    /// finite (NaN otherwise); the entries between stay 0.
+    /// finite (NaN otherwise); the entries between are not used.
     finite: Box<[f64]>,
     /// How a team shares an optimiser step it applies before a step.
     pieces: Pieces,
@@ -157,9 +157,9 @@ pub struct CompiledStep {
     update_storage: Storage,
     /// The parameter and gradient buffers of the program's learnables.
     learnable_buffers: Vec<usize>,
-    /// Per thread of a team that runs whole statements, the buffers its statements read that
-    /// another thread's write (empty otherwise).
-    inbound: Vec<team::Inbound>,
+    /// Per thread of a team that runs whole statements, the buffers its statements exchange
+    /// with another thread's (none otherwise).
+    crossings: Vec<team::Crossings>,
 }
 
 // The generated code only touches the buffers passed to each call; the module is owned.
@@ -168,15 +168,19 @@ pub struct CompiledStep {
 // from the `&mut` buffers of each call and never dereferenced outside one.
 unsafe impl Send for CompiledStep {}
 
-/// `len` zeros, or an error when they cannot be allocated.
+/// `len` zeros followed by spare capacity as the simulation's buffers are
+/// ([`gle_runtime::BUFFER_GUARD`]: each thread's scratch space is written by that thread only,
+/// and the threads' lie one after another), or an error when they cannot be allocated.
 fn zeroed(len: usize) -> Result<Vec<f64>, JitError> {
     let mut values = Vec::new();
-    values.try_reserve_exact(len).map_err(|_| {
-        JitError(format!(
-            "cannot allocate the {:.1} GB of scratch space the step's shapes need",
-            len as f64 * 8.0 / 1e9
-        ))
-    })?;
+    values
+        .try_reserve_exact(len.saturating_add(gle_runtime::BUFFER_GUARD))
+        .map_err(|_| {
+            JitError(format!(
+                "cannot allocate the {:.1} GB of scratch space the step's shapes need",
+                len as f64 * 8.0 / 1e9
+            ))
+        })?;
     values.resize(len, 0.0);
     Ok(values)
 }
@@ -405,7 +409,7 @@ impl StepKernel for CompiledStep {
     }
 
     fn all_finite(&self) -> bool {
-        self.finite.iter().all(|f| *f == 0.0)
+        self.finite.iter().step_by(FLAG_STRIDE).all(|f| *f == 0.0)
     }
 
     fn run_on_threads(&mut self, job: &(dyn Fn(usize) + Sync)) {
@@ -713,9 +717,9 @@ pub fn compile_team(
     let n = lens.len();
     let absorbed_learnables: Vec<usize> = absorbed.iter().map(|a| a.0).collect();
     let pieces = Pieces::new(program, &lens, &absorbed_learnables, owners.as_deref(), threads);
-    let inbound = owners
+    let crossings = owners
         .as_deref()
-        .map_or_else(Vec::new, |owners| inbound_buffers(program, owners, &lens, threads));
+        .map_or_else(Vec::new, |owners| crossings(program, owners, &lens, threads));
     // One scratch space per thread, sized by the program's shapes: allocated here, where a
     // failure is an error rather than an abort.
     let mut scratches = (0..threads)
@@ -744,39 +748,50 @@ pub fn compile_team(
         swaps: program.swaps.clone(),
         plan: Plan::new(),
         checked,
-        finite: vec![0.0; threads * FLAG_STRIDE].into_boxed_slice(),
+        finite: vec![0.0; (threads - 1) * FLAG_STRIDE + 1].into_boxed_slice(),
         pieces,
         update_storage: Storage::default(),
         learnable_buffers: program.learnables.iter().flat_map(|l| [l.param, l.grad]).collect(),
-        inbound,
+        crossings,
     })
 }
 
 /// Per thread of a team that runs whole statements (`owners`, the thread of each statement),
-/// the buffers its statements read that another thread's statements write — themselves or,
-/// for a buffer the program exchanges with another after each step, that other one — with
-/// their lengths.
-fn inbound_buffers(program: &Program, owners: &[usize], lens: &[usize], threads: usize) -> Vec<team::Inbound> {
-    let mut writer: Vec<Option<usize>> = vec![None; lens.len()];
-    for (stmt, &owner) in program.stmts.iter().zip(owners) {
-        for b in program.reads_and_writes(stmt).1 {
-            writer[b] = Some(owner);
-        }
+/// the buffers its statements exchange with another thread's, with their lengths: those they
+/// read that another thread's statements write, and those they write that another thread's
+/// read — a buffer the program exchanges with another after each step counting as that other.
+fn crossings(program: &Program, owners: &[usize], lens: &[usize], threads: usize) -> Vec<team::Crossings> {
+    let mut crossings = vec![team::Crossings::default(); threads];
+    // (Thread sets as bits: more threads than bits go without.)
+    if threads > 64 {
+        return crossings;
     }
-    for &(a, b) in &program.swaps {
-        let w = writer[a].or(writer[b]);
-        (writer[a], writer[b]) = (w, w);
-    }
-    let mut inbound = vec![team::Inbound::new(); threads];
+    let partner = |b: usize| {
+        program
+            .swaps
+            .iter()
+            .find_map(|&(x, y)| (x == b).then_some(y).or((y == b).then_some(x)))
+    };
+    // Per buffer, the threads whose statements read it and those that write it (a bit each).
+    let (mut readers, mut writers) = (vec![0u64; lens.len()], vec![0u64; lens.len()]);
     for (stmt, &owner) in program.stmts.iter().zip(owners) {
-        for b in program.reads_and_writes(stmt).0 {
-            let foreign = writer[b].is_some_and(|w| w != owner);
-            if foreign && !inbound[owner].contains(&(b, lens[b])) {
-                inbound[owner].push((b, lens[b]));
+        let (reads, writes) = program.reads_and_writes(stmt);
+        reads.into_iter().for_each(|b| readers[b] |= 1 << owner);
+        writes.into_iter().for_each(|b| writers[b] |= 1 << owner);
+    }
+    let either = |of: &[u64], b: usize| of[b] | partner(b).map_or(0, |p| of[p]);
+    for b in 0..lens.len() {
+        for (t, c) in crossings.iter_mut().enumerate() {
+            let others = !(1u64 << t);
+            if readers[b] & 1 << t != 0 && either(&writers, b) & others != 0 {
+                c.inbound.push((b, lens[b]));
+            }
+            if writers[b] & 1 << t != 0 && either(&readers, b) & others != 0 {
+                c.outbound.push((b, lens[b]));
             }
         }
     }
-    inbound
+    crossings
 }
 
 /// The watched buffers ([`Program::watched`]) whose values the code checks as it computes
@@ -965,10 +980,10 @@ fn find_row_passes(
     passes
 }
 
-/// The entries of the finiteness flags per thread: one cache line each, so that the threads'
-/// updates of their flags (one per batch row of a checked map) do not take the line from each
-/// other.
-const FLAG_STRIDE: usize = 8;
+/// The entries of the finiteness flags per thread: a page each, so that the threads' updates
+/// of their flags (one per batch row of a checked map) neither take a line from each other nor
+/// have the processor prefetch the other's (see [`gle_runtime::BUFFER_GUARD`]).
+const FLAG_STRIDE: usize = 512;
 
 /// Setting this environment variable makes [`compile_for_threads`] describe the compiled code
 /// to `perf` (`/tmp/perf-PID.map`): one symbol per statement of the step program and one for

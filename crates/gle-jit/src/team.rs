@@ -110,36 +110,68 @@ struct TeamRun<'a> {
     ptrs: &'a [*mut f64],
     /// The program's exchanges.
     swaps: &'a [(usize, usize)],
-    /// Per thread, the buffers its statements read that another thread's write
-    /// ([`Inbound`]).
-    inbound: &'a [Inbound],
+    /// Per thread, the buffers its statements and another thread's exchange.
+    crossings: &'a [Crossings],
     /// The optimiser's step the calling thread posts during every step but the last, which
     /// the threads apply before the next (none when not learning).
     update: Option<&'a TeamUpdate<'a>>,
 }
 
-/// A thread's buffers that another thread writes each step, as `(buffer, length)`: the thread
-/// fetches them into its cache at the start of the next step (`prefetch`), before the
-/// optimiser's pieces, so that on a host whose cores share no cache the values cross while it
-/// updates its parameters instead of when its statements wait for them.
-pub(super) type Inbound = Vec<(usize, usize)>;
+/// The buffers a thread's statements exchange with another thread's each step, as `(buffer,
+/// length)`. On a host whose cores share no cache their lines cross between the cores every
+/// step; the thread starts those crossings at the start of the step, before its optimiser
+/// pieces ([`Crossings::prefetch`]), so that they overlap that work instead of holding up its
+/// statements.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Crossings {
+    /// The buffers its statements read that another thread's statements wrote in the step
+    /// before: fetched for reading.
+    pub(super) inbound: Vec<(usize, usize)>,
+    /// The buffers its statements write that another thread's read in the step after (or, for
+    /// a buffer the program exchanges after each step, read the step before): fetched for
+    /// writing, the other thread being done with them.
+    pub(super) outbound: Vec<(usize, usize)>,
+}
 
-/// Asks the CPU to fetch the `inbound` buffers that `ptrs` point at into this core's cache.
-#[allow(unsafe_code)]
-fn prefetch(inbound: &[(usize, usize)], ptrs: &[*mut f64]) {
-    #[cfg(target_arch = "x86_64")]
-    for &(buf, len) in inbound {
-        let base = ptrs[buf];
-        for i in (0..len).step_by(8) {
-            // SAFETY: `i` is below the buffer's length, which `point_at` checked, so the
-            // address lies inside it; a prefetch reads nothing and cannot fault.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(base.add(i).cast::<i8>());
+impl Crossings {
+    /// Asks the CPU to fetch the lines of the buffers that `ptrs` point at into this core's
+    /// cache (for reading or writing); nothing on other processors.
+    #[allow(unsafe_code)]
+    fn prefetch(&self, ptrs: &[*mut f64]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let lines = |list: &[(usize, usize)], fetch: &dyn Fn(*const f64)| {
+                for &(buf, len) in list {
+                    let base = ptrs[buf].cast_const();
+                    // SAFETY: `i` is below the buffer's length, which `point_at` checked, so the
+                    // address lies inside it.
+                    (0..len).step_by(8).for_each(|i| fetch(unsafe { base.add(i) }));
+                }
+            };
+            lines(&self.inbound, &|p| {
+                // SAFETY: a prefetch reads nothing and cannot fault.
+                unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>()) }
+            });
+            if has_prefetchw() {
+                lines(&self.outbound, &|p| {
+                    // SAFETY: as above; the CPU has the instruction.
+                    unsafe {
+                        std::arch::asm!("prefetchw [{0}]", in(reg) p, options(nostack, preserves_flags, readonly));
+                    }
+                });
             }
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = ptrs;
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (inbound, ptrs);
+}
+
+/// Whether the CPU has `prefetchw` (CPUID 8000_0001h, ECX bit 8).
+#[cfg(target_arch = "x86_64")]
+fn has_prefetchw() -> bool {
+    use std::arch::x86_64::__cpuid;
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0)
 }
 
 /// A helper's part of a [`TeamRun`]: each step after the optimiser's pieces of the one before
@@ -159,11 +191,13 @@ fn take_run(
     let dt = f64::from_bits(shared.dt.load(Ordering::Acquire));
     let consts = shared.consts.load(Ordering::Acquire);
     let learn = i64::from(shared.learn.load(Ordering::Acquire));
-    let inbound = run.inbound.get(t).map_or(&[][..], Vec::as_slice);
+    let crossings = run.crossings.get(t);
     for k in 0..run.steps {
         if k > 0 {
             exchange_ptrs(run.swaps, ptrs);
-            prefetch(inbound, ptrs);
+            if let Some(c) = crossings {
+                c.prefetch(ptrs);
+            }
             if let Some(update) = run.update {
                 update.apply(t);
             }
@@ -441,7 +475,7 @@ impl CompiledStep {
             finite: self.finite.as_ptr(),
             ptrs: &ptrs,
             swaps: &self.swaps,
-            inbound: &self.inbound,
+            crossings: &self.crossings,
             update: update.as_ref(),
         };
         let consts = consts_address(consts);
@@ -453,7 +487,7 @@ impl CompiledStep {
         team.run
             .store(std::ptr::from_ref(&run).cast::<()>().cast_mut(), Ordering::Release);
         team.start.wait();
-        let inbound = self.inbound.first().map_or(&[][..], Vec::as_slice);
+        let crossings = self.crossings.first();
         // Steps taken, and how many of them have had their exchanges made and taps copied.
         let (mut taken, mut finished) = (0, 0);
         for k in 0..steps {
@@ -463,7 +497,9 @@ impl CompiledStep {
                 gle_runtime::write_feeds(feeds, data, k);
                 // The exchanges moved no buffer's length: the lengths are still those checked.
                 exchange_ptrs(&self.swaps, &mut self.ptrs);
-                prefetch(inbound, &self.ptrs);
+                if let Some(c) = crossings {
+                    c.prefetch(&self.ptrs);
+                }
                 if let Some(update) = &update {
                     update.apply(0);
                 }

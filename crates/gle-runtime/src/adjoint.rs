@@ -183,9 +183,9 @@ impl Recorder {
                     }
                 }
             }
-            data[g.grad] = grad.into_iter().map(|v| v * scale).collect();
+            crate::refill(&mut data[g.grad], grad.into_iter().map(|v| v * scale).collect());
             if let Some(bg) = g.bias_grad {
-                data[bg] = bias.into_iter().map(|v| v * scale).collect();
+                crate::refill(&mut data[bg], bias.into_iter().map(|v| v * scale).collect());
             }
         }
         self.frames.clear();

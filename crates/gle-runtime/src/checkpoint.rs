@@ -2,7 +2,7 @@
 //! every buffer, the optimiser's moments, the position in the protocol (data pass, overridden
 //! parameters, metric accumulators), epoch counters and the plateau schedule — as an `.npz`.
 
-use crate::{RunError, Simulation, data, npy, zip};
+use crate::{RunError, Simulation, data, npy, refill, zip};
 
 const VERSION: f64 = 1.0;
 
@@ -86,11 +86,11 @@ impl Simulation {
             )));
         }
         for k in 0..self.data.len() {
-            self.data[k] = get(&format!("buffer{k}"))?;
+            refill(&mut self.data[k], get(&format!("buffer{k}"))?);
         }
         for k in 0..self.program.learnables.len() {
-            self.optim.m[k] = get(&format!("adam_m{k}"))?;
-            self.optim.s[k] = get(&format!("adam_s{k}"))?;
+            refill(&mut self.optim.m[k], get(&format!("adam_m{k}"))?);
+            refill(&mut self.optim.s[k], get(&format!("adam_s{k}"))?);
         }
         self.step = meta[1] as u64;
         self.optim.t = meta[2] as u64;

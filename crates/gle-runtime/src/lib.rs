@@ -105,6 +105,33 @@ pub trait StepKernel {
     }
 }
 
+/// Spare capacity after the values of every buffer of a simulation (and of the optimiser's
+/// moments), in `f64`s: 4 KiB, a page. A processor's prefetchers fetch lines beyond the ones a
+/// core reads, but never across a page boundary, so with this gap between any two buffers a
+/// core reading one never fetches lines of another. This matters for a team of threads on a
+/// host whose cores share no cache: where a thread reads a buffer another thread wrote (a
+/// neighbouring layer's rates), prefetches of the buffers next to it in memory took lines the
+/// other thread was about to write, each write then waiting for its line to come back (MNIST-1D
+/// 15k at batch 1 on two threads: 41,500 → 47,400 steps/s, BENCHMARKS.md).
+pub const BUFFER_GUARD: usize = 512;
+
+/// A buffer holding `values` with [`BUFFER_GUARD`] values of spare capacity after them.
+pub fn guarded(values: &[f64]) -> Vec<f64> {
+    let mut buffer = Vec::with_capacity(values.len() + BUFFER_GUARD);
+    buffer.extend_from_slice(values);
+    buffer
+}
+
+/// Puts `values` into `buffer` in place (keeping its allocation, and so its guard), or replaces
+/// it where their lengths differ.
+fn refill(buffer: &mut Vec<f64>, values: Vec<f64>) {
+    if buffer.len() == values.len() {
+        buffer.copy_from_slice(&values);
+    } else {
+        *buffer = guarded(&values);
+    }
+}
+
 /// [`StepKernel::run_after_update`] by [`optim::StepUpdate::apply`] on the kernel's threads,
 /// then [`StepKernel::run`].
 pub fn update_then_run<K: StepKernel + ?Sized>(
@@ -492,7 +519,7 @@ impl Simulation {
                     Span::default(),
                 ));
             }
-            data.push(values);
+            data.push(guarded(&values));
             lens.push(buf.len);
         }
         let mut tapes = Vec::with_capacity(program.stmts.len());
@@ -605,6 +632,13 @@ impl Simulation {
     /// The contents of buffer `id`.
     pub fn buffer(&self, id: usize) -> &[f64] {
         &self.data[id]
+    }
+
+    /// Whether every buffer and every optimiser moment is followed by its guard of spare
+    /// capacity ([`BUFFER_GUARD`]), as they are made and kept.
+    pub fn guarded(&self) -> bool {
+        let buffers = self.data.iter().chain(&self.optim.m).chain(&self.optim.s);
+        buffers.into_iter().all(|b| b.capacity() >= b.len() + BUFFER_GUARD)
     }
 
     /// The id of the buffer named `name` (`h.u`, `x_h.W`).
@@ -1056,7 +1090,7 @@ impl Simulation {
             self.checkpoint_if_due(&saved_consts, hooks)?;
         }
         for (buf, values) in std::mem::take(&mut self.saved_params).into_iter().rev() {
-            self.data[buf] = values;
+            refill(&mut self.data[buf], values);
         }
         self.consts = saved_consts;
         self.feed = None;

@@ -26,14 +26,16 @@ pub struct OptimizerState {
 impl OptimizerState {
     /// Zero state for every learnable of `program`.
     pub fn new(program: &Program, data: &[Vec<f64>]) -> Self {
-        let zeros: Vec<Vec<f64>> = program
-            .learnables
-            .iter()
-            .map(|l| vec![0.0; data[l.param].len()])
-            .collect();
+        let zeros = || -> Vec<Vec<f64>> {
+            program
+                .learnables
+                .iter()
+                .map(|l| crate::guarded(&vec![0.0; data[l.param].len()]))
+                .collect()
+        };
         OptimizerState {
-            m: zeros.clone(),
-            s: zeros,
+            m: zeros(),
+            s: zeros(),
             t: 0,
             lr_scale: 1.0,
             updates: Vec::new(),

@@ -74,6 +74,8 @@ fn check_resume(model: &str, overrides: &[(String, f64)], every: u64, interrupt:
     assert_eq!(resumed.steps(), *at);
     let (late_reports, _) = run(&mut resumed, None, None);
     assert_eq!(resumed.steps(), whole.steps());
+    // Restoring and the phases (their parameter overrides undone) keep every buffer's guard.
+    assert!(whole.guarded() && resumed.guarded(), "{model}: a buffer lost its guard");
     let (a, b) = (all_buffers(&whole), all_buffers(&resumed));
     for (k, (x, y)) in a.iter().zip(&b).enumerate() {
         let same = x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits());
