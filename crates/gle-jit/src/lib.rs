@@ -157,9 +157,6 @@ pub struct CompiledStep {
     update_storage: Storage,
     /// The parameter and gradient buffers of the program's learnables.
     learnable_buffers: Vec<usize>,
-    /// Per thread of a team that runs whole statements, the buffers its statements exchange
-    /// with another thread's (none otherwise).
-    crossings: Vec<team::Crossings>,
 }
 
 // The generated code only touches the buffers passed to each call; the module is owned.
@@ -717,9 +714,6 @@ pub fn compile_team(
     let n = lens.len();
     let absorbed_learnables: Vec<usize> = absorbed.iter().map(|a| a.0).collect();
     let pieces = Pieces::new(program, &lens, &absorbed_learnables, owners.as_deref(), threads);
-    let crossings = owners
-        .as_deref()
-        .map_or_else(Vec::new, |owners| crossings(program, owners, &lens, threads));
     // One scratch space per thread, sized by the program's shapes: allocated here, where a
     // failure is an error rather than an abort.
     let mut scratches = (0..threads)
@@ -752,46 +746,7 @@ pub fn compile_team(
         pieces,
         update_storage: Storage::default(),
         learnable_buffers: program.learnables.iter().flat_map(|l| [l.param, l.grad]).collect(),
-        crossings,
     })
-}
-
-/// Per thread of a team that runs whole statements (`owners`, the thread of each statement),
-/// the buffers its statements exchange with another thread's, with their lengths: those they
-/// read that another thread's statements write, and those they write that another thread's
-/// read — a buffer the program exchanges with another after each step counting as that other.
-fn crossings(program: &Program, owners: &[usize], lens: &[usize], threads: usize) -> Vec<team::Crossings> {
-    let mut crossings = vec![team::Crossings::default(); threads];
-    // (Thread sets as bits: more threads than bits go without.)
-    if threads > 64 {
-        return crossings;
-    }
-    let partner = |b: usize| {
-        program
-            .swaps
-            .iter()
-            .find_map(|&(x, y)| (x == b).then_some(y).or((y == b).then_some(x)))
-    };
-    // Per buffer, the threads whose statements read it and those that write it (a bit each).
-    let (mut readers, mut writers) = (vec![0u64; lens.len()], vec![0u64; lens.len()]);
-    for (stmt, &owner) in program.stmts.iter().zip(owners) {
-        let (reads, writes) = program.reads_and_writes(stmt);
-        reads.into_iter().for_each(|b| readers[b] |= 1 << owner);
-        writes.into_iter().for_each(|b| writers[b] |= 1 << owner);
-    }
-    let either = |of: &[u64], b: usize| of[b] | partner(b).map_or(0, |p| of[p]);
-    for b in 0..lens.len() {
-        for (t, c) in crossings.iter_mut().enumerate() {
-            let others = !(1u64 << t);
-            if readers[b] & 1 << t != 0 && either(&writers, b) & others != 0 {
-                c.inbound.push((b, lens[b]));
-            }
-            if writers[b] & 1 << t != 0 && either(&readers, b) & others != 0 {
-                c.outbound.push((b, lens[b]));
-            }
-        }
-    }
-    crossings
 }
 
 /// The watched buffers ([`Program::watched`]) whose values the code checks as it computes

@@ -81,7 +81,7 @@ impl TeamState {
             // every thread has met after it, below (`run_team`).
             #[allow(unsafe_code)]
             let update = unsafe { &*(update as *const TeamUpdate) };
-            update.apply(t);
+            update.apply(t, 0);
         }
         self.statements.wait();
         !self.update_failed.is_set()
@@ -110,68 +110,9 @@ struct TeamRun<'a> {
     ptrs: &'a [*mut f64],
     /// The program's exchanges.
     swaps: &'a [(usize, usize)],
-    /// Per thread, the buffers its statements and another thread's exchange.
-    crossings: &'a [Crossings],
     /// The optimiser's step the calling thread posts during every step but the last, which
     /// the threads apply before the next (none when not learning).
     update: Option<&'a TeamUpdate<'a>>,
-}
-
-/// The buffers a thread's statements exchange with another thread's each step, as `(buffer,
-/// length)`. On a host whose cores share no cache their lines cross between the cores every
-/// step; the thread starts those crossings at the start of the step, before its optimiser
-/// pieces ([`Crossings::prefetch`]), so that they overlap that work instead of holding up its
-/// statements.
-#[derive(Clone, Debug, Default)]
-pub(super) struct Crossings {
-    /// The buffers its statements read that another thread's statements wrote in the step
-    /// before: fetched for reading.
-    pub(super) inbound: Vec<(usize, usize)>,
-    /// The buffers its statements write that another thread's read in the step after (or, for
-    /// a buffer the program exchanges after each step, read the step before): fetched for
-    /// writing, the other thread being done with them.
-    pub(super) outbound: Vec<(usize, usize)>,
-}
-
-impl Crossings {
-    /// Asks the CPU to fetch the lines of the buffers that `ptrs` point at into this core's
-    /// cache (for reading or writing); nothing on other processors.
-    #[allow(unsafe_code)]
-    fn prefetch(&self, ptrs: &[*mut f64]) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let lines = |list: &[(usize, usize)], fetch: &dyn Fn(*const f64)| {
-                for &(buf, len) in list {
-                    let base = ptrs[buf].cast_const();
-                    // SAFETY: `i` is below the buffer's length, which `point_at` checked, so the
-                    // address lies inside it.
-                    (0..len).step_by(8).for_each(|i| fetch(unsafe { base.add(i) }));
-                }
-            };
-            lines(&self.inbound, &|p| {
-                // SAFETY: a prefetch reads nothing and cannot fault.
-                unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>()) }
-            });
-            if has_prefetchw() {
-                lines(&self.outbound, &|p| {
-                    // SAFETY: as above; the CPU has the instruction.
-                    unsafe {
-                        std::arch::asm!("prefetchw [{0}]", in(reg) p, options(nostack, preserves_flags, readonly));
-                    }
-                });
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = ptrs;
-    }
-}
-
-/// Whether the CPU has `prefetchw` (CPUID 8000_0001h, ECX bit 8).
-#[cfg(target_arch = "x86_64")]
-fn has_prefetchw() -> bool {
-    use std::arch::x86_64::__cpuid;
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0)
 }
 
 /// A helper's part of a [`TeamRun`]: each step after the optimiser's pieces of the one before
@@ -191,15 +132,11 @@ fn take_run(
     let dt = f64::from_bits(shared.dt.load(Ordering::Acquire));
     let consts = shared.consts.load(Ordering::Acquire);
     let learn = i64::from(shared.learn.load(Ordering::Acquire));
-    let crossings = run.crossings.get(t);
     for k in 0..run.steps {
         if k > 0 {
             exchange_ptrs(run.swaps, ptrs);
-            if let Some(c) = crossings {
-                c.prefetch(ptrs);
-            }
             if let Some(update) = run.update {
-                update.apply(t);
+                update.apply(t, k % 2);
             }
             shared.statements.wait();
             if shared.update_failed.is_set() {
@@ -475,7 +412,6 @@ impl CompiledStep {
             finite: self.finite.as_ptr(),
             ptrs: &ptrs,
             swaps: &self.swaps,
-            crossings: &self.crossings,
             update: update.as_ref(),
         };
         let consts = consts_address(consts);
@@ -487,39 +423,47 @@ impl CompiledStep {
         team.run
             .store(std::ptr::from_ref(&run).cast::<()>().cast_mut(), Ordering::Release);
         team.start.wait();
-        let crossings = self.crossings.first();
         // Steps taken, and how many of them have had their exchanges made and taps copied.
         let (mut taken, mut finished) = (0, 0);
         for k in 0..steps {
+            // Whether the optimiser's step after this step, applied before the next, is posted
+            // (in slot `(k + 1) % 2`, while the threads apply the one in slot `k % 2`).
+            let mut posted = false;
+            let mut post_next = |between: &mut Option<&mut gle_runtime::BetweenSteps<'_>>, data: &mut [Vec<f64>]| {
+                if let (Some(between), Some(update)) = (between.as_deref_mut().filter(|_| k + 1 < steps), &update) {
+                    // SAFETY: the threads apply the other slot in this step, and applied this
+                    // one last before the meeting after the last step's update.
+                    unsafe { update.post((k + 1) % 2, between.prepare(), data) };
+                    posted = true;
+                }
+            };
             if k > 0 {
                 finish_step(&self.swaps, data, chunk.taps, k - 1);
                 finished = k;
                 gle_runtime::write_feeds(feeds, data, k);
                 // The exchanges moved no buffer's length: the lengths are still those checked.
                 exchange_ptrs(&self.swaps, &mut self.ptrs);
-                if let Some(c) = crossings {
-                    c.prefetch(&self.ptrs);
-                }
                 if let Some(update) = &update {
-                    update.apply(0);
+                    update.apply(0, k % 2);
                 }
+                // Before the meeting: the calling thread, which has the lighter share, would
+                // otherwise wait there.
+                post_next(&mut between, data);
                 team.statements.wait();
                 if let Some(done) = &update {
+                    done.reset_claims();
                     let between = between.as_deref_mut().expect("an update comes from the optimiser");
                     if !between.finish(done.take_bad()) {
+                        if posted {
+                            between.withdraw();
+                        }
                         // The step is not taken: its inputs leave the buffers as the last step did.
                         gle_runtime::write_feeds(feeds, data, k - 1);
                         break;
                     }
                 }
-            }
-            // The optimiser's step after this step, applied before the next.
-            let mut posted = false;
-            if let (Some(between), Some(update)) = (between.as_deref_mut().filter(|_| k + 1 < steps), &update) {
-                // SAFETY: no thread applies the update between the meeting after it and the
-                // end of this step.
-                unsafe { update.post(between.prepare(), data) };
-                posted = true;
+            } else {
+                post_next(&mut between, data);
             }
             // SAFETY: as in `run_team`; besides, the calling thread changes the buffers (its
             // exchanges, taps and feeds) and its pointers only between the meeting that ends
@@ -584,7 +528,7 @@ impl CompiledStep {
                 let storage = std::mem::take(&mut self.update_storage);
                 let shared = TeamUpdate::new(&self.pieces, storage, &team.next, &team.update_failed.0);
                 // SAFETY: no thread applies it before the start barrier below.
-                unsafe { shared.post(update, data) };
+                unsafe { shared.post(0, update, data) };
                 Some(shared)
             }
             Some(_) => return Err(mismatched_update()),
@@ -602,7 +546,7 @@ impl CompiledStep {
         team.start.wait();
         let mut stepped = true;
         if let Some(shared) = &shared {
-            shared.apply(0);
+            shared.apply(0, 0);
             team.statements.wait();
             stepped = !team.update_failed.is_set();
         }

@@ -124,14 +124,19 @@ impl Pieces {
 #[derive(Default)]
 pub(crate) struct Counter(AtomicUsize);
 
-/// Storage of a [`TeamUpdate`], reused from one step to the next.
+/// One optimiser step posted to a team.
 #[derive(Default)]
-pub(crate) struct Storage {
+struct Posted {
     /// Per learnable, its update (`None`: the step applies it).
     updates: Vec<Option<ParamUpdate>>,
     /// Per learnable, the addresses of its parameter, gradient and moments.
     bases: Vec<[usize; 4]>,
 }
+
+/// Storage of a [`TeamUpdate`], reused from one run to the next: two slots, so that the
+/// calling thread can post the next step's update while the threads still apply this one.
+#[derive(Default)]
+pub(crate) struct Storage([Posted; 2]);
 
 /// Sets `slot` to `value` only where they differ: on a host whose cores share no cache, every
 /// store to a line another thread reads sends the line across, even when the value stays.
@@ -142,13 +147,14 @@ fn post<T: PartialEq>(slot: &mut T, value: T) {
 }
 
 /// The optimiser's steps shared by a team: the calling thread [posts](Self::post) each step's
-/// update, then every thread [applies](Self::apply) its share and they meet. Kept for a whole
-/// run of steps, so that what stays the same from one step to the next (the buffers' addresses,
-/// and Adam's rates once its bias corrections have rounded to 1) stays in every core's cache.
+/// update in one of two slots, then every thread [applies](Self::apply) its share of it and
+/// they meet. Kept for a whole run of steps, so that what stays the same from one step to the
+/// next (the buffers' addresses, and Adam's rates once its bias corrections have rounded to 1)
+/// stays in every core's cache.
 pub(crate) struct TeamUpdate<'a> {
-    /// Written by the calling thread only in [`Self::post`], read by every thread only in
-    /// [`Self::apply`]; the team's meetings keep the two apart.
-    storage: UnsafeCell<Storage>,
+    /// Each slot written by the calling thread only in [`Self::post`], read by every thread
+    /// only in [`Self::apply`]; the team's meetings keep the two apart.
+    slots: [UnsafeCell<Posted>; 2],
     pieces: &'a Pieces,
     /// Per thread, the next of its pieces to be claimed (by it or another thread).
     next: &'a [Counter],
@@ -158,40 +164,53 @@ pub(crate) struct TeamUpdate<'a> {
     failed: &'a AtomicBool,
 }
 
-// SAFETY: `storage` is written only by the calling thread in `post`, which its caller makes sure
-// no thread's `apply` overlaps; everything else is shared through atomics or a mutex.
+// SAFETY: a slot is written only by the calling thread in `post`, which its caller makes sure no
+// thread's `apply` of that slot overlaps; everything else is shared through atomics or a mutex.
 #[allow(unsafe_code)]
 unsafe impl Sync for TeamUpdate<'_> {}
 
 impl<'a> TeamUpdate<'a> {
-    /// An update with nothing posted yet, kept in `storage`; the flag `failed` is cleared.
+    /// An update with nothing posted yet, kept in `storage`; its claims are
+    /// [reset](Self::reset_claims) and the flag `failed` is cleared.
     pub(crate) fn new(pieces: &'a Pieces, storage: Storage, next: &'a [Counter], failed: &'a AtomicBool) -> Self {
         if failed.load(Ordering::Relaxed) {
             failed.store(false, Ordering::Relaxed);
         }
-        TeamUpdate {
-            storage: UnsafeCell::new(storage),
+        let update = TeamUpdate {
+            slots: storage.0.map(UnsafeCell::new),
             pieces,
             next,
             bad: Mutex::new(None),
             failed,
+        };
+        update.reset_claims();
+        update
+    }
+
+    /// Makes every piece unclaimed again, for the next update: after the threads have met
+    /// after applying the last one, and before they apply the next.
+    pub(crate) fn reset_claims(&self) {
+        if self.pieces.steal {
+            for (counter, &(start, _)) in self.next.iter().zip(&self.pieces.ranges) {
+                counter.0.store(start, Ordering::Relaxed);
+            }
         }
     }
 
     /// Posts the step `update` on the buffers of `data`, which `pieces` must
-    /// [fit](Pieces::fit), for the threads to [apply](Self::apply) next.
+    /// [fit](Pieces::fit), in slot `slot` (0 or 1) for the threads to [apply](Self::apply).
     ///
     /// # Safety
-    /// No thread may be in [`Self::apply`] meanwhile.
+    /// No thread may be in [`Self::apply`] of that slot meanwhile.
     #[allow(unsafe_code)]
-    pub(crate) unsafe fn post(&self, update: StepUpdate<'_>, data: &mut [Vec<f64>]) {
-        // SAFETY: the caller makes sure no thread reads the storage meanwhile.
-        let storage = unsafe { &mut *self.storage.get() };
+    pub(crate) unsafe fn post(&self, slot: usize, update: StepUpdate<'_>, data: &mut [Vec<f64>]) {
+        // SAFETY: the caller makes sure no thread reads the slot meanwhile.
+        let storage = unsafe { &mut *self.slots[slot].get() };
         let n = update.learnables.len();
         storage.updates.resize(n, None);
         storage.bases.resize(n, [0; 4]);
-        for (slot, &value) in storage.updates.iter_mut().zip(update.updates) {
-            post(slot, value);
+        for (entry, &value) in storage.updates.iter_mut().zip(update.updates) {
+            post(entry, value);
         }
         for (k, l) in update.learnables.iter().enumerate() {
             let bases = [
@@ -202,35 +221,16 @@ impl<'a> TeamUpdate<'a> {
             ];
             post(&mut storage.bases[k], bases);
         }
-        if self.pieces.steal {
-            for (counter, &(start, _)) in self.next.iter().zip(&self.pieces.ranges) {
-                counter.0.store(start, Ordering::Relaxed);
-            }
-        }
     }
 
-    /// Thread `t`'s share of the update posted last: its own pieces, then (where the pieces
-    /// are stolen) those the other threads have not claimed yet.
+    /// Thread `t`'s share of the update posted in slot `slot`: its own pieces, then (where the
+    /// pieces are stolen) those the other threads have not claimed yet.
     #[allow(unsafe_code)]
-    pub(crate) fn apply(&self, t: usize) {
-        // SAFETY: `post` does not run while any thread is here.
-        let storage = unsafe { &*self.storage.get() };
+    pub(crate) fn apply(&self, t: usize, slot: usize) {
+        // SAFETY: `post` does not write this slot while any thread is here.
+        let storage = unsafe { &*self.slots[slot].get() };
         if !self.pieces.steal {
             let (start, end) = self.pieces.ranges[t];
-            // Where the calling thread changed them, the entries of this thread's learnables
-            // come from its core: fetched all at once rather than one at each learnable.
-            #[cfg(target_arch = "x86_64")]
-            for p in start..end {
-                let l = self.pieces.pieces[p].learnable;
-                let entries = [
-                    std::ptr::from_ref(&storage.updates[l]).cast::<i8>(),
-                    storage.bases[l].as_ptr().cast::<i8>(),
-                ];
-                for entry in entries {
-                    // SAFETY: a prefetch reads nothing and cannot fault.
-                    unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(entry) };
-                }
-            }
             (start..end).for_each(|p| self.update_piece(storage, p));
             return;
         }
@@ -249,7 +249,7 @@ impl<'a> TeamUpdate<'a> {
 
     /// Updates piece `p`, which no other thread updates in this step.
     #[allow(unsafe_code)]
-    fn update_piece(&self, storage: &Storage, p: usize) {
+    fn update_piece(&self, storage: &Posted, p: usize) {
         let Piece { learnable, start, end } = self.pieces.pieces[p];
         let Some(update) = &storage.updates[learnable] else {
             return;
@@ -278,7 +278,7 @@ impl<'a> TeamUpdate<'a> {
         }
     }
 
-    /// The first parameter value the update posted last left NaN or infinite (read after the
+    /// The first parameter value the update applied last left NaN or infinite (read after the
     /// threads met after applying it), and no record of it any more.
     pub(crate) fn take_bad(&self) -> Option<(usize, usize)> {
         self.bad.lock().unwrap_or_else(|e| e.into_inner()).take()
@@ -286,6 +286,6 @@ impl<'a> TeamUpdate<'a> {
 
     /// The storage back, for the next update.
     pub(crate) fn finish(self) -> Storage {
-        self.storage.into_inner()
+        Storage(self.slots.map(UnsafeCell::into_inner))
     }
 }
