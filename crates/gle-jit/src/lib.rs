@@ -302,6 +302,14 @@ impl StepKernel for CompiledStep {
         Ok(())
     }
 
+    fn apply_update(&mut self, data: &mut [Vec<f64>], update: StepUpdate) -> Option<(usize, usize)> {
+        if self.helpers.is_some() && self.pieces.fit(&update, data) {
+            self.apply_team_update(data, update)
+        } else {
+            update.apply(data, &mut |job| self.run_on_threads(job))
+        }
+    }
+
     fn run_after_update(
         &mut self,
         data: &mut [Vec<f64>],

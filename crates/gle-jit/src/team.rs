@@ -503,6 +503,27 @@ impl CompiledStep {
         Ok(taken)
     }
 
+    /// [`StepKernel::apply_update`] for a team, whose pieces must [fit](Pieces::fit) `update`:
+    /// the threads share it as they share the update before a step ([`team_update`]), each
+    /// updating the parameters its own statements read.
+    pub(super) fn apply_team_update(&mut self, data: &mut [Vec<f64>], update: StepUpdate) -> Option<(usize, usize)> {
+        let Some(helpers) = &self.helpers else {
+            return update.apply(data, &mut |job| job(0));
+        };
+        let team = &helpers.shared;
+        let storage = std::mem::take(&mut self.update_storage);
+        let shared = TeamUpdate::new(&self.pieces, storage, &team.next, &team.update_failed.0);
+        // SAFETY: no thread applies it before the job below starts.
+        #[allow(unsafe_code)]
+        unsafe {
+            shared.post(0, update, data);
+        }
+        helpers.run_job(&|t| shared.apply(t, 0));
+        let bad = shared.take_bad();
+        self.update_storage = shared.finish();
+        bad
+    }
+
     /// A team's step (see [`StepKernel::run`]), after the optimiser's step `update` when given:
     /// the threads share the update ([`team_update`]), meet, and take the step unless the
     /// update left a parameter value NaN or infinite, whose `(learnable, element)` it returns.

@@ -1,13 +1,14 @@
-//! The optimiser's step applied by a team in the same call as the next step
-//! ([`gle_runtime::StepKernel::run_after_update`]).
+//! The optimiser's step applied by a team: in the same call as the next step
+//! ([`gle_runtime::StepKernel::run_after_update`], and between the steps of a run), or alone
+//! ([`gle_runtime::StepKernel::apply_update`]).
 //!
-//! Every learnable's elements are cut into pieces; each thread first updates the pieces of the
-//! parameters its own statements touch (with whole statements per thread, each layer's stay on
-//! the thread whose step reads them, and that is all it does; otherwise each thread takes its
-//! part of every parameter, then what is left of the other threads' pieces). A piece is updated by whichever thread
-//! claims it, with the operations of `gle_runtime::optim`, so the values do not depend on who
-//! does it. The threads then meet, and take the step only if no parameter came out NaN or
-//! infinite, as a step after a failed optimiser step is never taken.
+//! Every learnable's elements are cut into pieces. With whole statements per thread, each
+//! learnable is one piece, updated by the thread whose statements write its gradient (and read
+//! the parameter), and that is all a thread updates. Otherwise each thread takes its part of
+//! every parameter, then what is left of the other threads' pieces. A piece is updated with the
+//! operations of `gle_runtime::optim`, so the values do not depend on who does it. The threads
+//! then meet, and take the step only if no parameter came out NaN or infinite, as a step after
+//! a failed optimiser step is never taken.
 
 use gle_derive::program::Program;
 use gle_runtime::optim::{ParamUpdate, StepUpdate};
@@ -15,8 +16,9 @@ use std::cell::UnsafeCell;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-/// The most elements of one piece: its parameter, gradient and moments (32 KB) stay in the
-/// first-level cache, and a thread left idle finds work in pieces of about half a microsecond.
+/// The most elements of one piece where the threads steal pieces: its parameter, gradient and
+/// moments (32 KB) stay in the first-level cache, and a thread left idle finds work in pieces of
+/// about half a microsecond. (Where they do not, each learnable is one piece: fewer calls.)
 const PIECE_ELEMENTS: usize = 512;
 
 /// A range of one learnable's elements, updated by one thread at a time.
@@ -39,6 +41,8 @@ pub(crate) struct Pieces {
     /// cores share no cache, a stolen piece's parameter, gradient and moments would cross
     /// twice per step, longer than updating them).
     steal: bool,
+    /// The learnables the step updates itself, which have no pieces.
+    absorbed: Vec<usize>,
 }
 
 impl Pieces {
@@ -62,7 +66,11 @@ impl Pieces {
             let mut cut = |t: usize, start: usize, end: usize| {
                 let mut at = start;
                 while at < end {
-                    let next = (at + PIECE_ELEMENTS).min(end);
+                    let next = if owners.is_some() {
+                        end
+                    } else {
+                        (at + PIECE_ELEMENTS).min(end)
+                    };
                     by_thread[t].push(Piece {
                         learnable: k,
                         start: at,
@@ -93,15 +101,24 @@ impl Pieces {
             pieces,
             ranges,
             steal: owners.is_none(),
+            absorbed: absorbed.to_vec(),
         }
     }
 
     /// Whether `update` and `data` have the buffers and lengths the pieces need: every piece's
     /// learnable exists, with distinct parameter and gradient buffers and moments at least as
-    /// long as the piece's end.
+    /// long as the piece's end; and whether the pieces cover the update (it updates no
+    /// learnable the step updates itself).
     pub(crate) fn fit(&self, update: &StepUpdate, data: &[Vec<f64>]) -> bool {
         let n = update.learnables.len();
-        if update.updates.len() != n || update.m.len() != n || update.s.len() != n {
+        if update.updates.len() != n
+            || update.m.len() != n
+            || update.s.len() != n
+            || self
+                .absorbed
+                .iter()
+                .any(|&k| update.updates.get(k).is_some_and(Option::is_some))
+        {
             return false;
         }
         self.pieces.iter().all(|p| {

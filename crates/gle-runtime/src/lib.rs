@@ -87,6 +87,14 @@ pub trait StepKernel {
         run_step_by_step(self, data, consts, dt, learn, chunk)
     }
 
+    /// Applies `update` (the optimiser's step after the last step) to the parameters in `data`;
+    /// returns the first parameter value it left NaN or infinite, as `(learnable, element)`
+    /// ([`optim::StepUpdate::apply`]'s). The default shares it between the kernel's threads as
+    /// [`optim::StepUpdate::apply`] does; a team may share it as its steps share parameters.
+    fn apply_update(&mut self, data: &mut [Vec<f64>], update: optim::StepUpdate) -> Option<(usize, usize)> {
+        update.apply(data, &mut |job| self.run_on_threads(job))
+    }
+
     /// Applies `update` (the optimiser's step after the last step) to the parameters in `data`
     /// and then, unless it left a parameter value NaN or infinite, takes a step as
     /// [`Self::run`] does; returns that value's `(learnable, element)` (the first, as
@@ -881,21 +889,18 @@ impl Simulation {
     /// Applies one optimiser step to every learnable parameter, then the clamps.
     pub fn optimizer_step(&mut self) -> Result<(), RunError> {
         let threads = self.optimizer_threads();
-        let mut kernel = self.kernel.as_mut().filter(|_| threads > 1);
-        let run: &mut dyn FnMut(&optim::Job) = &mut |job| match kernel {
-            Some(ref mut k) => k.run_on_threads(job),
-            None => job(0),
-        };
-        let bad = self.optim.step(
+        let update = self.optim.prepare(
             &self.model.learning.optimizer,
             self.model.protocol.dt,
             &self.consts,
             &self.program,
-            &mut self.data,
             &self.absorbed,
             threads,
-            run,
         );
+        let bad = match self.kernel.as_mut().filter(|_| threads > 1) {
+            Some(kernel) => kernel.apply_update(&mut self.data, update),
+            None => update.apply(&mut self.data, &mut |job| job(0)),
+        };
         match bad {
             Some((learnable, k)) => Err(self.optimizer_blow_up(learnable, k)),
             None => Ok(()),

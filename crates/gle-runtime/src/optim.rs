@@ -43,7 +43,7 @@ impl OptimizerState {
     }
 
     /// The rate of a plain-SGD update of `l` at this step (`lr` times `l`'s factor and the
-    /// schedule's scale), as [`Self::step`] applies it; NaN for any other update.
+    /// schedule's scale), as [`Self::prepare`] works it out; NaN for any other update.
     pub fn sgd_rate(&self, opt: &Optimizer, l: &Learnable) -> f64 {
         if l.rule.is_some() {
             return f64::NAN;
@@ -54,30 +54,11 @@ impl OptimizerState {
         }
     }
 
-    /// One step against the gradients, then the lower clamps, the elements of every parameter
-    /// split between `threads` parts that `run` executes (each job `t` updates part `t`; every
-    /// element is updated by the same operations whichever part holds it); the learnables in
-    /// `skip` were updated by the step itself. Returns the first parameter value that is not
-    /// finite afterwards, as `(learnable, element)`: the check rides along the update instead of
-    /// a separate pass.
-    #[allow(clippy::too_many_arguments)]
-    pub fn step(
-        &mut self,
-        opt: &Optimizer,
-        dt: f64,
-        consts: &[f64],
-        program: &Program,
-        data: &mut [Vec<f64>],
-        skip: &[usize],
-        threads: usize,
-        run: &mut dyn FnMut(&Job),
-    ) -> Option<(usize, usize)> {
-        self.prepare(opt, dt, consts, program, skip, threads).apply(data, run)
-    }
-
-    /// Starts the next step ([`Self::step`]'s arguments but the buffers): counts it and works
-    /// out every learnable's update for it, which the returned [`StepUpdate`] applies — here,
-    /// or in a kernel that applies it in the same call as the next step
+    /// Starts the next optimiser step of `program`'s learnables but those in `skip` (updated
+    /// by the step itself), with the optimiser `opt`: counts it and works out every
+    /// learnable's update for it, which the returned [`StepUpdate`] applies (its elements split
+    /// between `threads` parts) — or a kernel, in its own way
+    /// ([`crate::StepKernel::apply_update`]) or in the same call as the next step
     /// ([`crate::StepKernel::run_after_update`]).
     pub fn prepare<'a>(
         &'a mut self,
