@@ -110,8 +110,9 @@ struct TeamRun<'a> {
     ptrs: &'a [*mut f64],
     /// The program's exchanges.
     swaps: &'a [(usize, usize)],
-    /// The optimiser's step the calling thread posts during every step but the last, which
-    /// the threads apply before the next (none when not learning).
+    /// The optimiser's steps the calling thread posts during every step but the last (during
+    /// step `k`, in slot `(k + 1) % 2`), which the threads apply before the next (none when
+    /// not learning).
     update: Option<&'a TeamUpdate<'a>>,
 }
 
