@@ -124,7 +124,7 @@ pub trait StepKernel {
 pub const BUFFER_GUARD: usize = 512;
 
 /// A buffer holding `values` with [`BUFFER_GUARD`] values of spare capacity after them.
-pub fn guarded(values: &[f64]) -> Vec<f64> {
+pub(crate) fn guarded(values: &[f64]) -> Vec<f64> {
     let mut buffer = Vec::with_capacity(values.len() + BUFFER_GUARD);
     buffer.extend_from_slice(values);
     buffer
