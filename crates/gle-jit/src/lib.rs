@@ -303,11 +303,7 @@ impl StepKernel for CompiledStep {
     }
 
     fn apply_update(&mut self, data: &mut [Vec<f64>], update: StepUpdate) -> Option<(usize, usize)> {
-        if self.helpers.is_some() && self.pieces.fit(&update, data) {
-            self.apply_team_update(data, update)
-        } else {
-            update.apply(data, &mut |job| self.run_on_threads(job))
-        }
+        self.update_on_team(data, update)
     }
 
     fn run_after_update(

@@ -504,12 +504,13 @@ impl CompiledStep {
         Ok(taken)
     }
 
-    /// [`StepKernel::apply_update`] for a team, whose pieces must [fit](Pieces::fit) `update`:
-    /// the threads share it as they share the update before a step ([`team_update`]), each
-    /// updating the parameters its own statements read.
-    pub(super) fn apply_team_update(&mut self, data: &mut [Vec<f64>], update: StepUpdate) -> Option<(usize, usize)> {
-        let Some(helpers) = &self.helpers else {
-            return update.apply(data, &mut |job| job(0));
+    /// [`StepKernel::apply_update`]: a team whose pieces [fit](Pieces::fit) `update` shares it
+    /// as it shares the update before a step ([`team_update`]), each thread updating the
+    /// parameters its own statements read; otherwise the optimiser splits it.
+    pub(super) fn update_on_team(&mut self, data: &mut [Vec<f64>], update: StepUpdate) -> Option<(usize, usize)> {
+        let fits = self.pieces.fit(&update, data);
+        let Some(helpers) = self.helpers.as_ref().filter(|_| fits) else {
+            return update.apply(data, &mut |job| self.run_on_threads(job));
         };
         let team = &helpers.shared;
         let storage = std::mem::take(&mut self.update_storage);

@@ -63,14 +63,11 @@ impl Pieces {
                 continue;
             }
             let n = lens[l.param];
+            let most = if owners.is_some() { n } else { PIECE_ELEMENTS };
             let mut cut = |t: usize, start: usize, end: usize| {
                 let mut at = start;
                 while at < end {
-                    let next = if owners.is_some() {
-                        end
-                    } else {
-                        (at + PIECE_ELEMENTS).min(end)
-                    };
+                    let next = (at + most).min(end);
                     by_thread[t].push(Piece {
                         learnable: k,
                         start: at,
