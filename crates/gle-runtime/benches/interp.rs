@@ -1,5 +1,7 @@
 //! Steps per second of the reference interpreter on the LagLine and MNIST-1D 15k models at batch
 //! 1 and 100: a training step (dynamics, errors, plasticity, optimiser) per iteration element.
+//! And the time of one Adam step over the MNIST-1D 15k network's parameters (`adam/…`), the
+//! optimiser every backend shares.
 
 use criterion::{Criterion, Throughput, criterion_main};
 use gle_runtime::Simulation;
@@ -60,7 +62,45 @@ fn train_steps(c: &mut Criterion, name: &str, file: &str, batch: usize) {
     group.finish();
 }
 
+/// One Adam step over the MNIST-1D 15k network's 14.6k parameters (one thread, the gradient of
+/// its first step): while Adam's bias correction `√(1 − β₂ᵗ)` still divides (`bias_corrected`,
+/// steps 1–30,000) and once it has rounded to 1.0 (`corrected_to_one`, from step 37,500).
+fn adam_steps(c: &mut Criterion) {
+    let mut group = c.benchmark_group("adam");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500));
+    for (name, first, last) in [("bias_corrected", 0, 30_000), ("corrected_to_one", 37_500, u64::MAX)] {
+        let fresh = || {
+            let mut sim = simulation("gle_mnist1d_15k.gle", 1);
+            sim.step().unwrap();
+            (0..first).for_each(|_| sim.optimizer_step().unwrap());
+            sim
+        };
+        let (mut sim, mut taken) = (fresh(), first);
+        group.bench_function(format!("mnist1d_15k/{name}"), |b| {
+            b.iter_custom(|iters| {
+                let mut elapsed = Duration::ZERO;
+                for _ in 0..iters {
+                    if taken == last {
+                        // Start over (untimed) before the bias correction changes.
+                        (sim, taken) = (fresh(), first);
+                    }
+                    let start = Instant::now();
+                    sim.optimizer_step().unwrap();
+                    elapsed += start.elapsed();
+                    taken += 1;
+                }
+                elapsed
+            })
+        });
+    }
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
+    adam_steps(c);
     train_steps(c, "lagline", "gle_lagline.gle", 1);
     train_steps(c, "lagline", "gle_lagline.gle", 100);
     train_steps(c, "mnist1d_15k", "gle_mnist1d_15k.gle", 1);

@@ -115,13 +115,7 @@ impl OptimizerState {
             Optimizer::Adam { lr, beta1, beta2, eps } => {
                 let lr = lr * l.lr_factor * self.lr_scale;
                 let (bias1, bias2_sqrt) = bias.unwrap_or_else(|| adam_bias(beta1, beta2, self.t));
-                Update::Adam(Adam {
-                    beta1,
-                    beta2,
-                    eps,
-                    step_size: lr / bias1,
-                    bias2_sqrt,
-                })
+                Update::Adam(Adam::new(beta1, beta2, eps, lr / bias1, bias2_sqrt))
             }
         }
     }
@@ -150,60 +144,174 @@ struct Adam {
     eps: f64,
     step_size: f64,
     bias2_sqrt: f64,
+    /// `1 / bias2_sqrt` to divide by it without the divider, where [`Reciprocal`] can.
+    bias2_reciprocal: Option<Reciprocal>,
 }
 
+/// Elements the bias-corrected Adam update works through at a time, in two passes.
+const ADAM_TILE: usize = 256;
+
 impl Adam {
+    /// Adam's constants at one step: rate `step_size` (the learning rate over `1 − β₁ᵗ`) and
+    /// bias correction `bias2_sqrt` (`√(1 − β₂ᵗ)`).
+    fn new(beta1: f64, beta2: f64, eps: f64, step_size: f64, bias2_sqrt: f64) -> Self {
+        Adam {
+            beta1,
+            beta2,
+            eps,
+            step_size,
+            bias2_sqrt,
+            bias2_reciprocal: Reciprocal::new(bias2_sqrt),
+        }
+    }
+
     /// Updates `theta` and its moments `m`, `s` against the gradient `g`. Its square roots and
-    /// divisions are most of a step at batch 1: where the CPU has AVX, the loop is compiled for
-    /// it (four lanes per instruction instead of two, half the time); per element the IEEE
-    /// operations, correctly rounded at any width, and so the results, are the same. Once the
-    /// bias correction `√(1 − β₂ᵗ)` has rounded to 1.0 (from step 37,412 for β₂ = 0.999),
-    /// dividing by it changes nothing (`x / 1.0` is `x`) and is skipped: a third of the
-    /// divider's work. Returns whether every updated value is finite.
+    /// divisions are most of a step at batch 1; where the CPU has AVX and FMA the loops are
+    /// compiled for them (four lanes per instruction instead of two, half the time). Per element
+    /// the IEEE operations, correctly rounded at any width, and so the results, are the same.
+    /// Two ways to spare the divider:
+    /// - once the bias correction `√(1 − β₂ᵗ)` has rounded to 1.0 (from step 37,412 for
+    ///   β₂ = 0.999), dividing by it changes nothing (`x / 1.0` is `x`) and is skipped;
+    /// - before that, with FMA, the division by it is [`Reciprocal::divide`], which gives the
+    ///   same bits with multiplies.
+    ///
+    /// Returns whether every updated value is finite.
     fn apply(&self, theta: &mut [f64], m: &mut [f64], s: &mut [f64], g: &[f64]) -> bool {
-        if self.bias2_sqrt == 1.0 {
-            self.dispatch::<false>(theta, m, s, g)
-        } else {
-            self.dispatch::<true>(theta, m, s, g)
-        }
-    }
-
-    /// [`Self::apply`] in the widest build the CPU runs, dividing by the bias correction when
-    /// `CORRECT`.
-    fn dispatch<const CORRECT: bool>(&self, theta: &mut [f64], m: &mut [f64], s: &mut [f64], g: &[f64]) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx") {
-            // SAFETY: the CPU was just found to support AVX, the one feature `apply_avx` is
-            // compiled for.
+        if std::arch::is_x86_feature_detected!("avx") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU was just found to support AVX and FMA, the features
+            // `apply_avx_fma` is compiled for.
             #[allow(unsafe_code)]
-            return unsafe { self.apply_avx::<CORRECT>(theta, m, s, g) };
+            return unsafe { self.apply_avx_fma(theta, m, s, g) };
         }
-        self.apply_portable::<CORRECT>(theta, m, s, g)
+        if self.bias2_sqrt == 1.0 {
+            self.fused(theta, m, s, g, |root| root)
+        } else {
+            self.fused(theta, m, s, g, |root| root / self.bias2_sqrt)
+        }
     }
 
+    /// [`Self::apply`] compiled for AVX and FMA.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx")]
-    fn apply_avx<const CORRECT: bool>(&self, theta: &mut [f64], m: &mut [f64], s: &mut [f64], g: &[f64]) -> bool {
-        self.apply_portable::<CORRECT>(theta, m, s, g)
+    #[target_feature(enable = "avx,fma")]
+    fn apply_avx_fma(&self, theta: &mut [f64], m: &mut [f64], s: &mut [f64], g: &[f64]) -> bool {
+        match self.bias2_reciprocal {
+            _ if self.bias2_sqrt == 1.0 => self.fused(theta, m, s, g, |root| root),
+            Some(reciprocal) => self.tiled(theta, m, s, g, reciprocal),
+            None => self.fused(theta, m, s, g, |root| root / self.bias2_sqrt),
+        }
     }
 
-    /// Slices of one length and an index loop, so that the compiler drops the bounds checks and
-    /// vectorises (the finiteness test too, branch-free); inlined into [`Self::apply_avx`] so
-    /// that it is compiled for AVX there.
+    /// The update in one pass, `corrected(√s)` the bias-corrected root. Slices of one length
+    /// and an index loop, so that the compiler drops the bounds checks and vectorises (the
+    /// finiteness test too, branch-free); inlined into its callers so that it is compiled for
+    /// their features.
     #[inline(always)]
-    fn apply_portable<const CORRECT: bool>(&self, theta: &mut [f64], m: &mut [f64], s: &mut [f64], g: &[f64]) -> bool {
+    fn fused(
+        &self,
+        theta: &mut [f64],
+        m: &mut [f64],
+        s: &mut [f64],
+        g: &[f64],
+        corrected: impl Fn(f64) -> f64,
+    ) -> bool {
         let n = theta.len();
         let (m, s, g) = (&mut m[..n], &mut s[..n], &g[..n]);
         let mut finite = true;
         for i in 0..n {
             m[i] += (1.0 - self.beta1) * (g[i] - m[i]);
             s[i] = s[i] * self.beta2 + (1.0 - self.beta2) * g[i] * g[i];
-            let root = s[i].sqrt();
-            let denom = if CORRECT { root / self.bias2_sqrt } else { root } + self.eps;
+            let denom = corrected(s[i].sqrt()) + self.eps;
             theta[i] -= self.step_size * (m[i] / denom);
             finite &= theta[i].is_finite();
         }
         finite
+    }
+
+    /// The bias-corrected update, dividing by the correction with `reciprocal`, in tiles of
+    /// [`ADAM_TILE`] elements and two passes per tile: the denominators, then the moments and
+    /// parameters. In one pass each element is one long chain of dependent operations (root,
+    /// four multiplies, division), too long for the core to overlap enough elements to keep
+    /// its divider busy; two shorter chains it overlaps (−20 % per update, BENCHMARKS.md).
+    #[inline(always)]
+    fn tiled(&self, theta: &mut [f64], m: &mut [f64], s: &mut [f64], g: &[f64], reciprocal: Reciprocal) -> bool {
+        let n = theta.len();
+        let (m, s, g) = (&mut m[..n], &mut s[..n], &g[..n]);
+        let mut denom = [0.0; ADAM_TILE];
+        let mut finite = true;
+        let mut start = 0;
+        while start < n {
+            let end = n.min(start + ADAM_TILE);
+            let (theta, m, s, g) = (
+                &mut theta[start..end],
+                &mut m[start..end],
+                &mut s[start..end],
+                &g[start..end],
+            );
+            let denom = &mut denom[..end - start];
+            for i in 0..denom.len() {
+                s[i] = s[i] * self.beta2 + (1.0 - self.beta2) * g[i] * g[i];
+                denom[i] = reciprocal.divide(s[i].sqrt()) + self.eps;
+            }
+            for i in 0..denom.len() {
+                m[i] += (1.0 - self.beta1) * (g[i] - m[i]);
+                theta[i] -= self.step_size * (m[i] / denom[i]);
+                finite &= theta[i].is_finite();
+            }
+            start = end;
+        }
+        finite
+    }
+}
+
+/// Division by one divisor `c` with multiplies and fused multiply-adds, bit for bit the
+/// correctly rounded `x / c` for every `x` that is zero, infinite, NaN or of magnitude within
+/// `[2⁻⁵³⁷, 2⁵¹²]` — every square root of a double: Adam divides `√s` by its bias correction
+/// so. The divider, which also takes the square root, is the bound of an Adam step; these
+/// operations run beside it (on CPUs with FMA; elsewhere they are slow).
+///
+/// Why the bits are those of `x / c` (binary64, `p = 53`, rounding to nearest, `RN`):
+/// 1. `hi = RN(1/c)`, and `lo = RN(e·hi)` with `e = 1 − c·hi` (exact with an FMA), so
+///    `hi + lo` is `1/c` to a relative `2⁻¹⁰⁵`. `q₁ = RN(x·hi + RN(x·lo))` then rounds a value
+///    within `2⁻¹⁰⁴·|x/c|` of `x/c`: `q₁` is one of the two doubles around `x/c` (faithful).
+/// 2. `r = x − c·q₁` is exact (the remainder of a faithful quotient is a double), and
+///    `q = RN(q₁ + r·hi)` is `RN(x/c)` (Markstein's quotient refinement: Markstein 1990, IBM J.
+///    Res. Dev. 34(1); Handbook of Floating-Point Arithmetic, division with an FMA). With `x/c`
+///    scaled into `[1, 2)` and `ε = c·hi − 1`, `|ε| ≤ 2⁻⁵³(1 − 2⁻⁵³)`, the FMA rounds
+///    `q₁ + r·hi = x/c + (x/c − q₁)·ε`. For that rounding to differ from `x/c`'s, a midpoint
+///    between doubles at some distance `δ` from `x/c` would have to lie within
+///    `|x/c − q₁|·|ε| ≤ (2⁻⁵³ + δ)·|ε|` of it, which needs `δ < 2⁻¹⁰⁶`. But a quotient of
+///    doubles is never such a midpoint and lies at least `2⁻⁵³/C > 2⁻¹⁰⁶` from every one
+///    (`C < 2⁵³` the integer significand of `c`).
+/// 3. Nothing underflows or overflows for `|x|` within `[2⁻⁵³⁷, 2⁵¹²]` and `c` within
+///    `[2⁻⁶⁴, 1)`. Zero, infinity and NaN are passed on as they are, which is what dividing
+///    them by `c` gives.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Reciprocal {
+    c: f64,
+    hi: f64,
+    lo: f64,
+}
+
+impl Reciprocal {
+    /// The reciprocal of `c`, where `c` lies in `[2⁻⁶⁴, 1)` (the domain of the proof).
+    pub fn new(c: f64) -> Option<Self> {
+        if !(2f64.powi(-64)..1.0).contains(&c) {
+            return None;
+        }
+        let hi = 1.0 / c;
+        let lo = (-c).mul_add(hi, 1.0) * hi;
+        Some(Reciprocal { c, hi, lo })
+    }
+
+    /// `x / c`, for `x` in the domain [`Reciprocal`] gives.
+    #[inline(always)]
+    pub fn divide(self, x: f64) -> f64 {
+        let q1 = x.mul_add(self.hi, x * self.lo);
+        let r = (-self.c).mul_add(q1, x);
+        let q = r.mul_add(self.hi, q1);
+        // Branch-free, so that the loop vectorises: zero, infinity and NaN stay as they are.
+        if (x != 0.0) & (x.abs() < f64::INFINITY) { q } else { x }
     }
 }
 
