@@ -49,7 +49,7 @@ fn adam_is_pytorchs_update_before_and_after_its_bias_correction_rounds_to_one() 
 /// `Reciprocal::divide` is the correctly rounded division for Adam's bias corrections at every
 /// step until they round to 1.0 and for other divisors, on quotients closest to midpoints
 /// between doubles (where a wrong rounding would show), at both ends of its domain and on
-/// zero, infinity and NaN.
+/// `+0`, `+∞` and NaN.
 #[test]
 fn reciprocal_division_is_the_correctly_rounded_quotient() {
     use gle_runtime::optim::Reciprocal;
@@ -57,10 +57,7 @@ fn reciprocal_division_is_the_correctly_rounded_quotient() {
     let check = |c: f64, x: f64| {
         let r = Reciprocal::new(c).unwrap();
         let (got, want) = (r.divide(x), x / c);
-        assert!(
-            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
-            "{x:e} / {c:e}: {got:e}, not {want:e}"
-        );
+        assert_eq!(got.to_bits(), want.to_bits(), "{x:e} / {c:e}: {got:e}, not {want:e}");
     };
     // Doubles `x` whose `x / c` lies nearest the midpoint above `q` (and their neighbours).
     let near_midpoints = |c: f64, q: f64| {
@@ -80,7 +77,6 @@ fn reciprocal_division_is_the_correctly_rounded_quotient() {
     for &c in &divisors {
         for x in [
             0.0,
-            -0.0,
             f64::INFINITY,
             f64::NAN,
             2f64.powi(-537),
@@ -116,4 +112,31 @@ fn reciprocal_division_is_the_correctly_rounded_quotient() {
             && Reciprocal::new(2f64.powi(-65)).is_none()
             && Reciprocal::new(f64::NAN).is_none()
     );
+}
+
+/// Adam finds a parameter it leaves infinite or NaN in both of its loops: while its bias
+/// correction divides (β₂ = 0.999) and where it is 1.0 from the first step (β₂ = 0). A
+/// learning rate near the largest double overflows the weights.
+#[test]
+fn adam_reports_a_parameter_it_overflows() {
+    for beta2 in [0.999, 0.0] {
+        let src = format!(
+            "neuron N {{\n    param tau_m = 1\n    param tau_r = 0.5\n    param gamma = 0\n    state u\n    let uhat = D[tau_r] u\n    rate r = tanh(uhat)\n    mismatch e = D[tau_m] u - input\n}}\n\
+             const beta = 1\n\
+             input x[3] = sin(0.3 * linspace(1, 3, 3) * t)\ninput target[70] = 0.5 * cos(0.2 * t)\n\
+             population y[70] : N\nconnect x -> y : dense(init: uniform(-0.5, 0.5)) learn\n\
+             energy E = mismatch(y) + beta * mse(y.r, target)\n\
+             learn {{\n    errors instantaneous\n    optimizer adam(lr: 1e308, beta2: {beta2})\n}}\n\
+             run {{\n    dt 0.1\n    steps 10\n}}\n"
+        );
+        let mut s = sim(&src, 10);
+        let error = (0..10)
+            .find_map(|_| s.step().err().or_else(|| s.optimizer_step().err()))
+            .expect("the weights overflow");
+        assert!(
+            error.message.contains("parameter `x_y.W` is") && error.message.contains("after the optimiser step"),
+            "β₂ = {beta2}: {}",
+            error.message
+        );
+    }
 }
