@@ -470,7 +470,7 @@ impl ParamUpdate {
             theta.iter_mut().for_each(|p| *p = p.max(min));
         }
         // A branch-free scan first (it vectorises); the position only after a blow-up.
-        if finite || theta.iter().fold(true, |ok, p| ok & p.is_finite()) {
+        if finite || theta.iter().fold(0, |bits, &p| bits | nonfinite_bits(p)) == 0 {
             return None;
         }
         theta.iter().position(|p| !p.is_finite())
