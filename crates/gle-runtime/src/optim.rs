@@ -95,7 +95,7 @@ impl OptimizerState {
 
     /// The update of learnable `l` at this step, its rates and bias corrections worked out
     /// (Adam's from `bias`, [`adam_bias`] of this step, when given).
-    fn update(&self, opt: &Optimizer, dt: f64, consts: &[f64], l: &Learnable, bias: Option<(f64, f64)>) -> Update {
+    fn update(&self, opt: &Optimizer, dt: f64, consts: &[f64], l: &Learnable, bias: Option<AdamBias>) -> Update {
         if let Some(rule) = l.rule {
             // An explicit rule: θ ← clip(θ + dt·η·Δ), η read from its constant if it names one.
             let eta = rule.lr_const.map_or(rule.lr, |c| consts[c]);
@@ -114,17 +114,40 @@ impl OptimizerState {
             },
             Optimizer::Adam { lr, beta1, beta2, eps } => {
                 let lr = lr * l.lr_factor * self.lr_scale;
-                let (bias1, bias2_sqrt) = bias.unwrap_or_else(|| adam_bias(beta1, beta2, self.t));
-                Update::Adam(Adam::new(beta1, beta2, eps, lr / bias1, bias2_sqrt))
+                let bias = bias.unwrap_or_else(|| adam_bias(beta1, beta2, self.t));
+                Update::Adam(Adam {
+                    beta1,
+                    beta2,
+                    eps,
+                    step_size: lr / bias.bias1,
+                    bias2_sqrt: bias.bias2_sqrt,
+                    bias2_reciprocal: bias.bias2_reciprocal,
+                })
             }
         }
     }
 }
 
-/// Adam's bias corrections at step `t`: `1 − β₁ᵗ` and `√(1 − β₂ᵗ)`, as PyTorch computes them.
-fn adam_bias(beta1: f64, beta2: f64, t: u64) -> (f64, f64) {
+/// Adam's bias corrections at step `t`, the same for every learnable (worked out once per step).
+#[derive(Clone, Copy, Debug)]
+struct AdamBias {
+    /// `1 − β₁ᵗ`, as PyTorch computes it.
+    bias1: f64,
+    /// `√(1 − β₂ᵗ)`, as PyTorch computes it.
+    bias2_sqrt: f64,
+    /// Its reciprocal, where [`Reciprocal`] can divide by it.
+    bias2_reciprocal: Option<Reciprocal>,
+}
+
+/// Adam's bias corrections at step `t`.
+fn adam_bias(beta1: f64, beta2: f64, t: u64) -> AdamBias {
     let t = t as f64;
-    (1.0 - beta1.powf(t), (1.0 - beta2.powf(t)).sqrt())
+    let bias2_sqrt = (1.0 - beta2.powf(t)).sqrt();
+    AdamBias {
+        bias1: 1.0 - beta1.powf(t),
+        bias2_sqrt,
+        bias2_reciprocal: Reciprocal::new(bias2_sqrt),
+    }
 }
 
 /// One optimiser update with its constants for this step.
@@ -152,19 +175,6 @@ struct Adam {
 const ADAM_TILE: usize = 256;
 
 impl Adam {
-    /// Adam's constants at one step: rate `step_size` (the learning rate over `1 − β₁ᵗ`) and
-    /// bias correction `bias2_sqrt` (`√(1 − β₂ᵗ)`).
-    fn new(beta1: f64, beta2: f64, eps: f64, step_size: f64, bias2_sqrt: f64) -> Self {
-        Adam {
-            beta1,
-            beta2,
-            eps,
-            step_size,
-            bias2_sqrt,
-            bias2_reciprocal: Reciprocal::new(bias2_sqrt),
-        }
-    }
-
     /// Updates `theta` and its moments `m`, `s` against the gradient `g`. Its square roots and
     /// divisions are most of a step at batch 1; where the CPU has AVX and FMA the loops are
     /// compiled for them (four lanes per instruction instead of two, half the time). Per element

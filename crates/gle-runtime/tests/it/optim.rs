@@ -2,6 +2,20 @@
 
 use super::sim;
 
+/// A model whose one learnable is the `3 × neurons` weight matrix `x_y.W` of a tanh layer
+/// learning a cosine target, trained by `optimizer` for `steps` steps.
+fn learning_layer(neurons: usize, optimizer: &str, steps: usize) -> String {
+    format!(
+        "neuron N {{\n    param tau_m = 1\n    param tau_r = 0.5\n    param gamma = 0\n    state u\n    let uhat = D[tau_r] u\n    rate r = tanh(uhat)\n    mismatch e = D[tau_m] u - input\n}}\n\
+         const beta = 1\n\
+         input x[3] = sin(0.3 * linspace(1, 3, 3) * t)\ninput target[{neurons}] = 0.5 * cos(0.2 * t)\n\
+         population y[{neurons}] : N\nconnect x -> y : dense(init: uniform(-0.5, 0.5)) learn\n\
+         energy E = mismatch(y) + beta * mse(y.r, target)\n\
+         learn {{\n    errors instantaneous\n    optimizer {optimizer}\n}}\n\
+         run {{\n    dt 0.1\n    steps {steps}\n}}\n"
+    )
+}
+
 /// Adam is PyTorch's update at every step: `θ ← θ − (lr / (1 − β₁ᵗ))·m / (√s / √(1 − β₂ᵗ) + ε)`,
 /// bit for bit, also after `√(1 − β₂ᵗ)` has rounded to 1.0 (from step 37,412 at β₂ = 0.999),
 /// where the division by it is skipped. 135 weights: two whole tiles of the bias-corrected
@@ -10,16 +24,8 @@ use super::sim;
 fn adam_is_pytorchs_update_before_and_after_its_bias_correction_rounds_to_one() {
     let steps = 39_000;
     let (lr, beta1, beta2, eps): (f64, f64, f64, f64) = (1e-3, 0.9, 0.999, 1e-8);
-    let src = format!(
-        "neuron N {{\n    param tau_m = 1\n    param tau_r = 0.5\n    param gamma = 0\n    state u\n    let uhat = D[tau_r] u\n    rate r = tanh(uhat)\n    mismatch e = D[tau_m] u - input\n}}\n\
-         const beta = 1\n\
-         input x[3] = sin(0.3 * linspace(1, 3, 3) * t)\ninput target[45] = 0.5 * cos(0.2 * t)\n\
-         population y[45] : N\nconnect x -> y : dense(init: uniform(-0.5, 0.5)) learn\n\
-         energy E = mismatch(y) + beta * mse(y.r, target)\n\
-         learn {{\n    errors instantaneous\n    optimizer adam(lr: {lr:e}, beta1: {beta1}, beta2: {beta2}, eps: {eps:e})\n}}\n\
-         run {{\n    dt 0.1\n    steps {steps}\n}}\n"
-    );
-    let mut s = sim(&src, steps);
+    let optimizer = format!("adam(lr: {lr:e}, beta1: {beta1}, beta2: {beta2}, eps: {eps:e})");
+    let mut s = sim(&learning_layer(45, &optimizer, steps), steps);
     let (param, grad) = (s.buffer_id("x_y.W").unwrap(), s.buffer_id("x_y.W.grad").unwrap());
     let n = s.buffer(param).len();
     assert_eq!(n, 135);
@@ -120,16 +126,7 @@ fn reciprocal_division_is_the_correctly_rounded_quotient() {
 #[test]
 fn adam_reports_a_parameter_it_overflows() {
     for beta2 in [0.999, 0.0] {
-        let src = format!(
-            "neuron N {{\n    param tau_m = 1\n    param tau_r = 0.5\n    param gamma = 0\n    state u\n    let uhat = D[tau_r] u\n    rate r = tanh(uhat)\n    mismatch e = D[tau_m] u - input\n}}\n\
-             const beta = 1\n\
-             input x[3] = sin(0.3 * linspace(1, 3, 3) * t)\ninput target[70] = 0.5 * cos(0.2 * t)\n\
-             population y[70] : N\nconnect x -> y : dense(init: uniform(-0.5, 0.5)) learn\n\
-             energy E = mismatch(y) + beta * mse(y.r, target)\n\
-             learn {{\n    errors instantaneous\n    optimizer adam(lr: 1e308, beta2: {beta2})\n}}\n\
-             run {{\n    dt 0.1\n    steps 10\n}}\n"
-        );
-        let mut s = sim(&src, 10);
+        let mut s = sim(&learning_layer(70, &format!("adam(lr: 1e308, beta2: {beta2})"), 10), 10);
         let error = (0..10)
             .find_map(|_| s.step().err().or_else(|| s.optimizer_step().err()))
             .expect("the weights overflow");
