@@ -182,29 +182,38 @@ impl Adam {
     /// Two ways to spare the divider:
     /// - once the bias correction `√(1 − β₂ᵗ)` has rounded to 1.0 (from step 37,412 for
     ///   β₂ = 0.999), dividing by it changes nothing (`x / 1.0` is `x`) and is skipped;
-    /// - before that, with FMA, the division by it is [`Reciprocal::divide`], which gives the
-    ///   same bits with multiplies.
+    /// - before that, where `mul_add` is an instruction, the division by it is
+    ///   [`Reciprocal::divide`], which gives the same bits with multiplies.
     ///
     /// Returns whether every updated value is finite.
     fn apply(&self, theta: &mut [f64], m: &mut [f64], s: &mut [f64], g: &[f64]) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU was just found to support AVX and FMA, the features
-            // `apply_avx_fma` is compiled for.
-            #[allow(unsafe_code)]
-            return unsafe { self.apply_avx_fma(theta, m, s, g) };
+        {
+            if std::arch::is_x86_feature_detected!("avx") && std::arch::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU was just found to support AVX and FMA, the features
+                // `apply_avx_fma` is compiled for.
+                #[allow(unsafe_code)]
+                return unsafe { self.apply_avx_fma(theta, m, s, g) };
+            }
+            // Without FMA, `mul_add` is a library call: divide.
+            if self.bias2_sqrt != 1.0 {
+                return self.fused(theta, m, s, g, |root| root / self.bias2_sqrt);
+            }
         }
-        if self.bias2_sqrt == 1.0 {
-            self.fused(theta, m, s, g, |root| root)
-        } else {
-            self.fused(theta, m, s, g, |root| root / self.bias2_sqrt)
-        }
+        self.apply_fma(theta, m, s, g)
     }
 
-    /// [`Self::apply`] compiled for AVX and FMA.
+    /// [`Self::apply_fma`] compiled for AVX and FMA.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx,fma")]
     fn apply_avx_fma(&self, theta: &mut [f64], m: &mut [f64], s: &mut [f64], g: &[f64]) -> bool {
+        self.apply_fma(theta, m, s, g)
+    }
+
+    /// [`Self::apply`] where `mul_add` is an instruction (on x86-64 inlined into
+    /// [`Self::apply_avx_fma`]; AArch64 always has it).
+    #[inline(always)]
+    fn apply_fma(&self, theta: &mut [f64], m: &mut [f64], s: &mut [f64], g: &[f64]) -> bool {
         match self.bias2_reciprocal {
             _ if self.bias2_sqrt == 1.0 => self.fused(theta, m, s, g, |root| root),
             Some(reciprocal) => self.tiled(theta, m, s, g, reciprocal),
