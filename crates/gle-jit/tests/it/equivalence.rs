@@ -91,12 +91,7 @@ fn compare(path: &Path, steps: usize, batch: usize, jit_threads: usize, split: T
 fn jit_matches_the_interpreter_on_every_model() {
     let mut absorbed = 0;
     for path in models() {
-        let steps = if path.display().to_string().contains("mnist") {
-            200
-        } else {
-            1000
-        };
-        absorbed += compare(&path, steps, 4, 1, TeamSplit::Auto);
+        absorbed += compare(&path, 1000, 4, 1, TeamSplit::Auto);
     }
     // The plain-SGD models (le_fourier, le_mnist1d_mlp, …) have updates the JIT absorbs.
     assert!(absorbed >= 5, "{absorbed} absorbed updates");
